@@ -1,0 +1,329 @@
+"""Pendulum physics: parameters, one integration step, observation, reward, resets.
+
+Conventions
+-----------
+* ``theta`` is the angle from the upright position: ``theta = 0`` is up (the
+  unstable equilibrium), ``theta = +-pi`` hangs down. The task is swing-up.
+* Every function is pure and written for arrays of any shape: a scalar for one
+  pendulum, ``(N,)`` for N pendulums. Broadcasting and ``jax.vmap`` give the
+  same result, so the plan's ``jax.vmap(step)`` works as well as a direct call.
+* float32 throughout; the tests compare against float64 references.
+
+Integration is the plan's scheme: the angular acceleration at the current angle
+updates the velocity, and the *new* velocity updates the angle. That is the
+semi-implicit (symplectic) Euler method. Unlike explicit Euler (which would use
+the old velocity) it keeps the energy of a free pendulum bounded forever.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+Body = Literal["point_mass", "rod"]
+BODIES = ("point_mass", "rod")
+
+
+@dataclasses.dataclass(frozen=True)
+class PendulumParams:
+    """Physical constants and task limits. Frozen and hashable, so it can be a
+    static argument of ``jax.jit``: changing it recompiles once, nothing else does.
+
+    Attributes:
+      g: gravitational acceleration [m/s^2], > 0.
+      l: length [m], > 0.
+      m: mass [kg], > 0.
+      dt: integration time step [s], > 0.
+      max_torque: torques are clipped to ``[-max_torque, max_torque]`` [N m], >= 0.
+      max_speed: angular speeds are clipped to ``[-max_speed, max_speed]`` [rad/s],
+        > 0; ``math.inf`` switches the clip off.
+      episode_length: steps before the time limit truncates an episode, >= 1.
+      body: ``"point_mass"`` (all mass at the tip, moment of inertia m l^2) or
+        ``"rod"`` (uniform rod, centre of mass at l/2, inertia m l^2 / 3).
+    """
+
+    g: float = 9.81
+    l: float = 1.0
+    m: float = 1.0
+    dt: float = 0.05
+    max_torque: float = 2.0
+    max_speed: float = 8.0
+    episode_length: int = 200
+    body: Body = "point_mass"
+
+    def __post_init__(self):
+        for name in ("g", "l", "m", "dt", "max_torque", "max_speed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"PendulumParams.{name} must be a real number, got {value!r}")
+            if math.isnan(value):
+                raise ValueError(f"PendulumParams.{name} must not be NaN")
+            if math.isinf(value) and name != "max_speed":
+                raise ValueError(f"PendulumParams.{name} must be finite, got {value}")
+        for name in ("g", "l", "m", "dt", "max_speed"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"PendulumParams.{name} must be > 0, got {getattr(self, name)}")
+        if self.max_torque < 0:
+            raise ValueError(f"PendulumParams.max_torque must be >= 0, got {self.max_torque}")
+        if (
+            isinstance(self.episode_length, bool)
+            or not isinstance(self.episode_length, int)
+            or self.episode_length < 1
+        ):
+            raise ValueError(
+                f"PendulumParams.episode_length must be an integer >= 1, got {self.episode_length!r}"
+            )
+        if self.body not in BODIES:
+            raise ValueError(f"PendulumParams.body must be one of {BODIES}, got {self.body!r}")
+
+    @classmethod
+    def seed(cls, **overrides) -> "PendulumParams":
+        """The plan's point-mass pendulum (g = 9.81, l = m = 1, dt = 0.05).
+
+        The plan leaves the torque and speed limits open; we take Gymnasium's
+        values (2 N m, 8 rad/s) so the swing-up needs several pumping swings.
+        """
+        return cls(**{**dict(g=9.81, l=1.0, m=1.0, dt=0.05, max_torque=2.0, max_speed=8.0,
+                             episode_length=200, body="point_mass"), **overrides})
+
+    @classmethod
+    def gymnasium(cls, **overrides) -> "PendulumParams":
+        """Gymnasium's ``Pendulum-v1``: uniform rod, g = 10, 200-step episodes."""
+        return cls(**{**dict(g=10.0, l=1.0, m=1.0, dt=0.05, max_torque=2.0, max_speed=8.0,
+                             episode_length=200, body="rod"), **overrides})
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> "PendulumParams":
+        """A preset by name: ``"seed"`` or ``"gymnasium"``."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        return getattr(cls, name)(**overrides)
+
+    @property
+    def gravity_coefficient(self) -> float:
+        """``a`` in ``theta_ddot = a sin(theta) + b torque``: g/l, or 3g/(2l) for a rod."""
+        return self.g / self.l if self.body == "point_mass" else 3.0 * self.g / (2.0 * self.l)
+
+    @property
+    def torque_coefficient(self) -> float:
+        """``b`` in ``theta_ddot = a sin(theta) + b torque``: 1/(m l^2), or 3/(m l^2) for a rod."""
+        inertia = self.m * self.l**2 if self.body == "point_mass" else self.m * self.l**2 / 3.0
+        return 1.0 / inertia
+
+
+PRESETS = ("seed", "gymnasium")
+
+
+def wrap_angle(theta: jax.Array) -> jax.Array:
+    """Wrap angles to ``[-pi, pi)``. Any shape."""
+    return jnp.mod(theta + jnp.pi, 2.0 * jnp.pi) - jnp.pi
+
+
+def angular_acceleration(theta, torque, params: PendulumParams):
+    """``theta_ddot = a sin(theta) + b torque`` for the body model in ``params``.
+
+    ``torque`` is used as given (clip it first). Any broadcastable shapes.
+    """
+    return params.gravity_coefficient * jnp.sin(theta) + params.torque_coefficient * torque
+
+
+def step(theta, theta_dot, torque, params: PendulumParams):
+    """Advance the pendulum by one time step of length ``params.dt``.
+
+    Semi-implicit Euler: clip the torque, update the velocity with the
+    acceleration at the current angle, clip the speed, then update the angle
+    with the *new* velocity and wrap it to ``[-pi, pi)``.
+
+    Args:
+      theta, theta_dot, torque: arrays of one shape, ``()`` or ``(N,)``.
+      params: a :class:`PendulumParams`.
+    Returns:
+      ``(theta, theta_dot)`` after the step, same shapes.
+    """
+    torque = jnp.clip(torque, -params.max_torque, params.max_torque)
+    theta_dot = theta_dot + params.dt * angular_acceleration(theta, torque, params)
+    theta_dot = jnp.clip(theta_dot, -params.max_speed, params.max_speed)
+    theta = wrap_angle(theta + params.dt * theta_dot)
+    return theta, theta_dot
+
+
+def explicit_euler_step(theta, theta_dot, torque, params: PendulumParams):
+    """Explicit (forward) Euler, for comparison only: the angle moves with the
+    *old* velocity. Its energy grows every swing; see Chapter 1."""
+    torque = jnp.clip(torque, -params.max_torque, params.max_torque)
+    new_theta_dot = theta_dot + params.dt * angular_acceleration(theta, torque, params)
+    new_theta_dot = jnp.clip(new_theta_dot, -params.max_speed, params.max_speed)
+    return wrap_angle(theta + params.dt * theta_dot), new_theta_dot
+
+
+def energy(theta, theta_dot, params: PendulumParams):
+    """Mechanical energy in units where the coefficient of sin(theta) is
+    ``a``: ``E = theta_dot^2 / 2 + a cos(theta)``. Conserved by the exact
+    free dynamics (``theta_ddot = a sin(theta)``); upright at rest is ``E = a``."""
+    return 0.5 * theta_dot**2 + params.gravity_coefficient * jnp.cos(theta)
+
+
+def observe(theta, theta_dot):
+    """Observation ``[cos(theta), sin(theta), theta_dot]``: shape ``(..., 3)``.
+
+    Cosine and sine make the angle continuous (no jump at +-pi)."""
+    theta = jnp.asarray(theta, jnp.float32)
+    return jnp.stack([jnp.cos(theta), jnp.sin(theta), jnp.asarray(theta_dot, jnp.float32)], axis=-1)
+
+
+def reward(theta, theta_dot, torque, params: PendulumParams):
+    """The plan's reward, ``-(theta^2 + 0.1 theta_dot^2 + 0.001 torque^2)``,
+    on the wrapped angle and the clipped torque. Ranges from 0 (upright, at
+    rest, no effort) to about -16.3 (hanging, at full speed and torque)."""
+    theta = wrap_angle(theta)
+    torque = jnp.clip(torque, -params.max_torque, params.max_torque)
+    return -(theta**2 + 0.1 * theta_dot**2 + 0.001 * torque**2)
+
+
+# ----------------------------------------------------------------------------
+# Environments: a batch of N pendulums with episode bookkeeping and auto-reset.
+# ----------------------------------------------------------------------------
+
+RESET_MAX_SPEED = 1.0  # reset theta_dot ~ U(-1, 1), as Gymnasium
+
+
+@struct.dataclass
+class EnvState:
+    """State of N environments. All fields have shape ``(N,)``.
+
+    Attributes:
+      theta, theta_dot: the pendulums (float32).
+      time: steps taken in the current episode (int32).
+      episode_return: reward summed over the current episode so far (float32).
+    """
+
+    theta: jax.Array
+    theta_dot: jax.Array
+    time: jax.Array
+    episode_return: jax.Array
+
+
+@struct.dataclass
+class StepResult:
+    """What :func:`env_step` returns besides the new state. Shapes ``(N,)``
+    unless noted.
+
+    Attributes:
+      obs: ``(N, 3)`` observation to act on next: after an auto-reset it is the
+        first observation of the new episode.
+      reward: reward for the step just taken.
+      terminated: the episode reached a terminal state (never, for the pendulum:
+        it has no terminal states). The SAC target cuts bootstrapping only here.
+      truncated: the episode hit the time limit. Not terminal: bootstrap.
+      final_obs: ``(N, 3)`` the true observation after the step, before any
+        reset. Store this as ``next_obs`` in the replay buffer.
+      episode_return: return of the episode that ended at this step; only
+        meaningful where ``terminated | truncated``, else 0.
+    """
+
+    obs: jax.Array
+    reward: jax.Array
+    terminated: jax.Array
+    truncated: jax.Array
+    final_obs: jax.Array
+    episode_return: jax.Array
+
+
+def reset_state(key: jax.Array, num_envs: int, params: PendulumParams) -> EnvState:
+    """Fresh state of ``num_envs`` pendulums: ``theta ~ U(-pi, pi)``,
+    ``theta_dot ~ U(-1, 1)`` (both presets, as Gymnasium)."""
+    if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
+        raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
+    del params  # same distribution for every preset; kept for a uniform signature
+    u = jax.random.uniform(key, (2, num_envs), jnp.float32, -1.0, 1.0)  # one RNG call
+    return EnvState(
+        theta=u[0] * jnp.pi,
+        theta_dot=u[1] * RESET_MAX_SPEED,
+        time=jnp.zeros(num_envs, jnp.int32),
+        episode_return=jnp.zeros(num_envs, jnp.float32),
+    )
+
+
+def reset(key: jax.Array, num_envs: int, params: PendulumParams):
+    """Start ``num_envs`` episodes. Returns ``(state, obs)``, obs ``(N, 3)``."""
+    state = reset_state(key, num_envs, params)
+    return state, observe(state.theta, state.theta_dot)
+
+
+def env_step(state: EnvState, torque: jax.Array, key: jax.Array, params: PendulumParams):
+    """Step N environments with auto-reset at the time limit.
+
+    Args:
+      state: :class:`EnvState` with ``(N,)`` fields (or ``()`` under ``vmap``).
+      torque: ``(N,)`` torques (clipped to ``params.max_torque`` here).
+      key: PRNG key, used only to draw the states of episodes that restart.
+    Returns:
+      ``(new_state, StepResult)``. Where an episode ended, ``new_state`` is
+      already the first state of the next one, ``result.obs`` its observation,
+      and ``result.final_obs`` the true last observation of the old one.
+    """
+    torque = jnp.asarray(torque, jnp.float32)
+    r = reward(state.theta, state.theta_dot, torque, params)
+    theta, theta_dot = step(state.theta, state.theta_dot, torque, params)
+    time = state.time + 1
+    episode_return = state.episode_return + r
+    truncated = time >= params.episode_length
+    terminated = jnp.zeros_like(truncated)  # the pendulum has no terminal states
+    done = terminated | truncated
+    final_obs = observe(theta, theta_dot)
+
+    def restart(_):
+        u = jax.random.uniform(key, (2,) + theta.shape, jnp.float32, -1.0, 1.0)  # one RNG call
+        return (
+            jnp.where(done, u[0] * jnp.pi, theta),
+            jnp.where(done, u[1] * RESET_MAX_SPEED, theta_dot),
+        )
+
+    # Random numbers dominate the cost of a step, and episodes end rarely
+    # (1 step in 200), so draw reset states only when some episode ends.
+    # (Under vmap, cond becomes a select and both branches run: still correct.)
+    theta, theta_dot = jax.lax.cond(jnp.any(done), restart, lambda _: (theta, theta_dot), None)
+    new_state = EnvState(
+        theta=theta,
+        theta_dot=theta_dot,
+        time=jnp.where(done, 0, time),
+        episode_return=jnp.where(done, 0.0, episode_return),
+    )
+    obs = jnp.where(done[..., None], observe(theta, theta_dot), final_obs)
+    result = StepResult(
+        obs=obs,
+        reward=r,
+        terminated=terminated,
+        truncated=truncated,
+        final_obs=final_obs,
+        episode_return=jnp.where(done, episode_return, 0.0),
+    )
+    return new_state, result
+
+
+def rollout(theta0, theta_dot0, torques, params: PendulumParams):
+    """Simulate without resets under a given torque sequence.
+
+    Args:
+      theta0, theta_dot0: initial state, shape ``()`` or ``(N,)``.
+      torques: ``(T,)`` or ``(T, N)`` torques, one row per step.
+    Returns:
+      ``(thetas, theta_dots)``, each ``(T + 1, ...)`` including the start.
+    """
+
+    def body(carry, torque):
+        nxt = step(*carry, torque, params)
+        return nxt, nxt
+
+    theta0 = jnp.asarray(theta0, jnp.float32)
+    theta_dot0 = jnp.asarray(theta_dot0, jnp.float32)
+    _, (thetas, theta_dots) = jax.lax.scan(body, (theta0, theta_dot0), jnp.asarray(torques, jnp.float32))
+    return (
+        jnp.concatenate([theta0[None], thetas]),
+        jnp.concatenate([theta_dot0[None], theta_dots]),
+    )

@@ -1,0 +1,277 @@
+"""Pictures: pendulum animations, a parameter explorer, live training plots.
+
+Animations are ``matplotlib.animation.FuncAnimation`` objects. In a notebook,
+show one with :func:`to_html` (``HTML(anim.to_jshtml())``): a self-contained
+player that works in Jupyter, Colab and the rendered book. :func:`save_gif`
+writes a GIF with Pillow, so no ffmpeg is needed.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import matplotlib
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib import animation
+
+from sacbook import pendulum
+
+
+def _grid(n: int) -> tuple[int, int]:
+    cols = n if n <= 4 else math.ceil(math.sqrt(n * 1.5))
+    return math.ceil(n / cols), cols
+
+
+def pendulum_xy(theta, length: float = 1.0):
+    """Tip position for angle(s) ``theta`` measured from upright: ``(x, y)``."""
+    theta = np.asarray(theta)
+    return length * np.sin(theta), length * np.cos(theta)
+
+
+def animate_pendulums(
+    thetas,
+    *,
+    dt: float = 0.05,
+    torques=None,
+    max_torque: float = 2.0,
+    titles: Sequence[str] | None = None,
+    every: int = 1,
+    panel_size: float = 1.6,
+    dpi: int = 60,
+    interval_ms: float | None = None,
+    suptitle: str | None = None,
+) -> animation.FuncAnimation:
+    """Animate N pendulums side by side.
+
+    Args:
+      thetas: ``(T, N)`` (or ``(T,)``) angles from upright, one row per time step.
+      dt: simulated seconds per row, for the clock and the default frame rate.
+      torques: optional ``(T, N)`` torques, drawn as a coloured arc at the pivot.
+      max_torque: torque that fills the arc.
+      titles: optional N panel titles.
+      every: keep every ``every``-th row, to keep the animation small.
+      panel_size: inches per panel; dpi: resolution. Small values keep notebooks small.
+      interval_ms: delay between frames; default real time (``dt * every``).
+    Returns:
+      A ``FuncAnimation``; show it with :func:`to_html` or save it with :func:`save_gif`.
+    """
+    thetas = np.asarray(thetas, dtype=float)
+    if thetas.ndim == 1:
+        thetas = thetas[:, None]
+    if thetas.ndim != 2 or thetas.shape[0] < 1:
+        raise ValueError(f"thetas must have shape (T, N) with T >= 1, got {thetas.shape}")
+    if not isinstance(every, int) or every < 1:
+        raise ValueError(f"every must be an integer >= 1, got {every!r}")
+    if torques is not None:
+        torques = np.asarray(torques, dtype=float)
+        if torques.ndim == 1:
+            torques = torques[:, None]
+        if torques.shape[1] != thetas.shape[1] or torques.shape[0] < thetas.shape[0] - 1:
+            raise ValueError(f"torques must have shape (T, N) like thetas {thetas.shape}, got {torques.shape}")
+    num_steps, num = thetas.shape
+    frames = list(range(0, num_steps, every))
+    rows, cols = _grid(num)
+    fig, axes = plt.subplots(rows, cols, figsize=(panel_size * cols, panel_size * rows + 0.3),
+                             dpi=dpi, squeeze=False)
+    rods, tips, arcs = [], [], []
+    for i, ax in enumerate(axes.flat):
+        ax.set_xlim(-1.25, 1.25)
+        ax.set_ylim(-1.25, 1.25)
+        ax.set_aspect("equal")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if i >= num:
+            ax.axis("off")
+            continue
+        ax.plot([0, 0], [0, 1.15], color="0.85", lw=1, ls="--", zorder=0)  # the upright target
+        (rod,) = ax.plot([], [], color="tab:blue", lw=3, solid_capstyle="round")
+        (tip,) = ax.plot([], [], "o", color="tab:red", ms=6)
+        (arc,) = ax.plot([], [], color="tab:orange", lw=2)
+        ax.plot([0], [0], "ko", ms=3)
+        if titles is not None:
+            ax.set_title(str(titles[i]), fontsize=8)
+        rods.append(rod)
+        tips.append(tip)
+        arcs.append(arc)
+    clock = fig.suptitle(suptitle or "", fontsize=9)
+
+    def draw(frame):
+        x, y = pendulum_xy(thetas[frame])
+        for i in range(num):
+            rods[i].set_data([0, x[i]], [0, y[i]])
+            tips[i].set_data([x[i]], [y[i]])
+            if torques is not None and frame < torques.shape[0]:
+                # arc at the pivot, length proportional to the torque, sign = direction
+                span = np.clip(torques[frame, i] / max(max_torque, 1e-9), -1, 1) * np.pi
+                angles = thetas[frame, i] + np.linspace(0, span, 12)
+                arcs[i].set_data(*pendulum_xy(angles, 0.3))
+        clock.set_text(f"{suptitle + '   ' if suptitle else ''}t = {frame * dt:4.1f} s")
+        return rods + tips + arcs + [clock]
+
+    fig.tight_layout()
+    anim = animation.FuncAnimation(
+        fig, draw, frames=frames, interval=interval_ms if interval_ms is not None else 1000 * dt * every,
+        blit=False,
+    )
+    plt.close(fig)  # the animation owns the figure; do not also show a still
+    return anim
+
+
+def to_html(anim: animation.FuncAnimation):
+    """Inline, self-contained player for Jupyter, Colab and the rendered book."""
+    from IPython.display import HTML
+
+    return HTML(anim.to_jshtml(default_mode="loop"))
+
+
+def save_gif(anim: animation.FuncAnimation, path, fps: int | None = None) -> None:
+    """Write the animation as a GIF with Pillow (no ffmpeg needed)."""
+    if fps is None:
+        fps = max(1, round(1000 / anim._interval))
+    anim.save(str(path), writer=animation.PillowWriter(fps=fps))
+
+
+def simulate(theta0, theta_dot0, torque, steps: int, params: pendulum.PendulumParams, integrator: str = "semi_implicit"):
+    """Simulate under a constant torque, with no resets. Returns numpy
+    ``(thetas, theta_dots)`` of shape ``(steps + 1, ...)``.
+
+    ``integrator`` is ``"semi_implicit"`` (the package's :func:`pendulum.step`)
+    or ``"explicit"`` (:func:`pendulum.explicit_euler_step`, for comparison).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    if integrator not in ("semi_implicit", "explicit"):
+        raise ValueError(f"integrator must be 'semi_implicit' or 'explicit', got {integrator!r}")
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    step_fn = pendulum.step if integrator == "semi_implicit" else pendulum.explicit_euler_step
+    theta0 = jnp.asarray(theta0, jnp.float32)
+    theta_dot0 = jnp.asarray(theta_dot0, jnp.float32)
+    torque = jnp.broadcast_to(jnp.asarray(torque, jnp.float32), theta0.shape)
+
+    def body(carry, _):
+        nxt = step_fn(*carry, torque, params)
+        return nxt, nxt
+
+    _, (th, thd) = jax.lax.scan(body, (theta0, theta_dot0), None, length=steps)
+    return (np.concatenate([np.asarray(theta0)[None], np.asarray(th)]),
+            np.concatenate([np.asarray(theta_dot0)[None], np.asarray(thd)]))
+
+
+def pendulum_explorer(params: pendulum.PendulumParams | None = None):
+    """An ipywidgets explorer: sliders for g, l, m, the initial angle and
+    velocity, a constant torque, dt and the number of steps. Every change
+    re-simulates with :func:`pendulum.step` and redraws the angle over time,
+    the phase portrait and snapshots of the pendulum.
+
+    Returns the widget (display it as the last expression of a cell).
+    """
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    params = params or pendulum.PendulumParams.seed()
+    style = {"description_width": "110px"}
+    layout = widgets.Layout(width="340px")
+
+    def slider(description, value, lo, hi, step):
+        return widgets.FloatSlider(value=value, min=lo, max=hi, step=step, description=description,
+                                   continuous_update=False, style=style, layout=layout)
+
+    controls = dict(
+        g=slider("g [m/s²]", params.g, 0.5, 25.0, 0.1),
+        l=slider("l [m]", params.l, 0.2, 3.0, 0.05),
+        m=slider("m [kg]", params.m, 0.1, 5.0, 0.1),
+        theta0=slider("θ₀ [rad]", 3.0, -math.pi, math.pi, 0.01),
+        theta_dot0=slider("θ̇₀ [rad/s]", 0.0, -8.0, 8.0, 0.1),
+        torque=slider("torque [N m]", 0.0, -params.max_torque, params.max_torque, 0.05),
+        dt=slider("dt [s]", params.dt, 0.005, 0.2, 0.005),
+        steps=widgets.IntSlider(value=200, min=10, max=1000, step=10, description="steps",
+                                continuous_update=False, style=style, layout=layout),
+    )
+    out = widgets.Output()
+
+    def redraw(g, l, m, theta0, theta_dot0, torque, dt, steps):
+        p = pendulum.PendulumParams(g=g, l=l, m=m, dt=dt, max_torque=params.max_torque,
+                                    max_speed=params.max_speed, episode_length=params.episode_length,
+                                    body=params.body)
+        th, thd = simulate(theta0, theta_dot0, torque, steps, p)
+        t = np.arange(steps + 1) * dt
+        fig, (a0, a1, a2) = plt.subplots(1, 3, figsize=(10, 3), dpi=70)
+        a0.plot(t, th, lw=1)
+        a0.set_xlabel("time [s]")
+        a0.set_ylabel("θ [rad] (0 = upright)")
+        a1.plot(th, thd, ".", ms=1.5)
+        a1.set_xlabel("θ [rad]")
+        a1.set_ylabel("θ̇ [rad/s]")
+        a1.set_title("phase portrait", fontsize=9)
+        for k, idx in enumerate(np.linspace(0, steps, 6).astype(int)):
+            x, y = pendulum_xy(th[idx], 1.0)
+            a2.plot([0, x], [0, y], color=plt.cm.viridis(k / 5), lw=2, label=f"t={idx * dt:.1f}s")
+        a2.set_xlim(-1.2, 1.2)
+        a2.set_ylim(-1.2, 1.2)
+        a2.set_aspect("equal")
+        a2.legend(fontsize=6, loc="lower right")
+        a2.set_title("snapshots", fontsize=9)
+        fig.tight_layout()
+        with out:
+            out.clear_output(wait=True)
+            display(fig)
+        plt.close(fig)
+
+    def on_change(_=None):
+        redraw(**{k: w.value for k, w in controls.items()})
+
+    for w in controls.values():
+        w.observe(on_change, names="value")
+    on_change()
+    sliders = list(controls.values())
+    return widgets.HBox([widgets.VBox(sliders), out])
+
+
+class LivePlot:
+    """Training curves that redraw in place in a notebook while training runs.
+
+    ``LivePlot(["critic_loss", "episode_return"])`` then ``plot.update(history)``
+    after each chunk, where ``history`` is a list of metric dicts with an
+    ``env_steps`` key. Outside a notebook it only keeps the last figure.
+    """
+
+    def __init__(self, keys: Sequence[str], *, x_key: str = "env_steps", ncols: int = 3,
+                 reference: dict[str, tuple[float, str]] | None = None, dpi: int = 70):
+        self.keys = list(keys)
+        self.x_key = x_key
+        self.reference = reference or {}
+        rows = math.ceil(len(self.keys) / ncols)
+        self.fig, axes = plt.subplots(rows, ncols, figsize=(3.4 * ncols, 2.4 * rows), dpi=dpi, squeeze=False)
+        self.axes = list(axes.flat)
+        for ax in self.axes[len(self.keys):]:
+            ax.axis("off")
+        self._handle = None
+        plt.close(self.fig)
+
+    def update(self, history: Sequence[dict]):
+        from IPython.display import display
+
+        x = np.array([h[self.x_key] for h in history], dtype=float)
+        for ax, key in zip(self.axes, self.keys):
+            ax.clear()
+            y = np.array([h.get(key, np.nan) for h in history], dtype=float)
+            ok = np.isfinite(y)
+            ax.plot(x[ok], y[ok], lw=1.5)
+            if key in self.reference:
+                value, label = self.reference[key]
+                ax.axhline(value, color="k", ls="--", lw=1, label=label)
+                ax.legend(fontsize=7)
+            ax.set_title(key, fontsize=9)
+            ax.set_xlabel(self.x_key, fontsize=8)
+            ax.tick_params(labelsize=7)
+        self.fig.tight_layout()
+        if self._handle is None:
+            self._handle = display(self.fig, display_id=True)
+        elif self._handle is not None:
+            self._handle.update(self.fig)
+        return self.fig
