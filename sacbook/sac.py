@@ -1,0 +1,284 @@
+"""Soft Actor-Critic (Haarnoja et al. 2018, with learned temperature).
+
+Pieces, each a pure function:
+  * :func:`soft_td_target`: ``y = r + gamma (1 - terminated) (min_i Q'_i(s', a') - alpha log pi(a'|s'))``
+  * :func:`critic_loss`, :func:`actor_loss`, :func:`temperature_loss`
+  * :func:`polyak_update` for the target critics
+  * :func:`update`: one gradient step of all three, jit-compiled.
+
+Truncation (the time limit) is *not* a terminal state: the target bootstraps
+through it and cuts only at ``terminated``. That is correct only because the
+replay buffer stores the true final observation as ``next_obs``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from functools import partial
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from sacbook import networks
+from sacbook.replay import Transition
+
+ACTIVATIONS = {"relu": nn.relu, "swish": nn.swish, "tanh": nn.tanh, "elu": nn.elu}
+
+
+@dataclasses.dataclass(frozen=True)
+class SACConfig:
+    """Every SAC hyperparameter in one place. Frozen and hashable: it rides in
+    :class:`SACState` as static data, so ``jit`` recompiles when (and only
+    when) it changes.
+
+    Attributes:
+      obs_dim, action_dim: sizes of an observation and an action.
+      hidden_sizes: widths of the hidden layers of the actor and of each critic.
+      activation: name of the hidden activation, one of ``ACTIVATIONS``.
+      gamma: discount in [0, 1).
+      tau: Polyak rate of the target critics in (0, 1]: ``target += tau (online - target)``.
+      actor_lr, critic_lr, alpha_lr: Adam learning rates, > 0.
+      batch_size: transitions per gradient step, >= 1.
+      target_entropy: entropy the temperature steers towards; ``None`` means
+        ``-action_dim`` (the paper's heuristic).
+      init_alpha: initial temperature, > 0.
+      num_critics: critics in the ensemble (2 = twin critics), >= 1.
+    """
+
+    obs_dim: int = 3
+    action_dim: int = 1
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    activation: str = "relu"
+    gamma: float = 0.99
+    tau: float = 0.005
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    alpha_lr: float = 3e-4
+    batch_size: int = 256
+    target_entropy: float | None = None
+    init_alpha: float = 1.0
+    num_critics: int = 2
+
+    def __post_init__(self):
+        def is_int(v):
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        for name in ("obs_dim", "action_dim", "batch_size", "num_critics"):
+            v = getattr(self, name)
+            if not is_int(v) or v < 1:
+                raise ValueError(f"SACConfig.{name} must be an integer >= 1, got {v!r}")
+        hidden = tuple(self.hidden_sizes)
+        if not hidden or not all(is_int(h) and h >= 1 for h in hidden):
+            raise ValueError(f"SACConfig.hidden_sizes must be a non-empty tuple of integers >= 1, got {self.hidden_sizes!r}")
+        object.__setattr__(self, "hidden_sizes", hidden)  # lists -> tuple, to stay hashable
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"SACConfig.activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+        for name in ("gamma", "tau", "actor_lr", "critic_lr", "alpha_lr", "init_alpha"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ValueError(f"SACConfig.{name} must be a finite number, got {v!r}")
+        if not 0.0 <= self.gamma < 1.0:
+            raise ValueError(f"SACConfig.gamma must be in [0, 1), got {self.gamma}")
+        if not 0.0 < self.tau <= 1.0:
+            raise ValueError(f"SACConfig.tau must be in (0, 1], got {self.tau}")
+        for name in ("actor_lr", "critic_lr", "alpha_lr", "init_alpha"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"SACConfig.{name} must be > 0, got {getattr(self, name)}")
+        if self.target_entropy is not None and (
+            isinstance(self.target_entropy, bool)
+            or not isinstance(self.target_entropy, (int, float))
+            or not math.isfinite(self.target_entropy)
+        ):
+            raise ValueError(f"SACConfig.target_entropy must be a finite number or None, got {self.target_entropy!r}")
+
+    @property
+    def entropy_target(self) -> float:
+        """The target entropy in use: ``target_entropy`` or ``-action_dim``."""
+        return float(-self.action_dim if self.target_entropy is None else self.target_entropy)
+
+    def actor(self) -> networks.Actor:
+        return networks.Actor(self.action_dim, self.hidden_sizes, ACTIVATIONS[self.activation])
+
+    def critic(self) -> networks.TwinCritic:
+        return networks.TwinCritic(self.hidden_sizes, self.num_critics, ACTIVATIONS[self.activation])
+
+    def optimizers(self):
+        """``(actor, critic, alpha)`` optax optimizers (Adam)."""
+        return optax.adam(self.actor_lr), optax.adam(self.critic_lr), optax.adam(self.alpha_lr)
+
+
+@struct.dataclass
+class SACState:
+    """Everything SAC learns, as one pytree. ``config`` is static (not a leaf)."""
+
+    actor_params: dict
+    critic_params: dict
+    target_critic_params: dict
+    actor_opt_state: optax.OptState
+    critic_opt_state: optax.OptState
+    alpha_opt_state: optax.OptState
+    log_alpha: jax.Array
+    step: jax.Array
+    config: SACConfig = struct.field(pytree_node=False)
+
+    @property
+    def alpha(self):
+        return jnp.exp(self.log_alpha)
+
+
+def init(key: jax.Array, config: SACConfig) -> SACState:
+    """Fresh networks (target critics = online critics), optimizers and temperature."""
+    k_actor, k_critic = jax.random.split(key)
+    obs = jnp.zeros((1, config.obs_dim), jnp.float32)
+    action = jnp.zeros((1, config.action_dim), jnp.float32)
+    actor_params = config.actor().init(k_actor, obs)
+    critic_params = config.critic().init(k_critic, obs, action)
+    log_alpha = jnp.asarray(math.log(config.init_alpha), jnp.float32)
+    actor_opt, critic_opt, alpha_opt = config.optimizers()
+    return SACState(
+        actor_params=actor_params,
+        critic_params=critic_params,
+        # a copy, not an alias: the training loop donates the state's buffers
+        target_critic_params=jax.tree.map(jnp.copy, critic_params),
+        actor_opt_state=actor_opt.init(actor_params),
+        critic_opt_state=critic_opt.init(critic_params),
+        alpha_opt_state=alpha_opt.init(log_alpha),
+        log_alpha=log_alpha,
+        step=jnp.int32(0),
+        config=config,
+    )
+
+
+# ----------------------------------------------------------------------------
+# Losses. Each is a pure function of parameters and a batch.
+# ----------------------------------------------------------------------------
+
+
+def soft_td_target(reward, terminated, next_q, next_log_prob, alpha, gamma):
+    """Soft Bellman target ``r + gamma (1 - terminated) (next_q - alpha next_log_prob)``.
+
+    ``next_q`` is the minimum over the target critics at ``(s', a' ~ pi(s'))``.
+    ``truncated`` does not appear: the time limit is not a terminal state.
+    All arrays ``(B,)``; returns ``(B,)``.
+    """
+    not_done = 1.0 - terminated.astype(reward.dtype)
+    return reward + gamma * not_done * (next_q - alpha * next_log_prob)
+
+
+def critic_loss(critic_params, target_critic_params, actor_params, log_alpha, batch: Transition, key, config: SACConfig):
+    """``0.5 * sum_i mean_B (Q_i(s, a) - y)^2`` with ``y`` from :func:`soft_td_target`.
+
+    The target (next action, target critics, alpha) carries no gradient.
+    Returns ``(loss, {"q_mean": ...})``.
+    """
+    next_mean, next_log_std = config.actor().apply(actor_params, batch.next_obs)
+    next_action, next_log_prob = networks.sample_action(key, next_mean, next_log_std)
+    next_q = jnp.min(config.critic().apply(target_critic_params, batch.next_obs, next_action), axis=0)
+    target = soft_td_target(batch.reward, batch.terminated, next_q, next_log_prob, jnp.exp(log_alpha), config.gamma)
+    target = jax.lax.stop_gradient(target)
+    q = config.critic().apply(critic_params, batch.obs, batch.action)  # (num_critics, B)
+    loss = 0.5 * jnp.sum(jnp.mean((q - target) ** 2, axis=-1))
+    return loss, {"q_mean": jnp.mean(q), "target_mean": jnp.mean(target)}
+
+
+def actor_loss(actor_params, critic_params, log_alpha, obs, key, config: SACConfig):
+    """``mean_B [alpha log pi(a|s) - min_i Q_i(s, a)]``, ``a ~ pi(s)`` reparameterised.
+
+    Minimising it maximises the soft value. Only the actor gets a gradient.
+    Returns ``(loss, log_prob (B,))``.
+    """
+    mean, log_std = config.actor().apply(actor_params, obs)
+    action, log_prob = networks.sample_action(key, mean, log_std)
+    q = jnp.min(config.critic().apply(critic_params, obs, action), axis=0)
+    alpha = jax.lax.stop_gradient(jnp.exp(log_alpha))
+    return jnp.mean(alpha * log_prob - q), log_prob
+
+
+def temperature_loss(log_alpha, log_prob, target_entropy):
+    """``-log_alpha * mean(log_prob + target_entropy)``.
+
+    Its gradient ``-(mean log_prob + target) = entropy - target`` makes alpha
+    grow when the policy's entropy is below the target and shrink above it.
+    """
+    return -log_alpha * jnp.mean(jax.lax.stop_gradient(log_prob) + target_entropy)
+
+
+def polyak_update(target, online, tau):
+    """``target + tau (online - target)`` leaf by leaf."""
+    return jax.tree.map(lambda t, o: t + tau * (o - t), target, online)
+
+
+@jax.jit
+def update(state: SACState, batch: Transition, key: jax.Array):
+    """One SAC gradient step: critics, then the actor (against the updated
+    critics), then the temperature, then the target critics.
+
+    Returns ``(new_state, metrics)``; metrics is a dict of scalars.
+    """
+    config = state.config
+    actor_opt, critic_opt, alpha_opt = config.optimizers()
+    k_critic, k_actor = jax.random.split(key)
+
+    (c_loss, c_aux), c_grads = jax.value_and_grad(critic_loss, has_aux=True)(
+        state.critic_params, state.target_critic_params, state.actor_params, state.log_alpha, batch, k_critic, config
+    )
+    updates, critic_opt_state = critic_opt.update(c_grads, state.critic_opt_state, state.critic_params)
+    critic_params = optax.apply_updates(state.critic_params, updates)
+
+    (a_loss, log_prob), a_grads = jax.value_and_grad(actor_loss, has_aux=True)(
+        state.actor_params, critic_params, state.log_alpha, batch.obs, k_actor, config
+    )
+    updates, actor_opt_state = actor_opt.update(a_grads, state.actor_opt_state, state.actor_params)
+    actor_params = optax.apply_updates(state.actor_params, updates)
+
+    t_loss, t_grad = jax.value_and_grad(temperature_loss)(state.log_alpha, log_prob, config.entropy_target)
+    updates, alpha_opt_state = alpha_opt.update(t_grad, state.alpha_opt_state, state.log_alpha)
+    log_alpha = optax.apply_updates(state.log_alpha, updates)
+
+    target_critic_params = polyak_update(state.target_critic_params, critic_params, config.tau)
+
+    new_state = state.replace(
+        actor_params=actor_params,
+        critic_params=critic_params,
+        target_critic_params=target_critic_params,
+        actor_opt_state=actor_opt_state,
+        critic_opt_state=critic_opt_state,
+        alpha_opt_state=alpha_opt_state,
+        log_alpha=log_alpha,
+        step=state.step + 1,
+    )
+    metrics = {
+        "critic_loss": c_loss,
+        "actor_loss": a_loss,
+        "alpha_loss": t_loss,
+        "alpha": jnp.exp(log_alpha),
+        "q_mean": c_aux["q_mean"],
+        "entropy": -jnp.mean(log_prob),
+        "actor_grad_norm": optax.global_norm(a_grads),
+        "critic_grad_norm": optax.global_norm(c_grads),
+    }
+    return new_state, metrics
+
+
+METRIC_NAMES = ("critic_loss", "actor_loss", "alpha_loss", "alpha", "q_mean", "entropy",
+                "actor_grad_norm", "critic_grad_norm")
+
+
+def policy_action(state_or_params, obs, config: SACConfig | None = None):
+    """Deterministic action ``tanh(mean)`` in ``[-1, 1]`` for ``obs (..., obs_dim)``.
+
+    Accepts a :class:`SACState`, or actor parameters together with ``config``.
+    """
+    if isinstance(state_or_params, SACState):
+        config, params = state_or_params.config, state_or_params.actor_params
+    else:
+        params = state_or_params
+        if config is None:
+            raise ValueError("policy_action: pass config with bare actor parameters")
+    mean, _ = config.actor().apply(params, obs)
+    return networks.deterministic_action(mean)
