@@ -55,10 +55,10 @@ class SACConfig:
     hidden_sizes: tuple[int, ...] = (64, 64)
     activation: str = "relu"
     gamma: float = 0.99
-    tau: float = 0.005
-    actor_lr: float = 3e-4
-    critic_lr: float = 3e-4
-    alpha_lr: float = 3e-4
+    tau: float = 0.02
+    actor_lr: float = 3e-3
+    critic_lr: float = 3e-3
+    alpha_lr: float = 3e-3
     batch_size: int = 256
     target_entropy: float | None = None
     init_alpha: float = 1.0
