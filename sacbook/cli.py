@@ -6,6 +6,7 @@ Bad options end with a one-line error and exit status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -63,7 +64,171 @@ def cmd_render(args) -> int:
     return 0
 
 
+def _train_config(args):
+    from sacbook import train
+    from sacbook.pendulum import PendulumParams
+
+    config = train.TrainConfig(env=PendulumParams.preset(args.preset))
+    changes = {}
+    if args.num_envs is not None:
+        changes["num_envs"] = args.num_envs
+        changes["buffer_capacity"] = max(config.buffer_capacity, 2 * args.num_envs)
+    if args.total_env_steps is not None:
+        changes["total_env_steps"] = args.total_env_steps
+    if args.buffer_capacity is not None:
+        changes["buffer_capacity"] = args.buffer_capacity
+    if args.updates_per_iteration is not None:
+        changes["updates_per_iteration"] = args.updates_per_iteration
+    sac_changes = {}
+    if args.batch_size is not None:
+        sac_changes["batch_size"] = args.batch_size
+    if sac_changes:
+        changes["sac"] = dataclasses.replace(config.sac, **sac_changes)
+    return config.replace(**changes)
+
+
+def cmd_train(args) -> int:
+    """Train SAC; write metrics, a learning curve, a GIF of the policy and a checkpoint."""
+    import json
+
+    import jax
+    import numpy as np
+
+    from sacbook import checkpoint, train, viz
+
+    out = _writable_dir(args.out)
+    ckpt_dir = out / "checkpoint"
+    state = history = None
+    if args.resume:
+        if checkpoint.latest_step(ckpt_dir) is None:
+            raise CliError(f"--resume: no checkpoint in {str(ckpt_dir)!r}")
+        state, config, seed, history = checkpoint.restore(ckpt_dir)
+        if args.total_env_steps is not None:
+            config = config.replace(total_env_steps=args.total_env_steps)
+        print(f"resuming from {ckpt_dir} at {history[-1]['env_steps'] if history else 0} env steps")
+    else:
+        config, seed = _train_config(args), args.seed
+    print(f"training on {jax.devices()[0].platform}: preset {args.preset if not args.resume else '(checkpoint)'}, "
+          f"{config.num_envs} envs, {config.total_iterations * config.num_envs} env steps, seed {seed}")
+
+    metrics_path = out / "metrics.jsonl"
+    mode = "a" if args.resume else "w"
+    metrics_file = metrics_path.open(mode)
+
+    def log_metrics(record, state):
+        metrics_file.write(json.dumps(record) + "\n")
+        metrics_file.flush()
+
+    chunks_done = [0]
+
+    def save_checkpoint(record, state):
+        chunks_done[0] += 1
+        if chunks_done[0] % args.checkpoint_every == 0:
+            checkpoint.save(ckpt_dir, state, config=config, seed=seed, history=result_history + [record])
+
+    result_history = list(history or [])
+
+    def remember(record, state):
+        result_history.append(record)
+
+    try:
+        result = train.train(config, seed, state=state, history=history, progress=not args.quiet,
+                             callbacks=[log_metrics, save_checkpoint, remember])
+    finally:
+        metrics_file.close()
+    checkpoint.save(ckpt_dir, result)
+
+    # learning curve
+    import matplotlib.pyplot as plt
+
+    steps = np.array([h["env_steps"] for h in result.history])
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    ax.plot(steps, [h["episode_return"] for h in result.history], label="training episodes", alpha=0.6)
+    evals = [(h["env_steps"], h["eval_return"]) for h in result.history if "eval_return" in h]
+    if evals:
+        ax.plot(*zip(*evals), "o-", ms=3, label="deterministic evaluation")
+    ax.axhline(train.SOLVED_RETURN, color="k", ls="--", lw=1, label="solved (-200)")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("episode return")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "learning_curve.png")
+    plt.close(fig)
+
+    # the final policy swinging up a few pendulums
+    thetas, torques, _ = train.policy_rollout(result.state.sac.actor_params, jax.random.key(seed + 1),
+                                              config.sac, config.env, 4, 100)
+    anim = viz.animate_pendulums(np.asarray(thetas), dt=config.env.dt, torques=np.asarray(torques),
+                                 max_torque=config.env.max_torque, every=2, suptitle="trained policy")
+    viz.save_gif(anim, out / "policy.gif")
+
+    solved = result.solved_at
+    print(f"compile {result.compile_seconds:.1f} s; "
+          + (f"solved (eval >= {train.SOLVED_RETURN:.0f}) after {solved['env_steps']} env steps, "
+             f"{solved['wall_seconds']:.1f} s of training; " if solved else "not solved; ")
+          + f"final evaluation return {result.final_eval_return:.1f} over {config.eval_envs} episodes")
+    print(f"wrote {metrics_path}, {out / 'learning_curve.png'}, {out / 'policy.gif'}, {ckpt_dir}/")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    """Measure simulation and training throughput and time-to-solve."""
+    import json
+
+    from sacbook import bench
+
+    sizes = tuple(args.sizes) if args.sizes else bench.SIM_SIZES
+    report = {"device": bench.device_info()}
+    log = (lambda *a: None) if args.json else print
+    log(f"device: {report['device']['platform']} ({report['device']['device']}), "
+        f"jax {report['device']['versions'].get('jax')}")
+    report["simulation"] = bench.simulation_throughput(sizes)
+    log("\nsimulation (random actions, auto-reset), env-steps/s")
+    for row in report["simulation"]:
+        log(f"  N = {row['num_envs']:>7}: {row['env_steps_per_second']:12.4g}")
+    if not args.skip_training:
+        report["training"] = bench.training_throughput()
+        t = report["training"]
+        log(f"\ntraining at N = {t['num_envs']}: {t['env_steps_per_second']:.4g} env-steps/s, "
+            f"{t['updates_per_second']:.4g} updates/s (compile {t['compile_seconds']:.2f} s)")
+        report["time_to_solve"] = bench.time_to_solve()
+        s = report["time_to_solve"]
+        log(f"time to solve (gymnasium preset, N = {s['num_envs']}): "
+            + (f"{s['solve_seconds_total']:.2f} s from a cold start (compile {s['compile_seconds']:.2f} s), "
+               f"{s['solve_env_steps']} env steps" if s["solved"] else "not solved")
+            + f"; final return {s['final_eval_return']:.1f}")
+    if args.compare:
+        report["compare"] = {}
+        log("\nreferences (same run):")
+        for name, fn in (("gymnax", bench.gymnax_simulation), ("gymnasium", bench.gymnasium_simulation)):
+            row = fn(1024)
+            report["compare"][name] = row
+            if row is None:
+                log(f"  {name}: not installed")
+            else:
+                ours = next((r for r in report["simulation"] if r["num_envs"] == 1024), None)
+                ratio = f" (sacbook is {ours['env_steps_per_second'] / row['env_steps_per_second']:.1f}x)" if ours else ""
+                log(f"  {row['name']} at N = 1024: {row['env_steps_per_second']:.4g} env-steps/s{ratio}")
+        if not args.skip_training:
+            row = bench.rejax_time_to_solve()
+            report["compare"]["rejax"] = row
+            if row is None:
+                log("  rejax: not installed")
+            else:
+                log(f"  {row['name']}: {row['total_seconds']:.2f} s for its 10k steps "
+                    f"(compile {row['compile_seconds']:.2f} s), eval >= -200 at "
+                    f"{row['solve_env_steps']} steps, final return {row['final_eval_return']:.1f}")
+    if args.json:
+        print(json.dumps(report, indent=1))
+    if args.save:
+        path = _writable_file(args.save)
+        path.write_text(json.dumps(report, indent=1) + "\n")
+        log(f"\nwrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from sacbook.bench import SIM_SIZES as SIM
     from sacbook.pendulum import PRESETS
 
     parser = argparse.ArgumentParser(prog="sacbook", description=__doc__.splitlines()[0])
@@ -78,6 +243,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--torque", type=float, default=0.0, help="constant torque (default 0: free swing)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("train", help="train SAC on many pendulums at once")
+    p.add_argument("--preset", default="gymnasium", choices=PRESETS, help="physics preset (default gymnasium)")
+    p.add_argument("--num-envs", type=_positive_int, help="parallel environments (default 1024)")
+    p.add_argument("--total-env-steps", type=_positive_int, help="training length in env steps, all envs together")
+    p.add_argument("--batch-size", type=_positive_int, help="transitions per gradient step")
+    p.add_argument("--buffer-capacity", type=_positive_int, help="replay buffer capacity in transitions")
+    p.add_argument("--updates-per-iteration", type=_positive_int, help="gradient updates per env step of all envs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/latest", help="output directory (default runs/latest)")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    p.add_argument("--checkpoint-every", type=_positive_int, default=10, help="chunks between checkpoints (default 10)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("bench", help="measure simulation/training throughput and time-to-solve")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON only")
+    p.add_argument("--compare", action="store_true", help="also time gymnax, Gymnasium and rejax when installed")
+    p.add_argument("--sizes", type=_positive_int, nargs="+", help=f"simulation sizes (default {' '.join(map(str, SIM))})")
+    p.add_argument("--skip-training", action="store_true", help="only the simulation benchmark")
+    p.add_argument("--save", help="also write the JSON report to this file")
+    p.set_defaults(func=cmd_bench)
     return parser
 
 
