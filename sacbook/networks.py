@@ -140,7 +140,8 @@ def sample_action(key, mean, log_std):
     Gradients flow to ``mean`` and ``log_std`` through ``eps``.
     Returns ``(action (..., d) in [-1, 1], log_prob (...))``.
     """
-    u = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape, mean.dtype)
+    shape = jnp.broadcast_shapes(jnp.shape(mean), jnp.shape(log_std))
+    u = mean + jnp.exp(log_std) * jax.random.normal(key, shape, jnp.result_type(mean))
     return jnp.tanh(u), squashed_log_prob(u, mean, log_std)
 
 

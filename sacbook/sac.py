@@ -213,6 +213,11 @@ def polyak_update(target, online, tau):
     return jax.tree.map(lambda t, o: t + tau * (o - t), target, online)
 
 
+def global_norm(tree):
+    """Euclidean norm of all leaves of a pytree together."""
+    return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
+
+
 @jax.jit
 def update(state: SACState, batch: Transition, key: jax.Array):
     """One SAC gradient step: critics, then the actor (against the updated
@@ -259,8 +264,8 @@ def update(state: SACState, batch: Transition, key: jax.Array):
         "alpha": jnp.exp(log_alpha),
         "q_mean": c_aux["q_mean"],
         "entropy": -jnp.mean(log_prob),
-        "actor_grad_norm": optax.global_norm(a_grads),
-        "critic_grad_norm": optax.global_norm(c_grads),
+        "actor_grad_norm": global_norm(a_grads),
+        "critic_grad_norm": global_norm(c_grads),
     }
     return new_state, metrics
 
