@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
 from pathlib import Path
 
@@ -37,10 +38,24 @@ def _writable_dir(path: str) -> Path:
     return out
 
 
-def _writable_file(path: str) -> Path:
+def _writable_file(path: str, suffix: str | None = None, option: str = "--out") -> Path:
     out = Path(path)
+    if out.is_dir():
+        raise CliError(f"{option} {path!r} is a directory; give a file name")
+    if suffix is not None and out.suffix.lower() != suffix:
+        raise CliError(f"{option} {path!r} must end in {suffix}")
     _writable_dir(str(out.parent if str(out.parent) else "."))
     return out
+
+
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
 
 
 def cmd_render(args) -> int:
@@ -50,7 +65,7 @@ def cmd_render(args) -> int:
 
     from sacbook import pendulum, viz
 
-    out = _writable_file(args.out)
+    out = _writable_file(args.out, ".gif")
     params = pendulum.PendulumParams.preset(args.preset)
     key_reset, key_torque = jax.random.split(jax.random.key(args.seed))
     state = pendulum.reset_state(key_reset, args.num_envs, params)
@@ -221,7 +236,7 @@ def cmd_bench(args) -> int:
     if args.json:
         print(json.dumps(report, indent=1))
     if args.save:
-        path = _writable_file(args.save)
+        path = _writable_file(args.save, ".json", "--save")
         path.write_text(json.dumps(report, indent=1) + "\n")
         log(f"\nwrote {path}")
     return 0
@@ -240,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-envs", type=_positive_int, default=4, help="pendulums to draw (default 4)")
     p.add_argument("--steps", type=_positive_int, default=120, help="time steps (default 120)")
     p.add_argument("--every", type=_positive_int, default=2, help="keep every k-th frame (default 2)")
-    p.add_argument("--torque", type=float, default=0.0, help="constant torque (default 0: free swing)")
+    p.add_argument("--torque", type=_finite_float, default=0.0, help="constant torque (default 0: free swing)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_render)
 
@@ -273,9 +288,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (CliError, ValueError) as e:
+    except (CliError, ValueError, OSError) as e:
         print(f"sacbook {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"sacbook {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,0 +1,92 @@
+"""The fused loop's promises: no host transfers inside a chunk, no recompilation between chunks."""
+
+import jax
+import numpy as np
+import pytest
+
+from sacbook import sac, train
+
+CONFIG = train.TrainConfig(
+    num_envs=64, total_env_steps=64 * 40, buffer_capacity=4096, warmup_env_steps=128, learning_starts=128,
+    updates_per_iteration=2, chunk_iterations=10, sac=sac.SACConfig(hidden_sizes=(16, 16), batch_size=64),
+)
+
+
+class CompileCounter:
+    """Counts XLA backend compilations while active."""
+
+    EVENT = "/jax/core/compile/backend_compile_duration"
+
+    def __init__(self):
+        self.count = 0
+        self.active = False
+        jax.monitoring.register_event_duration_secs_listener(self._listen)
+
+    def _listen(self, event, duration, **kwargs):
+        if self.active and event == self.EVENT:
+            self.count += 1
+
+
+COUNTER = CompileCounter()
+
+
+def test_chunk_runs_under_transfer_guard():
+    """A whole chunk (act, step, store, K updates) runs with every host<->device transfer disallowed."""
+    state = train.init(CONFIG, jax.random.key(0))
+    state, _ = train.run_chunk_jit(state, CONFIG)  # compile outside the guard
+    jax.block_until_ready(state)
+    with jax.transfer_guard("disallow"):
+        for _ in range(3):  # includes chunks with updates running
+            state, metrics = train.run_chunk_jit(state, CONFIG)
+        jax.block_until_ready((state, metrics))
+    assert int(state.iteration) == 4 * CONFIG.chunk_iterations
+    assert np.asarray(metrics["updated"]).all()
+
+
+def test_transfer_guard_would_catch_a_host_sync():
+    """Control: the same guard does reject an implicit host->device transfer."""
+    with jax.transfer_guard("disallow"), pytest.raises(Exception, match="[Dd]isallowed"):
+        jax.jit(lambda x: x + 1)(np.ones(3))
+
+
+def test_no_recompilation_between_chunks():
+    """The first chunk compiles; the following chunks, a new seed, and new state values compile nothing."""
+    state = train.init(CONFIG, jax.random.key(1))
+    state, _ = train.run_chunk_jit(state, CONFIG)
+    jax.block_until_ready(state)
+    COUNTER.count, COUNTER.active = 0, True
+    try:
+        for _ in range(3):
+            state, _ = train.run_chunk_jit(state, CONFIG)
+        other = train.init(CONFIG, jax.random.key(2))
+        other, _ = train.run_chunk_jit(other, CONFIG)
+        jax.block_until_ready((state, other))
+    finally:
+        COUNTER.active = False
+    assert COUNTER.count == 0
+
+
+def test_config_change_compiles_once_more():
+    """Control for the counter: a different config is a new program and compiles."""
+    config = CONFIG.replace(updates_per_iteration=3)
+    state = train.init(config, jax.random.key(3))
+    COUNTER.count, COUNTER.active = 0, True
+    try:
+        state, _ = train.run_chunk_jit(state, config)
+        state, _ = train.run_chunk_jit(state, config)
+        jax.block_until_ready(state)
+    finally:
+        COUNTER.active = False
+    assert COUNTER.count >= 1
+
+
+def test_update_ratio_below_one():
+    """update_every=4: updates run on one iteration in four, K each."""
+    config = CONFIG.replace(update_every=4, warmup_env_steps=0, learning_starts=64)
+    state = train.init(config, jax.random.key(4))
+    state, metrics = train.run_chunk_jit(state, config)
+    state, metrics = train.run_chunk_jit(state, config)
+    updated = np.asarray(metrics["updated"])
+    iterations = np.arange(10, 20)
+    np.testing.assert_array_equal(updated, iterations % 4 == 0)
+    assert int(state.sac.step) == config.updates_per_iteration * int(np.sum(np.arange(20) % 4 == 0))
