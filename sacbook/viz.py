@@ -269,9 +269,9 @@ class LivePlot:
             ax.set_title(key, fontsize=9)
             ax.set_xlabel(self.x_key, fontsize=8)
             ax.tick_params(labelsize=7)
-        self.fig.tight_layout()
         if self._handle is None:
+            self.fig.tight_layout()  # once: layout is the slow part of a redraw
             self._handle = display(self.fig, display_id=True)
-        elif self._handle is not None:
+        else:
             self._handle.update(self.fig)
         return self.fig
