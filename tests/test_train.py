@@ -1,0 +1,257 @@
+"""Tests for sacbook.train: config validation, one compiled chunk of the fused
+loop (counters, buffer contents, warm-up, learning start, truncation
+bookkeeping, no host transfers), evaluation and rollouts, and the promised
+result: SAC solves Pendulum-v1 within 20k environment steps for seeds 0, 1, 2."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sacbook import pendulum, sac, train
+from sacbook.pendulum import PendulumParams
+from sacbook.sac import SACConfig
+from sacbook.train import TrainConfig
+
+EPISODE = 7  # short episodes, so that a chunk sees time limits
+TINY = TrainConfig(
+    env=PendulumParams.gymnasium(episode_length=EPISODE),
+    sac=SACConfig(hidden_sizes=(8, 8), batch_size=8),
+    num_envs=3,
+    total_env_steps=100,
+    buffer_capacity=50,
+    warmup_env_steps=12,  # iterations 0-3 act at random
+    learning_starts=20,  # the buffer holds 3 (i + 1) after iteration i: updates from i = 6
+    chunk_iterations=10,
+    eval_envs=4,
+)
+
+
+init_jit = jax.jit(train.init, static_argnums=0)
+
+
+def _copy(tree):
+    """A fresh copy, for run_chunk_jit donates its input."""
+    return jax.tree.map(jnp.copy, tree)
+
+
+# ----------------------------------------------------------------------------
+# Config
+# ----------------------------------------------------------------------------
+
+BAD_TRAIN_CONFIGS = [
+    (dict(num_envs=0), "num_envs"),
+    (dict(num_envs=2.0), "num_envs"),
+    (dict(total_env_steps=0), "total_env_steps"),
+    (dict(buffer_capacity=0), "buffer_capacity"),
+    (dict(buffer_capacity=3, num_envs=4, sac=SACConfig(batch_size=2)), "buffer_capacity"),
+    (dict(buffer_capacity=100, sac=SACConfig(batch_size=256)), "batch_size"),
+    (dict(warmup_env_steps=-1), "warmup_env_steps"),
+    (dict(learning_starts=-5), "learning_starts"),
+    (dict(updates_per_iteration=0), "updates_per_iteration"),
+    (dict(update_every=0), "update_every"),
+    (dict(chunk_iterations=0), "chunk_iterations"),
+    (dict(eval_envs=0), "eval_envs"),
+    (dict(env="gymnasium"), "env"),
+    (dict(sac={"batch_size": 8}), "sac"),
+    (dict(sac=SACConfig(obs_dim=4)), "obs_dim"),
+    (dict(sac=SACConfig(action_dim=2)), "action_dim"),
+]
+
+
+@pytest.mark.parametrize("overrides, field", BAD_TRAIN_CONFIGS)
+def test_train_config_rejects_bad_values(overrides, field):
+    """TrainConfig raises a ValueError naming the offending field."""
+    with pytest.raises(ValueError, match=rf"\b{field}\b"):
+        TrainConfig(**overrides)
+
+
+def test_train_config_derived_quantities():
+    """few_envs is the documented setting; total_iterations rounds up to whole chunks; configs are hashable."""
+    cfg = TrainConfig.few_envs()
+    assert (cfg.num_envs, cfg.total_env_steps, cfg.eval_envs) == (4, 20_000, 16)
+    assert cfg.total_iterations == 5000
+    assert cfg.updates_per_env_step == pytest.approx(0.25)
+    assert TINY.total_iterations == 40  # ceil(100 / 3) = 34 iterations -> 4 chunks of 10
+    assert TrainConfig.few_envs(num_envs=8).num_envs == 8
+    assert hash(TINY) == hash(TINY.replace())
+
+
+# ----------------------------------------------------------------------------
+# One chunk of the fused loop
+# ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def two_chunks():
+    """Two chunks (20 iterations, 60 transitions into a buffer of 50) from a fresh state."""
+    state0 = init_jit(TINY, jax.random.key(0))
+    state1, metrics1 = train.run_chunk_jit(_copy(state0), TINY)
+    with jax.transfer_guard("disallow"):  # a chunk runs without any host transfer
+        state2, metrics2 = train.run_chunk_jit(_copy(state1), TINY)
+    return state0, (state1, metrics1), (state2, metrics2)
+
+
+def test_run_chunk_counters_and_buffer_size(two_chunks):
+    """A chunk advances iteration by chunk_iterations; buffer size is min(iterations * N, capacity), position wraps."""
+    state0, (state1, m1), (state2, m2) = two_chunks
+    n, cap, k = TINY.num_envs, TINY.buffer_capacity, TINY.chunk_iterations
+    assert int(state0.iteration) == 0 and int(state0.buffer.size) == 0
+    assert int(state1.iteration) == k and int(state2.iteration) == 2 * k
+    assert int(state1.buffer.size) == min(k * n, cap) == 30
+    assert int(state2.buffer.size) == min(2 * k * n, cap) == 50
+    assert int(state2.buffer.position) == (2 * k * n) % cap == 10
+    for metrics in (m1, m2):
+        for name in (*sac.METRIC_NAMES, "updated", "episodes_done", "episode_return_sum", "reward_mean"):
+            assert np.shape(metrics[name]) == (k,), name
+
+
+def test_no_updates_before_learning_starts(two_chunks):
+    """Updates start at the first iteration whose buffer holds learning_starts transitions; metrics are zero before."""
+    state0, (state1, m1), (state2, m2) = two_chunks
+    n = TINY.num_envs
+    threshold = max(TINY.learning_starts, TINY.sac.batch_size)
+    expected = np.array([(i + 1) * n >= threshold for i in range(2 * TINY.chunk_iterations)])
+    updated = np.concatenate([np.asarray(m1["updated"]), np.asarray(m2["updated"])])
+    np.testing.assert_array_equal(updated, expected)
+    assert int(state1.sac.step) == expected[:10].sum() == 4
+    assert int(state2.sac.step) == expected.sum() == 14
+    for name in sac.METRIC_NAMES:
+        values = np.concatenate([np.asarray(m1[name]), np.asarray(m2[name])])
+        assert np.all(values[~expected] == 0), name
+        assert np.all(np.isfinite(values[expected])), name
+    # The networks did not change before the first update and did after.
+    assert not np.array_equal(np.asarray(jax.tree.leaves(state0.sac.critic_params)[0]),
+                              np.asarray(jax.tree.leaves(state1.sac.critic_params)[0]))
+
+
+def test_env_states_finite_and_in_range(two_chunks):
+    """After the chunks every env state, observation and buffer field is finite, and angles/speeds are in range."""
+    _, (state1, _), (state2, _) = two_chunks
+    for s in (state1, state2):
+        for x in jax.tree.leaves((s.env, s.obs, s.buffer.data)):
+            assert np.all(np.isfinite(np.asarray(x, np.float64)))
+        theta, theta_dot = np.asarray(s.env.theta), np.asarray(s.env.theta_dot)
+        assert np.all(np.abs(theta) <= np.pi + 1e-6) and np.all(np.abs(theta_dot) <= TINY.env.max_speed)
+        assert np.all(np.abs(np.asarray(s.buffer.data.action)) <= 1.0)
+
+
+def test_buffer_rows_follow_the_episodes(two_chunks):
+    """Buffer rows of the first chunk chain obs -> next_obs within an episode, truncate every EPISODE steps
+    with the true final observation stored, never terminate, and hold the pendulum's reward."""
+    _, (state1, m1), _ = two_chunks
+    n, k = TINY.num_envs, TINY.chunk_iterations
+    d = jax.tree.map(lambda x: np.asarray(x)[: n * k].reshape((k, n) + x.shape[1:]), state1.buffer.data)
+    truncated_at = np.array([(t + 1) % EPISODE == 0 for t in range(k)])
+    np.testing.assert_array_equal(d.truncated, np.repeat(truncated_at[:, None], n, 1))
+    assert not d.terminated.any()
+    for t in range(k - 1):
+        if truncated_at[t]:
+            # next_obs is the last state of the old episode, the next obs a fresh start
+            assert not np.allclose(d.next_obs[t], d.obs[t + 1])
+        else:
+            np.testing.assert_array_equal(d.next_obs[t], d.obs[t + 1])
+    # reward = -(theta^2 + 0.1 theta_dot^2 + 0.001 torque^2) of the state acted in
+    theta = np.arctan2(d.obs[..., 1].astype(np.float64), d.obs[..., 0])
+    torque = TINY.env.max_torque * d.action[..., 0].astype(np.float64)
+    ref = -(theta**2 + 0.1 * d.obs[..., 2].astype(np.float64) ** 2 + 0.001 * torque**2)
+    np.testing.assert_allclose(d.reward, ref, rtol=1e-4, atol=1e-4)
+    # the episode bookkeeping: at the truncation, all n episodes end with return = sum of their rewards
+    t_end = EPISODE - 1
+    assert int(m1["episodes_done"][t_end]) == n and int(np.sum(m1["episodes_done"])) == n
+    assert float(m1["episode_return_sum"][t_end]) == pytest.approx(float(d.reward[: EPISODE].sum()), rel=1e-5)
+    np.testing.assert_allclose(np.asarray(m1["reward_mean"]), d.reward.mean(axis=1), rtol=1e-5)
+
+
+def test_warmup_actions_ignore_the_policy():
+    """During warm-up the actions are uniform random, whatever the actor; afterwards they come from the actor."""
+    cfg = TINY  # warm-up ends after iteration 3, updates start at iteration 6
+    state_a = init_jit(cfg, jax.random.key(1))
+    other_actor = jax.jit(cfg.sac.actor().init)(jax.random.key(77), jnp.zeros((1, 3)))
+    state_b = state_a.replace(sac=state_a.sac.replace(actor_params=other_actor))
+    out_a, _ = train.run_chunk_jit(_copy(state_a), cfg)
+    out_b, _ = train.run_chunk_jit(_copy(state_b), cfg)
+    warm_rows = cfg.warmup_env_steps  # 4 iterations x 3 envs
+    act_a, act_b = np.asarray(out_a.buffer.data.action), np.asarray(out_b.buffer.data.action)
+    np.testing.assert_array_equal(act_a[:warm_rows], act_b[:warm_rows])
+    filled = int(out_a.buffer.size)
+    assert not np.any(np.isclose(act_a[warm_rows:filled], act_b[warm_rows:filled]))
+
+
+# ----------------------------------------------------------------------------
+# Evaluation and rollouts
+# ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def actor_params():
+    return jax.jit(TINY.sac.actor().init)(jax.random.key(3), jnp.zeros((1, 3)))
+
+
+def test_evaluate_returns_in_range_and_match_rollout(actor_params):
+    """evaluate gives (M,) returns in [-16.3 * 200, 0], deterministic, equal to summed policy_rollout rewards."""
+    env = PendulumParams.gymnasium()
+    key = jax.random.key(4)
+    m = 5
+    returns = np.asarray(train.evaluate(actor_params, key, TINY.sac, env, m))
+    assert returns.shape == (m,) and returns.dtype == np.float32
+    assert np.all(returns <= 0) and np.all(returns >= -16.3 * env.episode_length)
+    np.testing.assert_array_equal(returns, np.asarray(train.evaluate(actor_params, key, TINY.sac, env, m)))
+    _, _, rewards = train.policy_rollout(actor_params, key, TINY.sac, env, m, env.episode_length)
+    np.testing.assert_allclose(np.asarray(rewards, np.float64).sum(0), returns, rtol=1e-4, atol=1e-3)
+
+
+def test_evaluate_zero_policy_matches_float64_free_pendulum():
+    """With an all-zero actor (torque 0), evaluate's returns equal a float64 NumPy simulation of the free pendulum."""
+    env = PendulumParams.gymnasium()
+    zero = jax.tree.map(jnp.zeros_like, jax.jit(TINY.sac.actor().init)(jax.random.key(0), jnp.zeros((1, 3))))
+    key = jax.random.key(8)
+    m = 4
+    returns = np.asarray(train.evaluate(zero, key, TINY.sac, env, m))
+    start, _ = pendulum.reset(key, m, env)
+    theta, theta_dot = np.asarray(start.theta, np.float64), np.asarray(start.theta_dot, np.float64)
+    total = np.zeros(m)
+    a = 3.0 * env.g / (2.0 * env.l)  # uniform rod
+    for _ in range(env.episode_length):
+        wrapped = (theta + np.pi) % (2 * np.pi) - np.pi
+        total += -(wrapped**2 + 0.1 * theta_dot**2)
+        theta_dot = np.clip(theta_dot + env.dt * a * np.sin(theta), -env.max_speed, env.max_speed)
+        theta = (theta + env.dt * theta_dot + np.pi) % (2 * np.pi) - np.pi
+    np.testing.assert_allclose(returns, total, rtol=2e-3)
+
+
+def test_policy_rollout_shapes(actor_params):
+    """policy_rollout returns thetas (steps + 1, N) starting at the reset angles, torques and rewards (steps, N)."""
+    env = PendulumParams.gymnasium()
+    key = jax.random.key(5)
+    thetas, torques, rewards = train.policy_rollout(actor_params, key, TINY.sac, env, 3, 25)
+    assert thetas.shape == (26, 3) and torques.shape == (25, 3) and rewards.shape == (25, 3)
+    start, _ = pendulum.reset(key, 3, env)
+    np.testing.assert_array_equal(np.asarray(thetas[0]), np.asarray(start.theta))
+    assert np.all(np.abs(np.asarray(torques)) <= env.max_torque)
+    assert np.all(np.asarray(rewards) <= 0) and np.all(np.asarray(rewards) >= -16.3)
+    assert np.all(np.abs(np.asarray(thetas)) <= np.pi + 1e-6)
+
+
+# ----------------------------------------------------------------------------
+# The promise: SAC learns the swing-up
+# ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_few_envs_solves_pendulum(seed):
+    """TrainConfig.few_envs() reaches a mean deterministic evaluation return >= -200 (16 episodes) within 20k env steps."""
+    config = TrainConfig.few_envs()
+    assert config.eval_envs == 16 and config.total_env_steps == 20_000
+    result = train.train(config, seed, progress=False)
+    assert result.solved_at is not None, [h.get("eval_return") for h in result.history]
+    assert result.solved_at["env_steps"] <= 20_000
+    assert result.solved_at["eval_return"] >= train.SOLVED_RETURN
+    assert result.final_eval_return >= -200.0, [h.get("eval_return") for h in result.history]
+    assert result.history[-1]["env_steps"] == config.total_iterations * config.num_envs
+    assert int(result.state.iteration) == config.total_iterations
+    assert math.isfinite(result.final_eval_return)
