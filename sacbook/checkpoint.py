@@ -94,7 +94,7 @@ def restore(directory, step: int | None = None):
         meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
         config = config_from_dict(meta["config"])
         # the structure, shapes and dtypes to restore into, without computing anything
-        template = jax.eval_shape(lambda: _to_saveable(train.init(config, jax.random.key(0))))
+        template = jax.eval_shape(_to_saveable, train.abstract_state(config))
         restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(template)))
     state = restored["state"]
     state = state.replace(key=jax.random.wrap_key_data(state.key))

@@ -26,12 +26,13 @@ TINY = TrainConfig(
     buffer_capacity=50,
     warmup_env_steps=12,  # iterations 0-3 act at random
     learning_starts=20,  # the buffer holds 3 (i + 1) after iteration i: updates from i = 6
+    updates_per_iteration=1,
     chunk_iterations=10,
     eval_envs=4,
 )
 
 
-init_jit = jax.jit(train.init, static_argnums=0)
+init_jit = train.init
 
 
 def _copy(tree):
@@ -49,7 +50,7 @@ BAD_TRAIN_CONFIGS = [
     (dict(total_env_steps=0), "total_env_steps"),
     (dict(buffer_capacity=0), "buffer_capacity"),
     (dict(buffer_capacity=3, num_envs=4, sac=SACConfig(batch_size=2)), "buffer_capacity"),
-    (dict(buffer_capacity=100, sac=SACConfig(batch_size=256)), "batch_size"),
+    (dict(buffer_capacity=100, num_envs=4, sac=SACConfig(batch_size=256)), "batch_size"),
     (dict(warmup_env_steps=-1), "warmup_env_steps"),
     (dict(learning_starts=-5), "learning_starts"),
     (dict(updates_per_iteration=0), "updates_per_iteration"),
