@@ -206,12 +206,18 @@ def cmd_bench(args) -> int:
         t = report["training"]
         log(f"\ntraining at N = {t['num_envs']}: {t['env_steps_per_second']:.4g} env-steps/s, "
             f"{t['updates_per_second']:.4g} updates/s (compile {t['compile_seconds']:.2f} s)")
-        report["time_to_solve"] = bench.time_to_solve()
-        s = report["time_to_solve"]
-        log(f"time to solve (gymnasium preset, N = {s['num_envs']}): "
-            + (f"{s['solve_seconds_total']:.2f} s from a cold start (compile {s['compile_seconds']:.2f} s), "
-               f"{s['solve_env_steps']} env steps" if s["solved"] else "not solved")
-            + f"; final return {s['final_eval_return']:.1f}")
+        from sacbook import train
+
+        report["time_to_solve"] = []
+        log("\ntime to solve (gymnasium preset, eval >= -200), from a cold start:")
+        for name, config in (("default", train.TrainConfig()), ("few_envs", train.TrainConfig.few_envs())):
+            s = bench.time_to_solve(config)
+            s["config"] = name
+            report["time_to_solve"].append(s)
+            log(f"  {name:>8} (N = {s['num_envs']:>4}): "
+                + (f"{s['solve_seconds_total']:.2f} s (compile {s['compile_seconds']:.2f} s), "
+                   f"{s['solve_env_steps']} env steps" if s["solved"] else "not solved")
+                + f"; final return {s['final_eval_return_many']:.1f} over {s['final_eval_episodes']} episodes")
     if args.compare:
         report["compare"] = {}
         log("\nreferences (same run):")
@@ -230,9 +236,13 @@ def cmd_bench(args) -> int:
             if row is None:
                 log("  rejax: not installed")
             else:
+                solve = (f"eval >= -200 at {row['solve_env_steps']} steps, about "
+                         f"{row['solve_seconds_total']:.2f} s" if row["solve_env_steps"] is not None else "not solved")
                 log(f"  {row['name']}: {row['total_seconds']:.2f} s for its 10k steps "
-                    f"(compile {row['compile_seconds']:.2f} s), eval >= -200 at "
-                    f"{row['solve_env_steps']} steps, final return {row['final_eval_return']:.1f}")
+                    f"(compile {row['compile_seconds']:.2f} s); {solve}; final return {row['final_eval_return']:.1f}")
+                ours = min((s["solve_seconds_total"] for s in report["time_to_solve"] if s["solved"]), default=None)
+                if ours is not None and row["solve_seconds_total"]:
+                    log(f"  time to solve, sacbook / rejax: {ours / row['solve_seconds_total']:.2f}")
     if args.json:
         print(json.dumps(report, indent=1))
     if args.save:
