@@ -138,7 +138,10 @@ def wrap_angle(theta: jax.Array) -> jax.Array:
     turns = jnp.floor((theta + jnp.pi) * (0.5 / jnp.pi))
     wrapped = (theta - turns * _TWO_PI_HI) - turns * _TWO_PI_LO
     wrapped = jnp.where(wrapped >= jnp.pi, (wrapped - _TWO_PI_HI) - _TWO_PI_LO, wrapped)
-    return jnp.where(wrapped < -jnp.pi, (wrapped + _TWO_PI_HI) + _TWO_PI_LO, wrapped)
+    wrapped = jnp.where(wrapped < -jnp.pi, (wrapped + _TWO_PI_HI) + _TWO_PI_LO, wrapped)
+    # beyond |theta| ~ 1e7 float32 cannot resolve an angle at all; still stay in range
+    below_pi = np.nextafter(np.asarray(np.pi, wrapped.dtype), np.asarray(0, wrapped.dtype))
+    return jnp.clip(wrapped, -jnp.pi, below_pi)
 
 
 # Taylor coefficients of sin(y)/y and cos(y) in powers of y^2, enough terms for
