@@ -3,6 +3,7 @@ with a one-line error and a non-zero exit status, never a traceback."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -129,3 +130,70 @@ def test_out_is_an_existing_directory(tmp_path, capsys):
     assert rc == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "is a directory" in err
+
+
+# ----------------------------------------------------------------------------
+# sacbook train / bench
+# ----------------------------------------------------------------------------
+
+def _sacbook(*args, timeout=600):
+    import subprocess
+
+    return subprocess.run([sys.executable, "-m", "sacbook.cli", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--num-envs", "-4"], "--num-envs"),
+    (["--num-envs", "0"], "--num-envs"),
+    (["--total-env-steps", "-1"], "--total-env-steps"),
+    (["--preset", "moon"], "--preset"),
+    (["--batch-size", "5000", "--buffer-capacity", "4096"], "batch_size"),
+])
+def test_train_bad_options_one_line_error(args, needle, tmp_path, capsys):
+    """Bad train options end with status 2 and one error line naming the option, no traceback."""
+    with pytest.raises(SystemExit) as exit_info:
+        rc = cli.main(["train", "--out", str(tmp_path / "run"), *args])
+        raise SystemExit(rc)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("sacbook train: error:")
+
+
+def test_train_unwritable_out_and_missing_resume(tmp_path):
+    """An --out that cannot be a directory, or --resume with no checkpoint: one line, status 2."""
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for args in (["--out", str(blocker / "run")], ["--out", str(tmp_path / "empty"), "--resume"]):
+        proc = _sacbook("train", *args, "--quiet")
+        assert proc.returncode == 2
+        assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_train_writes_outputs_and_resumes(tmp_path):
+    """A short run writes metrics, curve, GIF and checkpoint; --resume continues to a longer total."""
+    out = tmp_path / "run"
+    common = ["--num-envs", "64", "--batch-size", "64", "--updates-per-iteration", "1", "--quiet", "--out", str(out)]
+    proc = _sacbook("train", "--total-env-steps", str(64 * 20), *common)
+    assert proc.returncode == 0, proc.stderr
+    assert "final evaluation return" in proc.stdout
+    for name in ("metrics.jsonl", "learning_curve.png", "policy.gif"):
+        assert (out / name).stat().st_size > 0
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["env_steps"] == 64 * 20 and "eval_return" in records[-1]
+    proc = _sacbook("train", "--resume", "--total-env-steps", str(64 * 40), *common)
+    assert proc.returncode == 0, proc.stderr
+    assert "resuming" in proc.stdout
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["env_steps"] for r in records] == [64 * 20 * k for k in (1, 2)]
+
+
+def test_bench_json_simulation_only():
+    """`sacbook bench --json --skip-training` prints valid JSON with device info and one row per size."""
+    proc = _sacbook("bench", "--json", "--skip-training", "--sizes", "1", "64")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["device"]["platform"] == "cpu" and "jax" in report["device"]["versions"]
+    assert [row["num_envs"] for row in report["simulation"]] == [1, 64]
+    assert all(row["env_steps_per_second"] > 0 for row in report["simulation"])
