@@ -385,7 +385,8 @@ def train(
 
         bar = tqdm(total=total * config.num_envs, initial=iterations_done * config.num_envs,
                    unit="step", unit_scale=True, desc="env steps", dynamic_ncols=True)
-    solved_at = None
+    # a resumed run may have been solved before it stopped
+    solved_at = next((dict(h) for h in history if h.get("eval_return", -np.inf) >= target_return), None)
     elapsed = history[-1]["wall_seconds"] if history else 0.0
     chunk_index = len(history)
     try:
@@ -415,8 +416,8 @@ def train(
                 callback(record, state)
             if solved_at is None and record.get("eval_return", -np.inf) >= target_return:
                 solved_at = dict(record)
-                if stop_when_solved:
-                    break
+            if stop_when_solved and solved_at is not None:
+                break
     finally:
         if bar is not None:
             bar.close()
