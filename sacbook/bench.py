@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime
 import importlib.metadata
 import math
+import os
 import platform
 import time
 from functools import partial
@@ -48,8 +49,9 @@ def device_info() -> dict:
         "platform": device.platform,
         "device": getattr(device, "device_kind", str(device)),
         "device_count": jax.device_count(),
-        "cpu_count": __import__("os").cpu_count(),
+        "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "versions": versions,
     }
 
