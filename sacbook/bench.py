@@ -70,14 +70,15 @@ def _best_of(fn, repeats: int) -> float:
 def _simulate(state, key, steps: int, params: PendulumParams):
     """``steps`` env steps with uniform random torques, auto-reset included."""
 
-    def body(carry, k):
+    def body(carry, keys):
         state, total = carry
-        k_action, k_env = jax.random.split(k)
-        torque = jax.random.uniform(k_action, state.theta.shape, jnp.float32, -params.max_torque, params.max_torque)
-        state, result = pendulum.env_step(state, torque, k_env, params)
+        torque = jax.random.uniform(keys[0], state.theta.shape, jnp.float32, -params.max_torque, params.max_torque)
+        state, result = pendulum.env_step(state, torque, keys[1], params)
         return (state, total + result.reward), None
 
-    (state, total), _ = jax.lax.scan(body, (state, jnp.zeros_like(state.theta)), jax.random.split(key, steps))
+    # all keys in one call: (steps, 2) = an action key and an env key per step
+    keys = jax.random.split(key, (steps, 2))
+    (state, total), _ = jax.lax.scan(body, (state, jnp.zeros_like(state.theta)), keys)
     return state, total
 
 
@@ -130,7 +131,29 @@ def training_throughput(config: train.TrainConfig | None = None, *, chunks: int 
     }
 
 
-def time_to_solve(config: train.TrainConfig | None = None, *, seed: int = 0,
+NAMED_CONFIGS = {"default": train.TrainConfig, "few_envs": train.TrainConfig.few_envs}
+
+
+def run_isolated(function: str, **kwargs) -> dict | None:
+    """Run ``bench.<function>(**kwargs)`` in a fresh Python process, so that
+    nothing is compiled or cached yet: a true cold start. Adds
+    ``process_seconds``, the wall-clock of the whole call including imports.
+    Returns None if the function returned None (a reference not installed)."""
+    import json
+    import subprocess
+    import sys
+
+    code = ("import json, sys, time; t0 = time.perf_counter(); from sacbook import bench; "
+            f"r = bench.{function}(**json.loads(sys.argv[1])); "
+            "r is None or r.update(process_seconds=time.perf_counter() - t0); print('@@' + json.dumps(r))")
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps(kwargs)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"bench.{function} failed in a subprocess:\n{proc.stderr[-2000:]}")
+    line = next(l for l in proc.stdout.splitlines() if l.startswith("@@"))
+    return json.loads(line[2:])
+
+
+def time_to_solve(config: train.TrainConfig | str | None = None, *, seed: int = 0,
                   target_return: float = train.SOLVED_RETURN, final_eval_envs: int = 1024) -> dict:
     """Wall-clock from a cold start (init + compile + training) to the first
     evaluation (16 episodes) with mean return >= ``target_return``; the run
@@ -140,6 +163,10 @@ def time_to_solve(config: train.TrainConfig | None = None, *, seed: int = 0,
     "Cold" means the first call in a process; later calls with the same
     config reuse JAX's in-memory compilation cache.
     """
+    if isinstance(config, str):
+        if config not in NAMED_CONFIGS:
+            raise ValueError(f"unknown config {config!r}; choose one of {sorted(NAMED_CONFIGS)}")
+        config = NAMED_CONFIGS[config]()
     config = config or train.TrainConfig()
     t0 = time.perf_counter()
     result = train.train(config, seed, progress=False, target_return=target_return)
