@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import os
 import sys
 from pathlib import Path
 
@@ -294,23 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# XLA's newer CPU fusion emitters generate slightly faster code (about 13% on
-# the training loop) but compile it about 30% slower (5.3 s -> 3.8 s for the
-# training chunk on a 2-core CPU). Runs from the command line are dominated by
-# compilation, so the CLI switches them off unless XLA_FLAGS already says
-# otherwise. The flag only affects the CPU backend. It takes effect only if
-# set before JAX starts, hence here and not in the library.
-CPU_COMPILE_FLAG = "--xla_cpu_use_fusion_emitters=false"
-
-
-def _configure_xla() -> None:
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_cpu_use_fusion_emitters" not in flags:
-        os.environ["XLA_FLAGS"] = f"{flags} {CPU_COMPILE_FLAG}".strip()
-
-
 def main(argv=None) -> int:
-    _configure_xla()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

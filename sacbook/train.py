@@ -297,6 +297,18 @@ def policy_rollout(actor_params, key, sac_config: SACConfig, env_params: Pendulu
     return jnp.concatenate([env_state.theta[None], thetas]), torques, rewards
 
 
+# XLA's CPU fusion emitters generate code that runs the training loop about 13%
+# faster but compiles it about 30% slower (5.3 s -> 3.8 s for a chunk on a
+# 2-core CPU). A run of a few hundred thousand env steps is dominated by
+# compilation, so train() switches them off on CPU unless asked not to.
+CPU_FAST_COMPILE_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
+
+
+def compiler_options(fast_compile: bool = True) -> dict:
+    """XLA options for compiling the training programs on the current backend."""
+    return dict(CPU_FAST_COMPILE_OPTIONS) if fast_compile and jax.default_backend() == "cpu" else {}
+
+
 def eval_key(seed: int) -> jax.Array:
     """The fixed key of a run's evaluations: the same starts every time, so the
     evaluation curve measures the policy, not the luck of the draw."""
@@ -347,6 +359,7 @@ def train(
     stop_when_solved: bool = False,
     callbacks: Iterable[Callable[[dict, TrainState], None]] = (),
     progress: bool = True,
+    fast_compile: bool = True,
 ) -> TrainResult:
     """Train SAC for ``config.total_env_steps`` environment steps.
 
@@ -363,6 +376,8 @@ def train(
         first record to reach it is returned as ``solved_at``.
       stop_when_solved: stop training at that record.
       progress: show a tqdm bar.
+      fast_compile: on CPU, trade ~13% run time for ~30% less compile time
+        (see ``CPU_FAST_COMPILE_OPTIONS``); turn off for long runs.
     """
     if not _is_int(eval_every) or eval_every < 1:
         raise ValueError(f"eval_every must be an integer >= 1, got {eval_every!r}")
@@ -373,8 +388,10 @@ def train(
 
     # Compile ahead of time so compile time is measured apart from run time.
     t0 = time.perf_counter()
-    chunk_fn = run_chunk_jit.lower(state, config).compile()
-    eval_fn = evaluate.lower(state.sac.actor_params, key_eval, config.sac, config.env, config.eval_envs).compile()
+    options = compiler_options(fast_compile)
+    chunk_fn = run_chunk_jit.lower(state, config).compile(compiler_options=options)
+    eval_fn = evaluate.lower(state.sac.actor_params, key_eval, config.sac, config.env,
+                             config.eval_envs).compile(compiler_options=options)
     compile_seconds = time.perf_counter() - t0
 
     iterations_done = int(state.iteration)
