@@ -135,6 +135,15 @@ class TrainState:
     iteration: jax.Array
 
 
+def program_config(config: TrainConfig) -> TrainConfig:
+    """``config`` without what only the host loop reads (the run's length).
+
+    Compiled programs take this as their static argument, so a longer run or
+    a resumed one reuses them instead of compiling again.
+    """
+    return config.replace(total_env_steps=1)
+
+
 def init(config: TrainConfig, key: jax.Array) -> TrainState:
     """A fresh run: new networks, an empty buffer, N freshly reset envs.
 
@@ -142,7 +151,7 @@ def init(config: TrainConfig, key: jax.Array) -> TrainState:
     :func:`sacbook.sac.init_params`); the rest is one small jitted program.
     """
     k_sac, k_rest = jax.random.split(key)
-    return _init_rest(sac.init(k_sac, config.sac), k_rest, config)
+    return _init_rest(sac.init(k_sac, config.sac), k_rest, program_config(config))
 
 
 def abstract_state(config: TrainConfig) -> TrainState:
@@ -389,7 +398,7 @@ def train(
     # Compile ahead of time so compile time is measured apart from run time.
     t0 = time.perf_counter()
     options = compiler_options(fast_compile)
-    chunk_fn = run_chunk_jit.lower(state, config).compile(compiler_options=options)
+    chunk_fn = run_chunk_jit.lower(state, program_config(config)).compile(compiler_options=options)
     eval_fn = evaluate.lower(state.sac.actor_params, key_eval, config.sac, config.env,
                              config.eval_envs).compile(compiler_options=options)
     compile_seconds = time.perf_counter() - t0

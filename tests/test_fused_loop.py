@@ -90,3 +90,15 @@ def test_update_ratio_below_one():
     iterations = np.arange(10, 20)
     np.testing.assert_array_equal(updated, iterations % 4 == 0)
     assert int(state.sac.step) == config.updates_per_iteration * int(np.sum(np.arange(20) % 4 == 0))
+
+
+def test_longer_run_reuses_the_compiled_program():
+    """Changing only total_env_steps (a longer run, a resume) compiles nothing new."""
+    train.train(CONFIG, 0, progress=False)
+    COUNTER.count, COUNTER.active = 0, True
+    try:
+        result = train.train(CONFIG.replace(total_env_steps=2 * CONFIG.total_env_steps), 1, progress=False)
+    finally:
+        COUNTER.active = False
+    assert result.history[-1]["env_steps"] == 2 * CONFIG.total_env_steps
+    assert COUNTER.count == 0
