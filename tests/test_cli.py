@@ -174,7 +174,8 @@ def test_train_unwritable_out_and_missing_resume(tmp_path):
 def test_train_writes_outputs_and_resumes(tmp_path):
     """A short run writes metrics, curve, GIF and checkpoint; --resume continues to a longer total."""
     out = tmp_path / "run"
-    common = ["--num-envs", "64", "--batch-size", "64", "--updates-per-iteration", "1", "--quiet", "--out", str(out)]
+    common = ["--num-envs", "64", "--batch-size", "64", "--updates-per-iteration", "1", "--quiet", "--no-cache",
+              "--out", str(out)]
     proc = _sacbook("train", "--total-env-steps", str(64 * 20), *common)
     assert proc.returncode == 0, proc.stderr
     assert "final evaluation return" in proc.stdout
@@ -187,6 +188,11 @@ def test_train_writes_outputs_and_resumes(tmp_path):
     assert "resuming" in proc.stdout
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["env_steps"] for r in records] == [64 * 20 * k for k in (1, 2)]
+    # a fresh run into the same --out replaces the old one (the README's main command, run twice)
+    proc = _sacbook("train", "--total-env-steps", str(64 * 20), *common)
+    assert proc.returncode == 0, proc.stderr
+    assert "replacing" in proc.stdout
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
 
 
 def test_bench_json_simulation_only():
