@@ -182,7 +182,8 @@ def cmd_train(args) -> int:
 
     steps = np.array([h["env_steps"] for h in result.history])
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
-    ax.plot(steps, [h["episode_return"] for h in result.history], label="training episodes", alpha=0.6)
+    # with many envs all episodes end together, so few chunks have training returns: draw markers
+    ax.plot(steps, [h["episode_return"] for h in result.history], "s-", ms=4, label="training episodes", alpha=0.6)
     evals = [(h["env_steps"], h["eval_return"]) for h in result.history if "eval_return" in h]
     if evals:
         ax.plot(*zip(*evals), "o-", ms=3, label="deterministic evaluation")
