@@ -236,8 +236,6 @@ def cmd_bench(args) -> int:
         t = report["training"]
         log(f"\ntraining at N = {t['num_envs']}: {t['env_steps_per_second']:.4g} env-steps/s, "
             f"{t['updates_per_second']:.4g} updates/s (compile {t['compile_seconds']:.2f} s)")
-        from sacbook import train
-
         report["time_to_solve"] = []
         log("\ntime to solve (gymnasium preset, eval >= -200), each in a fresh process (compile included):")
         for name in ("default", "few_envs"):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from typing import Literal
 
 import jax
@@ -294,7 +295,7 @@ class StepResult:
 def reset_state(key: jax.Array, num_envs: int, params: PendulumParams) -> EnvState:
     """Fresh state of ``num_envs`` pendulums: ``theta ~ U(-pi, pi)``,
     ``theta_dot ~ U(-1, 1)`` (both presets, as Gymnasium)."""
-    if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
+    if isinstance(num_envs, bool) or not isinstance(num_envs, numbers.Integral) or num_envs < 1:
         raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
     del params  # same distribution for every preset; kept for a uniform signature
     u = jax.random.uniform(key, (2, num_envs), jnp.float32, -1.0, 1.0)  # one RNG call

@@ -7,6 +7,8 @@ of the arrays' shapes, so it is fixed once the buffer is created.
 
 from __future__ import annotations
 
+import numbers
+
 import jax
 import jax.numpy as jnp
 from flax import struct
@@ -52,7 +54,7 @@ def init(capacity: int, example_transition) -> ReplayBuffer:
     """An empty buffer with room for ``capacity`` transitions shaped like
     ``example_transition`` (one transition without a batch axis, e.g. the
     arrays' shapes and dtypes; values are ignored)."""
-    if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+    if isinstance(capacity, bool) or not isinstance(capacity, numbers.Integral) or capacity < 1:
         raise ValueError(f"capacity must be an integer >= 1, got {capacity!r}")
     data = jax.tree.map(
         lambda x: jnp.zeros((capacity,) + jnp.shape(x), jnp.asarray(x).dtype), example_transition
@@ -94,7 +96,7 @@ def sample(buffer: ReplayBuffer, key: jax.Array, batch_size: int):
     From an empty buffer it returns row 0 (zeros): callers wait until the
     buffer holds at least a batch before sampling.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     rows = jax.random.randint(key, (batch_size,), 0, jnp.maximum(buffer.size, 1))
     return jax.tree.map(lambda d: d[rows], buffer.data)

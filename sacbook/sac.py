@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from functools import partial
-from typing import Sequence
 
 import flax.linen as nn
 import jax

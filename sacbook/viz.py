@@ -9,9 +9,8 @@ writes a GIF with Pillow, so no ffmpeg is needed.
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
-
-import matplotlib
+import numbers
+from typing import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -39,6 +38,7 @@ def animate_pendulums(
     max_torque: float = 2.0,
     titles: Sequence[str] | None = None,
     every: int = 1,
+    cols: int | None = None,
     panel_size: float = 1.6,
     dpi: int = 60,
     interval_ms: float | None = None,
@@ -52,6 +52,7 @@ def animate_pendulums(
       torques: optional ``(T, N)`` torques, drawn as a coloured arc at the pivot.
       max_torque: torque that fills the arc.
       titles: optional N panel titles.
+      cols: panels per row (default: a near-square grid; up to 4 in one row).
       every: keep every ``every``-th row, to keep the animation small.
       panel_size: inches per panel; dpi: resolution. Small values keep notebooks small.
       interval_ms: delay between frames; default real time (``dt * every``).
@@ -63,7 +64,7 @@ def animate_pendulums(
         thetas = thetas[:, None]
     if thetas.ndim != 2 or thetas.shape[0] < 1:
         raise ValueError(f"thetas must have shape (T, N) with T >= 1, got {thetas.shape}")
-    if not isinstance(every, int) or every < 1:
+    if isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 1:
         raise ValueError(f"every must be an integer >= 1, got {every!r}")
     if torques is not None:
         torques = np.asarray(torques, dtype=float)
@@ -72,8 +73,12 @@ def animate_pendulums(
         if torques.shape[1] != thetas.shape[1] or torques.shape[0] < thetas.shape[0] - 1:
             raise ValueError(f"torques must have shape (T, N) like thetas {thetas.shape}, got {torques.shape}")
     num_steps, num = thetas.shape
+    if titles is not None and len(titles) != num:
+        raise ValueError(f"titles must have one entry per pendulum ({num}), got {len(titles)}")
+    if cols is not None and (isinstance(cols, bool) or not isinstance(cols, numbers.Integral) or cols < 1):
+        raise ValueError(f"cols must be an integer >= 1, got {cols!r}")
     frames = list(range(0, num_steps, every))
-    rows, cols = _grid(num)
+    rows, cols = _grid(num) if cols is None else (math.ceil(num / cols), min(int(cols), num))
     fig, axes = plt.subplots(rows, cols, figsize=(panel_size * cols, panel_size * rows + 0.3),
                              dpi=dpi, squeeze=False)
     rods, tips, arcs = [], [], []
@@ -146,7 +151,7 @@ def simulate(theta0, theta_dot0, torque, steps: int, params: pendulum.PendulumPa
 
     if integrator not in ("semi_implicit", "explicit"):
         raise ValueError(f"integrator must be 'semi_implicit' or 'explicit', got {integrator!r}")
-    if not isinstance(steps, int) or steps < 1:
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
     step_fn = pendulum.step if integrator == "semi_implicit" else pendulum.explicit_euler_step
     theta0 = jnp.asarray(theta0, jnp.float32)
