@@ -174,3 +174,13 @@ def test_live_plot_update_returns_figure(capsys):
     np.testing.assert_allclose(ret_ax.lines[0].get_ydata(), [-900.0, -300.0])
     assert len(ret_ax.lines) == 2  # curve + reference
     assert plot.update(history[:2]) is fig  # redraws the same figure
+
+
+def test_animate_pendulums_grid_and_titles():
+    """cols= sets the grid; titles must match the number of pendulums; NumPy integers are accepted."""
+    anim = viz.animate_pendulums(np.zeros((4, 6)), cols=3, every=np.int64(2), dpi=30, panel_size=0.8)
+    assert len(anim._fig.axes) == 6 and anim._fig.axes[0].get_subplotspec().get_gridspec().get_geometry() == (2, 3)
+    with pytest.raises(ValueError, match="titles"):
+        viz.animate_pendulums(np.zeros((4, 6)), titles=["a", "b"])
+    with pytest.raises(ValueError, match="cols"):
+        viz.animate_pendulums(np.zeros((4, 6)), cols=0)
