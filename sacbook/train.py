@@ -96,7 +96,7 @@ class TrainConfig:
     @classmethod
     def few_envs(cls, **overrides) -> "TrainConfig":
         """Chapter 3's setting: 4 envs, one update per iteration (one update
-        per 4 env steps), 20k env steps. Reaches -200 in 6k-13k env steps (seeds 0-2).
+        per 4 env steps), 20k env steps. Reaches -200 in 6k-13k env steps (seeds 0-2)."""
         return cls(**{**dict(sac=SACConfig(), num_envs=4, total_env_steps=20_000, buffer_capacity=100_000,
                              warmup_env_steps=1_000, learning_starts=1_000, updates_per_iteration=1,
                              update_every=1, chunk_iterations=250), **overrides})
