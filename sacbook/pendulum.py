@@ -313,6 +313,22 @@ def reset(key: jax.Array, num_envs: int, params: PendulumParams):
     return state, observe(state.theta, state.theta_dot)
 
 
+def reset_host(rng: np.random.Generator, num_envs: int, params: PendulumParams):
+    """:func:`reset` drawn on the host with NumPy, from ``rng``: the same
+    distribution, NumPy arrays, nothing compiled. Used to start training runs
+    fast. Returns ``(state, obs)``; ``obs`` ``(N, 3)`` is computed in float64
+    and rounded, so it agrees with :func:`observe` to float32 precision."""
+    if isinstance(num_envs, bool) or not isinstance(num_envs, numbers.Integral) or num_envs < 1:
+        raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
+    del params  # same distribution for every preset, as in reset_state
+    u = rng.uniform(-1.0, 1.0, (2, num_envs)).astype(np.float32)
+    theta, theta_dot = u[0] * np.float32(np.pi), u[1] * np.float32(RESET_MAX_SPEED)
+    state = EnvState(theta=theta, theta_dot=theta_dot, time=np.zeros(num_envs, np.int32),
+                     episode_return=np.zeros(num_envs, np.float32))
+    obs = np.stack([np.cos(theta.astype(np.float64)), np.sin(theta.astype(np.float64)), theta_dot], axis=-1)
+    return state, obs.astype(np.float32)
+
+
 def env_step(state: EnvState, torque: jax.Array, key: jax.Array, params: PendulumParams):
     """Step N environments with auto-reset at the time limit.
 

@@ -11,6 +11,7 @@ import numbers
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 
@@ -50,16 +51,19 @@ class ReplayBuffer:
         return jax.tree.leaves(self.data)[0].shape[0]
 
 
-def init(capacity: int, example_transition) -> ReplayBuffer:
+def init(capacity: int, example_transition, *, on_host: bool = False) -> ReplayBuffer:
     """An empty buffer with room for ``capacity`` transitions shaped like
     ``example_transition`` (one transition without a batch axis, e.g. the
-    arrays' shapes and dtypes; values are ignored)."""
+    arrays' shapes and dtypes; values are ignored).
+
+    ``on_host=True`` builds it from NumPy arrays (nothing compiled; move it
+    with ``jax.device_put``), for starting runs fast outside ``jit``.
+    """
     if isinstance(capacity, bool) or not isinstance(capacity, numbers.Integral) or capacity < 1:
         raise ValueError(f"capacity must be an integer >= 1, got {capacity!r}")
-    data = jax.tree.map(
-        lambda x: jnp.zeros((capacity,) + jnp.shape(x), jnp.asarray(x).dtype), example_transition
-    )
-    return ReplayBuffer(data=data, position=jnp.int32(0), size=jnp.int32(0))
+    xp = np if on_host else jnp
+    data = jax.tree.map(lambda x: xp.zeros((capacity,) + jnp.shape(x), jnp.asarray(x).dtype), example_transition)
+    return ReplayBuffer(data=data, position=xp.int32(0), size=xp.int32(0))
 
 
 def add(buffer: ReplayBuffer, transitions) -> ReplayBuffer:

@@ -24,7 +24,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from sacbook import networks
+from sacbook import host_random, networks
 from sacbook.replay import Transition
 
 ACTIVATIONS = {"relu": nn.relu, "swish": nn.swish, "tanh": nn.tanh, "elu": nn.elu}
@@ -108,7 +108,9 @@ class SACConfig:
         return networks.TwinCritic(self.hidden_sizes, self.num_critics, ACTIVATIONS[self.activation])
 
     def optimizers(self):
-        """``(actor, critic, alpha)`` optax optimizers (Adam)."""
+        """``(actor, critic, alpha)`` optax optimizers (Adam). Their states start
+        as zeros (:func:`init` builds them so, without running ``init``); an
+        optimizer whose state does not start at zero needs that changed."""
         return optax.adam(self.actor_lr), optax.adam(self.critic_lr), optax.adam(self.alpha_lr)
 
 
@@ -132,30 +134,36 @@ class SACState:
 
 
 def init_params(key: jax.Array, module: nn.Module, *example_inputs) -> dict:
-    """Fresh parameters for a Flax ``module``, drawn on the host with NumPy.
+    """Fresh parameters for a Flax ``module``, drawn on the host with NumPy
+    (see :func:`draw_params`) from a generator seeded by ``key``. ``key``
+    must be concrete (call this outside ``jit``)."""
+    if isinstance(key, jax.core.Tracer):
+        raise ValueError("init_params draws on the host: call it outside jit/vmap (key is traced)")
+    rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
+    return jax.tree.map(jnp.asarray, draw_params(rng, module, *example_inputs))
+
+
+def draw_params(rng: np.random.Generator, module: nn.Module, *example_inputs) -> dict:
+    """Fresh parameters for a Flax ``module`` as NumPy arrays, drawn from ``rng``.
 
     The distribution is Flax's default for ``nn.Dense``: kernels LeCun-normal
     (normal with variance 1/fan_in, truncated at two standard deviations and
     rescaled), biases zero. ``jax.eval_shape`` gives the parameter tree
-    without running anything; NumPy fills it from a generator seeded by
-    ``key``. Why not ``module.init``: compiling it costs about 2 s on a 2-core
-    CPU (one random-number kernel per parameter), longer than the whole
-    swing-up takes to learn. ``key`` must be concrete (call this outside ``jit``).
+    without running anything; NumPy fills it. Why not ``module.init``:
+    compiling it costs about 2 s on a 2-core CPU (one random-number kernel
+    per parameter), longer than the whole swing-up takes to learn.
     """
-    if isinstance(key, jax.core.Tracer):
-        raise ValueError("init_params draws on the host: call it outside jit/vmap (key is traced)")
-    abstract = jax.eval_shape(module.init, key, *example_inputs)
-    rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
+    abstract = jax.eval_shape(module.init, jax.random.key(0), *example_inputs)
     std_of_truncated = 0.87962566103423978  # std of N(0, 1) truncated to [-2, 2]
 
     def draw(path, leaf):
         if path[-1].key == "bias":
-            return jnp.zeros(leaf.shape, leaf.dtype)
+            return np.zeros(leaf.shape, leaf.dtype)
         fan_in = leaf.shape[-2]  # (in, out), or (ensemble, in, out) for the twin critics
         z = rng.standard_normal(leaf.shape)
         while np.any(outside := np.abs(z) > 2.0):  # resample until all lie within 2 std
             z[outside] = rng.standard_normal(int(outside.sum()))
-        return jnp.asarray(z * (math.sqrt(1.0 / fan_in) / std_of_truncated), leaf.dtype)
+        return (z * (math.sqrt(1.0 / fan_in) / std_of_truncated)).astype(leaf.dtype)
 
     return jax.tree_util.tree_map_with_path(draw, abstract)
 
@@ -163,32 +171,42 @@ def init_params(key: jax.Array, module: nn.Module, *example_inputs) -> dict:
 def init(key: jax.Array, config: SACConfig) -> SACState:
     """Fresh networks (target critics = online critics), optimizers and temperature.
 
-    ``key`` must be concrete: parameters are drawn on the host (:func:`init_params`).
+    Everything is built on the host with NumPy and moved to the device in one
+    transfer: nothing is compiled. ``key`` must be concrete.
     """
-    k_actor, k_critic = jax.random.split(key)
-    obs = jnp.zeros((1, config.obs_dim), jnp.float32)
-    action = jnp.zeros((1, config.action_dim), jnp.float32)
-    actor_params = init_params(k_actor, config.actor(), obs)
-    critic_params = init_params(k_critic, config.critic(), obs, action)
-    return _init_optimizers(actor_params, critic_params, config)
+    return jax.device_put(init_host(host_random.generator(key, "sac"), config))
 
 
-@partial(jax.jit, static_argnums=2)
-def _init_optimizers(actor_params, critic_params, config: SACConfig) -> SACState:
-    log_alpha = jnp.asarray(math.log(config.init_alpha), jnp.float32)
+def init_host(rng: np.random.Generator, config: SACConfig) -> SACState:
+    """:func:`init` as NumPy arrays drawn from ``rng`` (for building bigger
+    states on the host, e.g. :func:`sacbook.train.init`)."""
+    obs = np.zeros((1, config.obs_dim), np.float32)
+    action = np.zeros((1, config.action_dim), np.float32)
+    actor_params = draw_params(rng, config.actor(), obs)
+    critic_params = draw_params(rng, config.critic(), obs, action)
+    log_alpha = np.float32(math.log(config.init_alpha))
     actor_opt, critic_opt, alpha_opt = config.optimizers()
     return SACState(
         actor_params=actor_params,
         critic_params=critic_params,
         # a copy, not an alias: the training loop donates the state's buffers
-        target_critic_params=jax.tree.map(jnp.copy, critic_params),
-        actor_opt_state=actor_opt.init(actor_params),
-        critic_opt_state=critic_opt.init(critic_params),
-        alpha_opt_state=alpha_opt.init(log_alpha),
+        target_critic_params=jax.tree.map(np.copy, critic_params),
+        actor_opt_state=_zero_optimizer_state(actor_opt, actor_params),
+        critic_opt_state=_zero_optimizer_state(critic_opt, critic_params),
+        alpha_opt_state=_zero_optimizer_state(alpha_opt, log_alpha),
         log_alpha=log_alpha,
-        step=jnp.int32(0),
+        step=np.int32(0),
         config=config,
     )
+
+
+def _zero_optimizer_state(optimizer: optax.GradientTransformation, params):
+    """``optimizer.init(params)`` as NumPy zeros, shaped by ``jax.eval_shape``.
+
+    Right for Adam, whose state (step count, first and second moments) starts
+    at zero; ``tests/test_sac.py`` checks it against ``optimizer.init``.
+    """
+    return jax.tree.map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), jax.eval_shape(optimizer.init, params))
 
 
 # ----------------------------------------------------------------------------

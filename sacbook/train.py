@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Callable, Iterable
 
@@ -27,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from sacbook import networks, pendulum, replay, sac
+from sacbook import host_random, networks, pendulum, replay, sac
 from sacbook.pendulum import PendulumParams
 from sacbook.sac import SACConfig
 
@@ -64,13 +65,13 @@ class TrainConfig:
     # Defaults: the massively parallel recipe, chosen by the study in Chapter 4
     # (time-to-solve on a 2-core CPU): 1024 envs, 8 updates of 256 per iteration.
     env: PendulumParams = PendulumParams.gymnasium()
-    sac: SACConfig = SACConfig(tau=0.05)
+    sac: SACConfig = SACConfig(batch_size=96, tau=0.03)
     num_envs: int = 1024
     total_env_steps: int = 300 * 1024
     buffer_capacity: int = 1_000_000
     warmup_env_steps: int = 1024
     learning_starts: int = 1024
-    updates_per_iteration: int = 8
+    updates_per_iteration: int = 16
     update_every: int = 1
     chunk_iterations: int = 20
     eval_envs: int = 16
@@ -147,48 +148,40 @@ def program_config(config: TrainConfig) -> TrainConfig:
 def init(config: TrainConfig, key: jax.Array) -> TrainState:
     """A fresh run: new networks, an empty buffer, N freshly reset envs.
 
-    ``key`` must be concrete (network parameters are drawn on the host, see
-    :func:`sacbook.sac.init_params`); the rest is one small jitted program.
+    Built on the host with NumPy and moved to the device in one transfer:
+    nothing is compiled, so a cold start pays only for the training program
+    (see :mod:`sacbook.host_random`). ``key`` must be concrete.
     """
-    k_sac, k_rest = jax.random.split(key)
-    return _init_rest(sac.init(k_sac, config.sac), k_rest, program_config(config))
+    return jax.device_put(_init_host(config, key))
 
 
 def abstract_state(config: TrainConfig) -> TrainState:
     """The shapes and dtypes of a :class:`TrainState` for ``config``
-    (``jax.ShapeDtypeStruct`` leaves), computing nothing. For restoring
-    checkpoints and compiling ahead of time."""
-
-    def build(key):
-        k_actor, k_critic, k_rest = jax.random.split(key, 3)
-        obs = jnp.zeros((1, config.sac.obs_dim), jnp.float32)
-        action = jnp.zeros((1, config.sac.action_dim), jnp.float32)
-        actor_params = config.sac.actor().init(k_actor, obs)
-        critic_params = config.sac.critic().init(k_critic, obs, action)
-        return _init_rest(sac._init_optimizers(actor_params, critic_params, config.sac), k_rest, config)
-
-    return jax.eval_shape(build, jax.random.key(0))
+    (``jax.ShapeDtypeStruct`` leaves), with nothing put on the device. For
+    restoring checkpoints and compiling ahead of time."""
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype), _init_host(config, jax.random.key(0)))
 
 
-@partial(jax.jit, static_argnums=2)
-def _init_rest(sac_state, key, config: TrainConfig) -> TrainState:
-    k_env, k_run = jax.random.split(key)
-    env_state, obs = pendulum.reset(k_env, config.num_envs, config.env)
+def _init_host(config: TrainConfig, key: jax.Array) -> TrainState:
+    """:func:`init` as NumPy arrays (the run key is already a JAX key)."""
+    rng = host_random.generator(key, "train")
+    sac_state = sac.init_host(host_random.generator(key, "sac"), config.sac)
+    env_state, obs = pendulum.reset_host(rng, config.num_envs, config.env)
     example = replay.Transition(
-        obs=jnp.zeros(3, jnp.float32),
-        action=jnp.zeros(1, jnp.float32),
-        reward=jnp.float32(0),
-        next_obs=jnp.zeros(3, jnp.float32),
-        terminated=jnp.bool_(False),
-        truncated=jnp.bool_(False),
+        obs=np.zeros(3, np.float32),
+        action=np.zeros(1, np.float32),
+        reward=np.float32(0),
+        next_obs=np.zeros(3, np.float32),
+        terminated=np.bool_(False),
+        truncated=np.bool_(False),
     )
     return TrainState(
         sac=sac_state,
-        buffer=replay.init(config.buffer_capacity, example),
+        buffer=replay.init(config.buffer_capacity, example, on_host=True),
         env=env_state,
         obs=obs,
-        key=k_run,
-        iteration=jnp.int32(0),
+        key=host_random.new_key(rng, like=key),
+        iteration=np.int32(0),
     )
 
 
@@ -306,11 +299,13 @@ def policy_rollout(actor_params, key, sac_config: SACConfig, env_params: Pendulu
     return jnp.concatenate([env_state.theta[None], thetas]), torques, rewards
 
 
-# XLA's CPU fusion emitters generate code that runs the training loop about 13%
-# faster but compiles it about 30% slower (5.3 s -> 3.8 s for a chunk on a
-# 2-core CPU). A run of a few hundred thousand env steps is dominated by
-# compilation, so train() switches them off on CPU unless asked not to.
-CPU_FAST_COMPILE_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
+# Two XLA options for CPU that make a cold start faster. Measured on a 2-core
+# CPU compiling the default chunk: the fusion emitters generate code that runs
+# about 10% faster but compile about 30% slower (2.7 s -> 2.1 s without them);
+# LLVM's -O1 instead of -O2 then saves another 0.4 s (2.1 s -> 1.7 s) with no
+# measurable loss of speed. A run of a few hundred thousand env steps is
+# dominated by compilation, so train() uses both on CPU unless asked not to.
+CPU_FAST_COMPILE_OPTIONS = {"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_level": 1}
 
 
 def compiler_options(fast_compile: bool = True) -> dict:
@@ -320,8 +315,10 @@ def compiler_options(fast_compile: bool = True) -> dict:
 
 def eval_key(seed: int) -> jax.Array:
     """The fixed key of a run's evaluations: the same starts every time, so the
-    evaluation curve measures the policy, not the luck of the draw."""
-    return jax.random.fold_in(jax.random.key(seed), 0xE7A1)
+    evaluation curve measures the policy, not the luck of the draw. Derived
+    on the host (nothing compiled) from the run's key, ``jax.random.key(seed)``."""
+    key = jax.random.key(seed)
+    return host_random.new_key(host_random.generator(key, "evaluation"), like=key)
 
 
 def summarize_chunk(metrics, config: TrainConfig) -> dict:
@@ -385,7 +382,7 @@ def train(
         first record to reach it is returned as ``solved_at``.
       stop_when_solved: stop training at that record.
       progress: show a tqdm bar.
-      fast_compile: on CPU, trade ~13% run time for ~30% less compile time
+      fast_compile: on CPU, trade ~10% run time for ~40% less compile time
         (see ``CPU_FAST_COMPILE_OPTIONS``); turn off for long runs.
     """
     if not _is_int(eval_every) or eval_every < 1:
@@ -396,11 +393,16 @@ def train(
     key_eval = eval_key(seed)
 
     # Compile ahead of time so compile time is measured apart from run time.
+    # The chunk compiles on a second thread while this one lowers and compiles
+    # the evaluation (XLA releases the GIL): a cold start is mostly compiling.
     t0 = time.perf_counter()
     options = compiler_options(fast_compile)
-    chunk_fn = run_chunk_jit.lower(state, program_config(config)).compile(compiler_options=options)
-    eval_fn = evaluate.lower(state.sac.actor_params, key_eval, config.sac, config.env,
-                             config.eval_envs).compile(compiler_options=options)
+    lowered_chunk = run_chunk_jit.lower(state, program_config(config))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        chunk_future = pool.submit(lowered_chunk.compile, compiler_options=options)
+        eval_fn = evaluate.lower(state.sac.actor_params, key_eval, config.sac, config.env,
+                                 config.eval_envs).compile(compiler_options=options)
+        chunk_fn = chunk_future.result()
     compile_seconds = time.perf_counter() - t0
 
     iterations_done = int(state.iteration)
