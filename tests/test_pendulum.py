@@ -658,3 +658,27 @@ def test_reward_range():
     u = rng.uniform(-5, 5, 10_000).astype(np.float32)
     r = np.asarray(pendulum.reward(th, thd, u, params))
     assert r.max() <= 0.0 and r.min() >= worst * (1 + 1e-6)
+
+
+def test_reset_host_distribution_and_observation():
+    """reset_host (NumPy, used to start training runs without compiling) draws
+    the same distribution as reset, float32, time 0 and return 0; its
+    observation agrees with pendulum.observe of its state to float32 precision;
+    the same generator seed repeats, another seed differs; bad N is rejected."""
+    params = PendulumParams.gymnasium()
+    state, obs = pendulum.reset_host(np.random.default_rng(3), 20_000, params)
+    th, thd = state.theta, state.theta_dot
+    assert th.dtype == np.float32 and thd.dtype == np.float32 and obs.dtype == np.float32
+    assert state.time.dtype == np.int32 and not state.time.any() and not state.episode_return.any()
+    _assert_in_wrapped_range(th)
+    assert np.abs(thd).max() <= 1.0 and th.min() < -3.1 and th.max() > 3.1
+    assert abs(th.mean()) < 0.1 and abs(thd.mean()) < 0.05
+    assert abs(th.std() - np.pi / np.sqrt(3)) < 0.05
+    np.testing.assert_allclose(obs, np.asarray(pendulum.observe(th, thd)), atol=1e-6)
+    again, _ = pendulum.reset_host(np.random.default_rng(3), 20_000, params)
+    np.testing.assert_array_equal(again.theta, th)
+    other, _ = pendulum.reset_host(np.random.default_rng(4), 20_000, params)
+    assert not np.allclose(other.theta, th)
+    for bad in (0, -1, 2.0, True):
+        with pytest.raises(ValueError, match="num_envs"):
+            pendulum.reset_host(np.random.default_rng(0), bad, params)

@@ -85,9 +85,12 @@ def assert_matches_reference(buffer: replay.ReplayBuffer, ref: ListRingBuffer):
         np.testing.assert_array_equal(got, ref.field(name, got), err_msg=name)
 
 
-def test_init_shapes_and_dtypes():
-    """init gives zeroed (capacity, ...) arrays with the example's dtypes, position 0 and size 0."""
-    buffer = replay.init(7, example_transition())
+@pytest.mark.parametrize("on_host", [False, True])
+def test_init_shapes_and_dtypes(on_host):
+    """init gives zeroed (capacity, ...) arrays with the example's dtypes,
+    position 0 and size 0; on_host=True gives the same as NumPy arrays."""
+    buffer = replay.init(7, example_transition(), on_host=on_host)
+    assert all(isinstance(x, np.ndarray if on_host else jax.Array) for x in jax.tree.leaves(buffer.data))
     assert buffer.capacity == 7
     d = buffer.data
     assert d.obs.shape == (7, OBS_DIM) and d.obs.dtype == jnp.float32

@@ -363,3 +363,51 @@ def test_policy_action_is_tanh_of_mean(state, batch):
     np.testing.assert_array_equal(from_state, from_params)
     with pytest.raises(ValueError, match="config"):
         sac.policy_action(state.actor_params, batch.obs)
+
+
+def test_init_matches_flax_and_optax_init():
+    """sac.init builds everything on the host. Its trees have exactly the
+    structure, shapes and dtypes of Flax's module.init and optax's init; the
+    optimizer states equal optimizer.init (zeros); the target critics equal the
+    critics but are separate arrays; biases are zero and kernels have the
+    LeCun-normal spread (std 1/sqrt(fan_in), truncated at 2 std)."""
+    cfg = SACConfig(hidden_sizes=(256, 256))
+    state = sac.init(jax.random.key(0), cfg)
+    obs, action = jnp.zeros((1, cfg.obs_dim)), jnp.zeros((1, cfg.action_dim))
+    flax_actor = cfg.actor().init(jax.random.key(1), obs)
+    flax_critic = cfg.critic().init(jax.random.key(2), obs, action)
+
+    def spec(tree):
+        return jax.tree.map(lambda x: (jnp.shape(x), jnp.result_type(x)), tree)
+
+    assert spec(state.actor_params) == spec(flax_actor)
+    assert spec(state.critic_params) == spec(flax_critic)
+    actor_opt, critic_opt, alpha_opt = cfg.optimizers()
+    for ours, reference in ((state.actor_opt_state, actor_opt.init(state.actor_params)),
+                            (state.critic_opt_state, critic_opt.init(state.critic_params)),
+                            (state.alpha_opt_state, alpha_opt.init(state.log_alpha))):
+        assert jax.tree.structure(ours) == jax.tree.structure(reference)
+        for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(reference)):
+            assert a.shape == b.shape and a.dtype == b.dtype
+            np.testing.assert_array_equal(a, b)
+    for a, b in zip(jax.tree.leaves(state.critic_params), jax.tree.leaves(state.target_critic_params)):
+        np.testing.assert_array_equal(a, b)
+        assert a.unsafe_buffer_pointer() != b.unsafe_buffer_pointer()
+    assert float(state.log_alpha) == pytest.approx(math.log(cfg.init_alpha)) and int(state.step) == 0
+    kernel = np.asarray(state.actor_params["params"]["MLP_0"]["Dense_1"]["kernel"])  # (256, 256)
+    # N(0, 1) truncated to [-2, 2] has std 0.8796; Flax rescales it to std 1/sqrt(fan_in)
+    assert np.abs(kernel).max() <= 2.0 / 0.87962566 / math.sqrt(256) + 1e-6
+    assert kernel.std() == pytest.approx(1.0 / math.sqrt(256), rel=0.02)
+    assert not np.asarray(state.actor_params["params"]["MLP_0"]["Dense_1"]["bias"]).any()
+
+
+def test_init_is_deterministic_per_key():
+    """The same key gives the same networks; another key gives others; a traced key is refused."""
+    a, b = sac.init(jax.random.key(4), CFG), sac.init(jax.random.key(4), CFG)
+    c = sac.init(jax.random.key(5), CFG)
+    for x, y, z in zip(jax.tree.leaves(a.actor_params), jax.tree.leaves(b.actor_params), jax.tree.leaves(c.actor_params)):
+        np.testing.assert_array_equal(x, y)
+        if x.ndim == 2:
+            assert not np.allclose(x, z)
+    with pytest.raises(ValueError, match="outside jit"):
+        jax.jit(lambda k: sac.init(k, CFG).log_alpha)(jax.random.key(0))
