@@ -256,3 +256,20 @@ def test_few_envs_solves_pendulum(seed):
     assert result.history[-1]["env_steps"] == config.total_iterations * config.num_envs
     assert int(result.state.iteration) == config.total_iterations
     assert math.isfinite(result.final_eval_return)
+
+
+def test_static_update_path_matches_the_conditional_one(monkeypatch):
+    """When the config makes every iteration update (update_every 1 and the
+    first N transitions already enough to start), the iteration calls the
+    update round directly instead of through lax.cond. Both paths give the
+    same training run (to float32 rounding: they compile to different code)."""
+    cfg = TINY.replace(num_envs=8, learning_starts=8, buffer_capacity=200, warmup_env_steps=8)
+    assert train._always_updates(cfg) and not train._always_updates(TINY)
+    direct_state, direct_metrics = train.run_chunk_jit(init_jit(cfg, jax.random.key(5)), cfg)
+    monkeypatch.setattr(train, "_always_updates", lambda config: False)
+    cond_state, cond_metrics = jax.jit(train.run_chunk, static_argnums=1)(init_jit(cfg, jax.random.key(5)), cfg)
+    assert np.asarray(direct_metrics["updated"]).all()
+    for name in ("critic_loss", "actor_loss", "alpha", "episode_return_sum"):
+        np.testing.assert_allclose(direct_metrics[name], cond_metrics[name], rtol=1e-4, atol=1e-5, err_msg=name)
+    for a, b in zip(jax.tree.leaves(direct_state.sac.actor_params), jax.tree.leaves(cond_state.sac.actor_params)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
