@@ -326,10 +326,20 @@ def compiler_options(fast_compile: bool = True) -> dict:
 
 def eval_key(seed: int) -> jax.Array:
     """The fixed key of a run's evaluations: the same starts every time, so the
-    evaluation curve measures the policy, not the luck of the draw. Derived
-    on the host (nothing compiled) from the run's key, ``jax.random.key(seed)``."""
-    key = jax.random.key(seed)
-    return host_random.new_key(host_random.generator(key, "evaluation"), like=key)
+    evaluation curve measures the policy, not the luck of the draw."""
+    return _eval_key_of(jax.random.key(seed))
+
+
+def _eval_key_of(run_key: jax.Array) -> jax.Array:
+    return jax.random.fold_in(run_key, 0xE7A1)
+
+
+@partial(jax.jit, static_argnums=(2, 3, 4))
+def _evaluate_fixed_starts(actor_params, run_key, sac_config: SACConfig, env_params: PendulumParams, num_envs: int):
+    """:func:`evaluate` from the run's fixed starts (:func:`eval_key`), with the
+    key derived inside the program: a cold start then has no separate little
+    program to compile for it (about 0.1 s on a 2-core CPU)."""
+    return evaluate(actor_params, _eval_key_of(run_key), sac_config, env_params, num_envs)
 
 
 def summarize_chunk(metrics, config: TrainConfig) -> dict:
@@ -399,9 +409,9 @@ def train(
     if not _is_int(eval_every) or eval_every < 1:
         raise ValueError(f"eval_every must be an integer >= 1, got {eval_every!r}")
     history = list(history or [])
+    run_key = jax.random.key(seed)
     if state is None:
-        state = init(config, jax.random.key(seed))
-    key_eval = eval_key(seed)
+        state = init(config, run_key)
 
     # Compile ahead of time so compile time is measured apart from run time.
     # The chunk compiles on a second thread while this one lowers and compiles
@@ -411,8 +421,8 @@ def train(
     lowered_chunk = run_chunk_jit.lower(state, program_config(config))
     with ThreadPoolExecutor(max_workers=1) as pool:
         chunk_future = pool.submit(lowered_chunk.compile, compiler_options=options)
-        eval_fn = evaluate.lower(state.sac.actor_params, key_eval, config.sac, config.env,
-                                 config.eval_envs).compile(compiler_options=options)
+        eval_fn = _evaluate_fixed_starts.lower(state.sac.actor_params, run_key, config.sac, config.env,
+                                               config.eval_envs).compile(compiler_options=options)
         chunk_fn = chunk_future.result()
     compile_seconds = time.perf_counter() - t0
 
@@ -436,7 +446,7 @@ def train(
             iterations_done += config.chunk_iterations
             chunk_index += 1
             if chunk_index % eval_every == 0 or iterations_done >= total:
-                record["eval_return"] = float(jnp.mean(eval_fn(state.sac.actor_params, key_eval)))
+                record["eval_return"] = float(jnp.mean(eval_fn(state.sac.actor_params, run_key)))
             seconds = time.perf_counter() - t_start
             elapsed += seconds
             record.update(
