@@ -5,6 +5,7 @@ Modules, one concept each:
   networks    Flax actor and twin critics, the tanh-squashed Gaussian
   replay      circular replay buffer as a pytree
   sac         SAC config, state, losses and one gradient update
+  host_random NumPy draws seeded by JAX keys: runs start without compiling
   train       the fused training loop (act, step, store, update) and evaluation
   checkpoint  save and resume runs with orbax; load a trained policy
   viz         animations, widgets and training plots

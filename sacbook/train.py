@@ -63,7 +63,9 @@ class TrainConfig:
     """
 
     # Defaults: the massively parallel recipe, chosen by the study in Chapter 4
-    # (time-to-solve on a 2-core CPU): 1024 envs, 8 updates of 256 per iteration.
+    # (time-to-solve on a 2-core CPU): 1024 envs, 16 updates of 96 per iteration,
+    # tau 0.03 (K * tau <= 0.5 kept every seed stable). Seeds 0-9 solved the
+    # gymnasium preset in 100-140 iterations.
     env: PendulumParams = PendulumParams.gymnasium()
     sac: SACConfig = SACConfig(batch_size=96, tau=0.03)
     num_envs: int = 1024

@@ -51,6 +51,7 @@ def test_render_gymnasium_preset_with_torque(tmp_path, capsys):
         (["render", "--num-envs", "two"], "--num-envs"),
         (["render", "--steps", "0"], "--steps"),
         (["render", "--preset", "nope"], "--preset"),
+        (["bench", "--repeats", "0"], "--repeats"),
         (["fly"], "invalid choice"),
         ([], "required"),
     ],
@@ -203,3 +204,17 @@ def test_bench_json_simulation_only():
     assert report["device"]["platform"] == "cpu" and "jax" in report["device"]["versions"]
     assert [row["num_envs"] for row in report["simulation"]] == [1, 64]
     assert all(row["env_steps_per_second"] > 0 for row in report["simulation"])
+
+
+def test_bench_repeats_report_the_median_run(monkeypatch):
+    """--repeats N runs each time-to-solve N times and reports the run with the
+    median time (an unsolved run counts as slowest), listing every run's time."""
+    from sacbook import bench
+
+    times = iter([3.0, None, 1.0])
+    monkeypatch.setattr(bench, "run_isolated", lambda function, **kw: {"solve_seconds_total": next(times), "id": function})
+    row = cli._median_run("time_to_solve", 3, config="default")
+    assert row["solve_seconds_total"] == 3.0
+    assert row["runs_solve_seconds_total"] == [3.0, None, 1.0]
+    monkeypatch.setattr(bench, "run_isolated", lambda function, **kw: None)
+    assert cli._median_run("rejax_time_to_solve", 2) is None
