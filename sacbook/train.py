@@ -280,16 +280,19 @@ run_chunk_jit = jax.jit(run_chunk, static_argnums=1, donate_argnums=0)
 def evaluate(actor_params, key, sac_config: SACConfig, env_params: PendulumParams, num_envs: int):
     """Deterministic evaluation: ``num_envs`` episodes from fresh starts with
     the action ``tanh(mean)``. Returns the episode returns, ``(num_envs,)``."""
-    env_state, obs = pendulum.reset(key, num_envs, env_params)
+    env_state = pendulum.reset_state(key, num_envs, env_params)
 
+    # One episode exactly, so no auto-reset: the bare physics and reward (the
+    # same functions env_step uses) make a smaller program to compile.
     def body(carry, _):
-        env_state, obs, total = carry
-        action = sac.policy_action(actor_params, obs, sac_config)
+        theta, theta_dot, total = carry
+        action = sac.policy_action(actor_params, pendulum.observe(theta, theta_dot), sac_config)
         torque = networks.scale_action(action[:, 0], env_params.max_torque)
-        env_state, result = pendulum.env_step(env_state, torque, key, env_params)
-        return (env_state, result.obs, total + result.reward), None
+        total = total + pendulum.reward(theta, theta_dot, torque, env_params)
+        theta, theta_dot = pendulum.step(theta, theta_dot, torque, env_params)
+        return (theta, theta_dot, total), None
 
-    init_carry = (env_state, obs, jnp.zeros(num_envs, jnp.float32))
+    init_carry = (env_state.theta, env_state.theta_dot, jnp.zeros(num_envs, jnp.float32))
     (_, _, returns), _ = jax.lax.scan(body, init_carry, None, length=env_params.episode_length)
     return returns
 
