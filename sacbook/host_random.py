@@ -29,6 +29,9 @@ def generator(key: jax.Array, label: str) -> np.random.Generator:
     """
     if isinstance(key, jax.core.Tracer):
         raise ValueError("host_random.generator draws on the host: call it outside jit/vmap (key is traced)")
+    _check_single_key(key)
+    if not isinstance(label, str):
+        raise ValueError(f"host_random.generator: label must be a str, got {label!r}")
     key_words = np.asarray(jax.random.key_data(key), np.uint32).ravel().tolist()
     return np.random.default_rng([*key_words, zlib.crc32(label.encode())])
 
@@ -36,6 +39,16 @@ def generator(key: jax.Array, label: str) -> np.random.Generator:
 def new_key(rng: np.random.Generator, like: jax.Array) -> jax.Array:
     """A fresh JAX key of the same kind (PRNG implementation) as ``like``,
     made from host random bits: no device computation, nothing compiled."""
+    _check_single_key(like)
     data_shape = jax.random.key_data(like).shape
     bits = rng.integers(0, 2**32, size=data_shape, dtype=np.uint32)
     return jax.random.wrap_key_data(bits, impl=jax.random.key_impl(like))
+
+
+def _check_single_key(key) -> None:
+    """One typed key (``jax.random.key``) or one legacy uint32 key (``PRNGKey``), not a batch."""
+    if not isinstance(key, jax.Array):
+        raise ValueError(f"expected a JAX PRNG key, got {type(key).__name__}")
+    typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+    if (typed and key.shape != ()) or (not typed and (key.dtype != np.uint32 or key.ndim != 1)):
+        raise ValueError(f"expected a single PRNG key (jax.random.key(seed)), got shape {key.shape} dtype {key.dtype}")

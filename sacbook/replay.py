@@ -61,9 +61,12 @@ def init(capacity: int, example_transition, *, on_host: bool = False) -> ReplayB
     """
     if isinstance(capacity, bool) or not isinstance(capacity, numbers.Integral) or capacity < 1:
         raise ValueError(f"capacity must be an integer >= 1, got {capacity!r}")
-    xp = np if on_host else jnp
-    data = jax.tree.map(lambda x: xp.zeros((capacity,) + jnp.shape(x), jnp.asarray(x).dtype), example_transition)
-    return ReplayBuffer(data=data, position=xp.int32(0), size=xp.int32(0))
+    if on_host:  # NumPy only: not even the example goes to the device
+        data = jax.tree.map(lambda x: np.zeros((capacity,) + np.shape(x), jax.dtypes.canonicalize_dtype(np.asarray(x).dtype)),
+                            example_transition)
+        return ReplayBuffer(data=data, position=np.int32(0), size=np.int32(0))
+    data = jax.tree.map(lambda x: jnp.zeros((capacity,) + jnp.shape(x), jnp.asarray(x).dtype), example_transition)
+    return ReplayBuffer(data=data, position=jnp.int32(0), size=jnp.int32(0))
 
 
 def add(buffer: ReplayBuffer, transitions) -> ReplayBuffer:

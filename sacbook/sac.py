@@ -108,9 +108,9 @@ class SACConfig:
         return networks.TwinCritic(self.hidden_sizes, self.num_critics, ACTIVATIONS[self.activation])
 
     def optimizers(self):
-        """``(actor, critic, alpha)`` optax optimizers (Adam). Their states start
-        as zeros (:func:`init` builds them so, without running ``init``); an
-        optimizer whose state does not start at zero needs that changed."""
+        """``(actor, critic, alpha)`` optax optimizers (Adam). :func:`init`
+        builds Adam's all-zero states on the host without running optax; for
+        other optimizers it falls back to their own ``init``."""
         return optax.adam(self.actor_lr), optax.adam(self.critic_lr), optax.adam(self.alpha_lr)
 
 
@@ -131,16 +131,6 @@ class SACState:
     @property
     def alpha(self):
         return jnp.exp(self.log_alpha)
-
-
-def init_params(key: jax.Array, module: nn.Module, *example_inputs) -> dict:
-    """Fresh parameters for a Flax ``module``, drawn on the host with NumPy
-    (see :func:`draw_params`) from a generator seeded by ``key``. ``key``
-    must be concrete (call this outside ``jit``)."""
-    if isinstance(key, jax.core.Tracer):
-        raise ValueError("init_params draws on the host: call it outside jit/vmap (key is traced)")
-    rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
-    return jax.tree.map(jnp.asarray, draw_params(rng, module, *example_inputs))
 
 
 def draw_params(rng: np.random.Generator, module: nn.Module, *example_inputs) -> dict:
@@ -201,12 +191,27 @@ def init_host(rng: np.random.Generator, config: SACConfig) -> SACState:
 
 
 def _zero_optimizer_state(optimizer: optax.GradientTransformation, params):
-    """``optimizer.init(params)`` as NumPy zeros, shaped by ``jax.eval_shape``.
+    """``optimizer.init(params)`` as NumPy arrays.
 
-    Right for Adam, whose state (step count, first and second moments) starts
-    at zero; ``tests/test_sac.py`` checks it against ``optimizer.init``.
+    Adam's state (step count, first and second moments) starts at zero, so for
+    it the state is NumPy zeros shaped by ``jax.eval_shape``: nothing is
+    compiled. Any other optimizer state is computed by ``optimizer.init``
+    itself (correct, but it compiles). ``tests/test_sac.py`` checks both.
     """
-    return jax.tree.map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), jax.eval_shape(optimizer.init, params))
+    abstract = jax.eval_shape(optimizer.init, params)
+    if not _zero_initialised(abstract):
+        return jax.device_get(optimizer.init(params))
+    return jax.tree.map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), abstract)
+
+
+def _zero_initialised(opt_state) -> bool:
+    """Whether every part of an optax state is known to start at zero (Adam's
+    moments and count, or no state at all)."""
+    if isinstance(opt_state, (optax.ScaleByAdamState, optax.EmptyState)):
+        return True
+    if type(opt_state) in (tuple, list):  # optax.chain's tuple of states
+        return all(_zero_initialised(part) for part in opt_state)
+    return False
 
 
 # ----------------------------------------------------------------------------

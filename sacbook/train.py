@@ -159,8 +159,8 @@ def init(config: TrainConfig, key: jax.Array) -> TrainState:
 
 def abstract_state(config: TrainConfig) -> TrainState:
     """The shapes and dtypes of a :class:`TrainState` for ``config``
-    (``jax.ShapeDtypeStruct`` leaves), with nothing put on the device. For
-    restoring checkpoints and compiling ahead of time."""
+    (``jax.ShapeDtypeStruct`` leaves), built on the host without allocating
+    the state on the device. For restoring checkpoints and compiling ahead of time."""
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype), _init_host(config, jax.random.key(0)))
 
 

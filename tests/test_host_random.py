@@ -18,9 +18,19 @@ def test_generator_is_a_function_of_key_and_label():
     assert not np.allclose(draw(k0, "sac"), draw(k0, "train"))
 
 
-def test_generator_refuses_traced_keys():
+def test_generator_refuses_traced_keys_batches_and_bad_labels():
     with pytest.raises(ValueError, match="outside jit"):
         jax.jit(lambda k: host_random.generator(k, "x").standard_normal())(jax.random.key(0))
+    with pytest.raises(ValueError, match="single PRNG key"):
+        host_random.generator(jax.random.split(jax.random.key(0), 2), "x")
+    with pytest.raises(ValueError, match="single PRNG key"):
+        host_random.new_key(np.random.default_rng(0), like=jax.random.split(jax.random.key(0), 2))
+    with pytest.raises(ValueError, match="PRNG key"):
+        host_random.generator(np.uint32([0, 1]), "x")
+    with pytest.raises(ValueError, match="label"):
+        host_random.generator(jax.random.key(0), 7)
+    legacy = jax.random.PRNGKey(0)  # a raw uint32 key works too
+    assert host_random.generator(legacy, "x").standard_normal() == host_random.generator(legacy, "x").standard_normal()
 
 
 @pytest.mark.parametrize("impl", ["threefry2x32", "rbg"])

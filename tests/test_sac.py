@@ -411,3 +411,20 @@ def test_init_is_deterministic_per_key():
             assert not np.allclose(x, z)
     with pytest.raises(ValueError, match="outside jit"):
         jax.jit(lambda k: sac.init(k, CFG).log_alpha)(jax.random.key(0))
+
+
+def test_optimizer_state_falls_back_to_optax_init_when_not_zero():
+    """Adam's state is built as zeros without optax; a state that does not start
+    at zero (here inject_hyperparams, which stores the learning rate) comes from
+    optimizer.init itself."""
+    import optax
+
+    params = {"w": np.ones((3, 2), np.float32), "b": np.zeros(2, np.float32)}
+    assert sac._zero_initialised(jax.eval_shape(optax.adam(1e-3).init, params))
+    injected = optax.inject_hyperparams(optax.adam)(learning_rate=0.1)
+    assert not sac._zero_initialised(jax.eval_shape(injected.init, params))
+    ours, reference = sac._zero_optimizer_state(injected, params), injected.init(params)
+    assert jax.tree.structure(ours) == jax.tree.structure(reference)
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(reference)):
+        np.testing.assert_array_equal(a, b)
+    assert float(ours.hyperparams["learning_rate"]) == pytest.approx(0.1)

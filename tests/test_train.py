@@ -261,13 +261,25 @@ def test_few_envs_solves_pendulum(seed):
 def test_static_update_path_matches_the_conditional_one(monkeypatch):
     """When the config makes every iteration update (update_every 1 and the
     first N transitions already enough to start), the iteration calls the
-    update round directly instead of through lax.cond. Both paths give the
-    same training run (to float32 rounding: they compile to different code)."""
+    update round directly instead of through lax.cond. The conditional program
+    really has one more conditional, and both give the same training run (to
+    float32 rounding: they compile to different code)."""
     cfg = TINY.replace(num_envs=8, learning_starts=8, buffer_capacity=200, warmup_env_steps=8)
     assert train._always_updates(cfg) and not train._always_updates(TINY)
-    direct_state, direct_metrics = train.run_chunk_jit(init_jit(cfg, jax.random.key(5)), cfg)
-    monkeypatch.setattr(train, "_always_updates", lambda config: False)
-    cond_state, cond_metrics = jax.jit(train.run_chunk, static_argnums=1)(init_jit(cfg, jax.random.key(5)), cfg)
+    state = init_jit(cfg, jax.random.key(5))
+    direct_text = train.run_chunk_jit.lower(state, cfg).as_text()
+    direct_state, direct_metrics = train.run_chunk_jit(state, cfg)
+    try:
+        monkeypatch.setattr(train, "_always_updates", lambda config: False)
+        jax.clear_caches()  # or jit would reuse the direct trace of run_chunk
+        cond_jit = jax.jit(train.run_chunk, static_argnums=1)
+        state = init_jit(cfg, jax.random.key(5))
+        cond_text = cond_jit.lower(state, cfg).as_text()
+        cond_state, cond_metrics = cond_jit(state, cfg)
+    finally:
+        monkeypatch.undo()
+        jax.clear_caches()  # leave no conditional trace behind for other tests
+    assert cond_text.count("stablehlo.case") == direct_text.count("stablehlo.case") + 1
     assert np.asarray(direct_metrics["updated"]).all()
     for name in ("critic_loss", "actor_loss", "alpha", "episode_return_sum"):
         np.testing.assert_allclose(direct_metrics[name], cond_metrics[name], rtol=1e-4, atol=1e-5, err_msg=name)
