@@ -276,6 +276,17 @@ def run_chunk(state: TrainState, config: TrainConfig):
 run_chunk_jit = jax.jit(run_chunk, static_argnums=1, donate_argnums=0)
 
 
+def _policy_step(actor_params, theta, theta_dot, sac_config: SACConfig, env_params: PendulumParams):
+    """One step of the deterministic policy on the bare pendulum (no auto-reset).
+    Returns ``(theta, theta_dot)`` after the step, and the ``torque`` and
+    ``reward`` of the step, each ``(N,)``."""
+    action = sac.policy_action(actor_params, pendulum.observe(theta, theta_dot), sac_config)
+    torque = networks.scale_action(action[:, 0], env_params.max_torque)
+    reward = pendulum.reward(theta, theta_dot, torque, env_params)
+    theta, theta_dot = pendulum.step(theta, theta_dot, torque, env_params)
+    return theta, theta_dot, torque, reward
+
+
 @partial(jax.jit, static_argnums=(2, 3, 4))
 def evaluate(actor_params, key, sac_config: SACConfig, env_params: PendulumParams, num_envs: int):
     """Deterministic evaluation: ``num_envs`` episodes from fresh starts with
@@ -286,11 +297,8 @@ def evaluate(actor_params, key, sac_config: SACConfig, env_params: PendulumParam
     # same functions env_step uses) make a smaller program to compile.
     def body(carry, _):
         theta, theta_dot, total = carry
-        action = sac.policy_action(actor_params, pendulum.observe(theta, theta_dot), sac_config)
-        torque = networks.scale_action(action[:, 0], env_params.max_torque)
-        total = total + pendulum.reward(theta, theta_dot, torque, env_params)
-        theta, theta_dot = pendulum.step(theta, theta_dot, torque, env_params)
-        return (theta, theta_dot, total), None
+        theta, theta_dot, _, reward = _policy_step(actor_params, theta, theta_dot, sac_config, env_params)
+        return (theta, theta_dot, total + reward), None
 
     init_carry = (env_state.theta, env_state.theta_dot, jnp.zeros(num_envs, jnp.float32))
     (_, _, returns), _ = jax.lax.scan(body, init_carry, None, length=env_params.episode_length)
@@ -304,12 +312,8 @@ def policy_rollout(actor_params, key, sac_config: SACConfig, env_params: Pendulu
     env_state, obs = pendulum.reset(key, num_envs, env_params)
 
     def body(carry, _):
-        theta, theta_dot = carry
-        action = sac.policy_action(actor_params, pendulum.observe(theta, theta_dot), sac_config)
-        torque = networks.scale_action(action[:, 0], env_params.max_torque)
-        r = pendulum.reward(theta, theta_dot, torque, env_params)
-        theta, theta_dot = pendulum.step(theta, theta_dot, torque, env_params)
-        return (theta, theta_dot), (theta, torque, r)
+        theta, theta_dot, torque, reward = _policy_step(actor_params, *carry, sac_config, env_params)
+        return (theta, theta_dot), (theta, torque, reward)
 
     _, (thetas, torques, rewards) = jax.lax.scan(body, (env_state.theta, env_state.theta_dot), None, length=steps)
     return jnp.concatenate([env_state.theta[None], thetas]), torques, rewards
