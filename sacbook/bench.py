@@ -11,12 +11,16 @@ notebooks and the tests share them:
 
 ``--compare`` adds the references that are installed, timed in the same run:
 gymnax's Pendulum-v1 and Gymnasium's vector env for simulation, rejax's SAC
-for time-to-solve. Timings on a shared CPU spread by tens of percent; compare
-ratios measured side by side, not absolute figures from different runs.
+for time-to-solve. Timings on a shared CPU spread by tens of percent, so each
+reference is timed in turn with sacbook (ours, theirs, ours, theirs, ...;
+windows of at least :data:`MIN_WINDOW_SECONDS`) and the ratio of each pair is
+reported, with the median and spread over the pairs (:func:`compare_throughput`,
+:func:`ratio_stats`): compare those, not absolute figures from different runs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import importlib.metadata
 import math
@@ -29,15 +33,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sacbook import pendulum, train
+from sacbook import evaluate, loop, pendulum, train
 from sacbook.pendulum import PendulumParams
 
 SIM_SIZES = (1, 16, 256, 1024, 16384, 131072)
 
 
 def device_info() -> dict:
-    """What the figures were measured on: device, versions, date."""
+    """What the figures were measured on: device, versions, date; whether the
+    device is an accelerator and the memory available on it (bytes, and the
+    figure's source: see :func:`sacbook.device.available_bytes`)."""
+    from sacbook.device import available_bytes, is_accelerator
+
     device = jax.devices()[0]
+    memory, memory_source = available_bytes(device)
     versions = {}
     for name in ("jax", "jaxlib", "flax", "optax", "sacbook"):
         try:
@@ -48,6 +57,9 @@ def device_info() -> dict:
         "date": datetime.date.today().isoformat(),
         "platform": device.platform,
         "device": getattr(device, "device_kind", str(device)),
+        "accelerator": is_accelerator(device),
+        "available_bytes": memory,
+        "available_bytes_source": memory_source,
         "device_count": jax.device_count(),
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
@@ -66,6 +78,123 @@ def _best_of(fn, repeats: int) -> float:
     return best
 
 
+# ----------------------------------------------------------------------------
+# Timing on a noisy, shared machine: windows of at least MIN_WINDOW_SECONDS,
+# and comparisons as ratios of windows timed in turn (A B A B ...), so that
+# both sides of each ratio see the same load.
+# ----------------------------------------------------------------------------
+
+MIN_WINDOW_SECONDS = 0.5
+
+
+@dataclasses.dataclass
+class Runner:
+    """A workload to time: ``run(count)`` runs ``count`` units and blocks
+    until they are done; each unit is ``env_steps_per_unit`` env steps (a
+    compiled call of many steps, or one step of a Python vector env)."""
+
+    name: str
+    run: object  # Callable[[int], object]
+    env_steps_per_unit: int
+    num_envs: int
+    version: str | None = None
+
+
+def calibrate(run, *, min_seconds: float = MIN_WINDOW_SECONDS, count: int = 1, margin: float = 1.25,
+              max_count: int = 10**7, clock=time.perf_counter) -> int:
+    """The ``count`` for which one ``run(count)`` lasts at least ``min_seconds``.
+
+    Times ``run(count)``, starting at ``count``; while it is shorter than
+    ``min_seconds``, scales ``count`` up to aim at ``margin * min_seconds``
+    (at most 100x a try) and times again. Once long enough, a window shorter
+    than ``margin * min_seconds`` is scaled up once more (untimed), so that a
+    machine that gets a little faster still gives windows >= ``min_seconds``.
+    """
+    target = margin * min_seconds
+    while True:
+        t0 = clock()
+        run(count)
+        seconds = clock() - t0
+        scale = min(100.0, target / seconds) if seconds > 0 else 100.0
+        if seconds >= min_seconds or count >= max_count:
+            return min(max_count, math.ceil(count * scale)) if scale > 1 else count
+        count = min(max_count, max(count + 1, math.ceil(count * scale)))
+
+
+def timed(run, count: int, clock=time.perf_counter, min_seconds: float = 0.0) -> tuple[int, float]:
+    """One timed window: ``run(count)``, then ``run(1)`` again while the
+    window is shorter than ``min_seconds`` (the machine may have got faster
+    since :func:`calibrate`). Returns (units run, seconds)."""
+    t0 = clock()
+    run(count)
+    while clock() - t0 < min_seconds:
+        run(1)
+        count += 1
+    return count, clock() - t0
+
+
+def interleave(calls, rounds: int) -> list[list]:
+    """Call ``calls[0](), calls[1](), ..., calls[0](), calls[1](), ...``:
+    ``rounds`` rounds of each in turn. Returns each call's results, in order:
+    ``[[calls[0] results], [calls[1] results], ...]``."""
+    results = [[] for _ in calls]
+    for _ in range(rounds):
+        for fn, out in zip(calls, results):
+            out.append(fn())
+    return results
+
+
+def ratio_stats(values, definition: str = "") -> dict | None:
+    """Median, interquartile range, min and max of per-pair ratios (None
+    values, from pairs without a ratio, are left out), with the values
+    themselves. None if no pair has a ratio."""
+    kept = [float(v) for v in values if v is not None]
+    if not kept:
+        return None
+    q1, median, q3 = (float(q) for q in np.percentile(kept, [25, 50, 75]))
+    return {"definition": definition, "median": median, "iqr": [q1, q3], "min": min(kept), "max": max(kept),
+            "pairs": len(kept), "values": kept}
+
+
+def format_ratio(stats: dict | None) -> str:
+    """``"6.1x (IQR 5.9-6.3x, range 5.2-6.8x, 7 pairs)"``, or ``"-"``."""
+    if not stats:
+        return "-"
+    q1, q3 = stats["iqr"]
+    return (f"{stats['median']:.3g}x (IQR {q1:.3g}-{q3:.3g}x, range {stats['min']:.3g}-{stats['max']:.3g}x, "
+            f"{stats['pairs']} pair{'s' if stats['pairs'] != 1 else ''})")
+
+
+def compare_throughput(ours: Runner, reference: Runner, *, pairs: int = 7,
+                       min_seconds: float = MIN_WINDOW_SECONDS, clock=time.perf_counter) -> dict:
+    """Env-steps/s of ``ours`` and ``reference``, timed interleaved: ``pairs``
+    pairs of windows (ours, reference, ours, reference, ...), each window at
+    least ``min_seconds`` long (see :func:`calibrate`; both must be compiled
+    or warmed up beforehand). The ratio of each pair, ours / reference, is
+    summarized by :func:`ratio_stats` under ``"ratio"``; ``env_steps_per_second``
+    (the reference's) and ``sacbook_env_steps_per_second`` are each side's
+    fastest window, the figures older reports hold."""
+    count_a = calibrate(ours.run, min_seconds=min_seconds, clock=clock)
+    count_b = calibrate(reference.run, min_seconds=min_seconds, clock=clock)
+    win_a, win_b = interleave([partial(timed, ours.run, count_a, clock, min_seconds),
+                               partial(timed, reference.run, count_b, clock, min_seconds)], pairs)
+    sec_a, sec_b = [s for _, s in win_a], [s for _, s in win_b]
+    rate_a = [units * ours.env_steps_per_unit / s for units, s in win_a]
+    rate_b = [units * reference.env_steps_per_unit / s for units, s in win_b]
+    return {
+        "name": reference.name, "num_envs": reference.num_envs, "version": reference.version,
+        "env_steps_per_second": max(rate_b),
+        "sacbook_env_steps_per_second": max(rate_a),
+        "ratio": ratio_stats([a / b for a, b in zip(rate_a, rate_b)],
+                             f"sacbook env-steps/s / {reference.name} env-steps/s, per interleaved pair of windows"),
+        "window": {"min_seconds": min_seconds, "sacbook_env_steps": count_a * ours.env_steps_per_unit,
+                   "reference_env_steps": count_b * reference.env_steps_per_unit},
+        "rounds": [{"sacbook_seconds": a, "reference_seconds": b, "sacbook_env_steps_per_second": ra,
+                    "reference_env_steps_per_second": rb}
+                   for a, b, ra, rb in zip(sec_a, sec_b, rate_a, rate_b)],
+    }
+
+
 @partial(jax.jit, static_argnums=(2, 3))
 def _simulate(state, key, steps: int, params: PendulumParams):
     """``steps`` env steps with uniform random torques, auto-reset included."""
@@ -82,33 +211,63 @@ def _simulate(state, key, steps: int, params: PendulumParams):
     return state, total
 
 
+def _sim_steps(num_envs: int, min_env_steps: int = 2_000_000, max_steps: int = 2000) -> int:
+    """Steps per compiled call: clip(min_env_steps / N, 200, max_steps)."""
+    return int(min(max_steps, max(200, min_env_steps // num_envs)))
+
+
+def sacbook_runner(num_envs: int, *, params: PendulumParams | None = None, steps: int | None = None) -> Runner:
+    """:func:`_simulate` of ``num_envs`` pendulums as a :class:`Runner`: a
+    unit is one compiled call of ``steps`` steps (compiled here; default
+    :func:`_sim_steps`, as :func:`simulation_throughput` runs)."""
+    params = params or PendulumParams.gymnasium()
+    steps = steps or _sim_steps(num_envs)
+    state = pendulum.reset_state(jax.random.key(0), num_envs, params)
+    key = jax.random.key(1)
+
+    def run(count: int):
+        for _ in range(count):
+            jax.block_until_ready(_simulate(state, key, steps, params))
+
+    run(1)  # compile
+    return Runner("sacbook", run, num_envs * steps, num_envs)
+
+
 def simulation_throughput(sizes=SIM_SIZES, *, params: PendulumParams | None = None,
-                          min_env_steps: int = 2_000_000, max_steps: int = 2000, repeats: int = 3) -> list[dict]:
+                          min_env_steps: int = 2_000_000, max_steps: int = 2000, repeats: int = 3,
+                          min_seconds: float = MIN_WINDOW_SECONDS) -> list[dict]:
     """Env-steps/s of :func:`pendulum.env_step` with random actions, for each N.
 
-    Runs ``steps`` = clip(min_env_steps / N, 200, max_steps) steps per timed
-    call, compiled once per N beforehand; best of ``repeats``.
+    A compiled call runs ``steps`` = clip(min_env_steps / N, 200, max_steps)
+    steps, compiled once per N beforehand; a timed window repeats it
+    ``calls`` times, enough for the window to last ``min_seconds`` (see
+    :func:`calibrate` and :func:`timed`; 0 times single calls). The fastest
+    of ``repeats`` windows.
     """
-    params = params or PendulumParams.gymnasium()
     rows = []
     for n in sizes:
-        steps = int(min(max_steps, max(200, min_env_steps // n)))
-        state = pendulum.reset_state(jax.random.key(0), n, params)
-        key = jax.random.key(1)
-        jax.block_until_ready(_simulate(state, key, steps, params))  # compile
-        seconds = _best_of(lambda: jax.block_until_ready(_simulate(state, key, steps, params)), repeats)
-        rows.append({"num_envs": n, "steps": steps, "seconds": seconds, "env_steps_per_second": n * steps / seconds})
+        steps = _sim_steps(n, min_env_steps, max_steps)
+        runner = sacbook_runner(n, params=params, steps=steps)
+        count = calibrate(runner.run, min_seconds=min_seconds) if min_seconds > 0 else 1
+        calls, seconds = max((timed(runner.run, count, min_seconds=min_seconds) for _ in range(repeats)),
+                             key=lambda w: w[0] / w[1])
+        rows.append({"num_envs": n, "steps": steps, "calls": calls, "seconds": seconds,
+                     "env_steps_per_second": n * steps * calls / seconds})
     return rows
 
 
-def training_throughput(config: train.TrainConfig | None = None, *, chunks: int = 3) -> dict:
+def training_throughput(config: train.TrainConfig | None = None, *, chunks: int = 3,
+                        seed: int = 0) -> dict:
     """Env-steps/s and updates/s of the fused loop, with updates running
-    (warm-up finished), best of ``chunks`` timed chunks after compilation."""
+    (warm-up off, learning from the first batch), best of ``chunks`` timed
+    chunks after compilation and one untimed chunk. The chunk is the same
+    compiled program :func:`train.train` runs, so ``last_chunk`` (the last
+    chunk's summary) is what training with this config and seed records."""
     config = config or train.TrainConfig()
     config = config.replace(warmup_env_steps=0, learning_starts=config.sac.batch_size)
-    state = train.init(config, jax.random.key(0))
+    state = train.init(config, jax.random.key(seed))
     t0 = time.perf_counter()
-    chunk = train.run_chunk_jit.lower(state, config).compile()
+    chunk = loop.chunk_program.lower(state, config.loop).compile()
     compile_seconds = time.perf_counter() - t0
     state, _ = chunk(state)  # fills the buffer past learning_starts
     jax.block_until_ready(state)
@@ -128,10 +287,59 @@ def training_throughput(config: train.TrainConfig | None = None, *, chunks: int 
         "env_steps_per_second": env_steps / best,
         "updates_per_second": updates / best,
         "iterations_per_second": config.chunk_iterations / best,
+        "last_chunk": train.summarize_chunk(metrics, config),
     }
 
 
 NAMED_CONFIGS = {"default": train.TrainConfig, "few_envs": train.TrainConfig.few_envs}
+
+# What a recipe spec may set (see recipe()), and the TrainConfig field it sets.
+RECIPE_KEYS = {"N": "num_envs", "B": "batch_size", "K": "updates_per_iteration",
+               "tau": "tau", "it": "iterations"}
+
+# Time-to-solve runs of the GPU suite: the default recipe, and large-batch ones
+# in the style of FastTD3/FastSAC, each with K * tau <= 0.5 (Chapter 4's rule).
+ACCELERATOR_RECIPES = (
+    "N=1024", "N=8192",
+    "N=1024,B=1024,K=8,tau=0.05", "N=8192,B=1024,K=8,tau=0.05",
+    "N=8192,B=4096,K=4,tau=0.1,it=600", "N=8192,B=8192,K=4,tau=0.1,it=600",
+)
+
+
+def recipe(spec: str) -> train.TrainConfig:
+    """The :class:`train.TrainConfig` a recipe spec names.
+
+    ``spec`` is a name from :data:`NAMED_CONFIGS` (``"default"``,
+    ``"few_envs"``) or comma-separated changes to the default config:
+    ``N`` (environments), ``B`` (batch size), ``K`` (updates per iteration),
+    ``tau`` and ``it`` (iterations to run, default 300). For example
+    ``"N=8192,B=4096,K=4,tau=0.1,it=600"``.
+    """
+    if spec in NAMED_CONFIGS:
+        return NAMED_CONFIGS[spec]()
+    values = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        name, sep, text = part.partition("=")
+        if not sep or name not in RECIPE_KEYS:
+            raise ValueError(f"recipe {spec!r}: expected a name ({', '.join(NAMED_CONFIGS)}) "
+                             f"or KEY=VALUE items with KEY in {', '.join(RECIPE_KEYS)}; got {part!r}")
+        try:
+            values[name] = float(text) if name == "tau" else int(text)
+        except ValueError:
+            kind = "a number" if name == "tau" else "an integer"
+            raise ValueError(f"recipe {spec!r}: {name} must be {kind}, got {text!r}") from None
+    if not values:
+        raise ValueError(f"recipe {spec!r} is empty")
+    default = train.TrainConfig()
+    n = values.get("N", default.num_envs)
+    iterations = values.get("it", 300)
+    if n < 1 or iterations < 1:
+        raise ValueError(f"recipe {spec!r}: N and it must be integers >= 1")
+    sac = dataclasses.replace(default.sac, batch_size=values.get("B", default.sac.batch_size),
+                              tau=values.get("tau", default.sac.tau))
+    return default.replace(num_envs=n, total_env_steps=iterations * n, sac=sac,
+                           buffer_capacity=max(default.buffer_capacity, 2 * n),
+                           updates_per_iteration=values.get("K", default.updates_per_iteration))
 
 
 def run_isolated(function: str, **kwargs) -> dict | None:
@@ -165,10 +373,9 @@ def time_to_solve(config: train.TrainConfig | str | None = None, *, seed: int = 
     "Cold" means the first call in a process; later calls with the same
     config reuse JAX's in-memory compilation cache.
     """
+    name = config if isinstance(config, str) else None
     if isinstance(config, str):
-        if config not in NAMED_CONFIGS:
-            raise ValueError(f"unknown config {config!r}; choose one of {sorted(NAMED_CONFIGS)}")
-        config = NAMED_CONFIGS[config]()
+        config = recipe(config)
     config = config or train.TrainConfig()
     solved_policy = []
 
@@ -184,14 +391,16 @@ def time_to_solve(config: train.TrainConfig | str | None = None, *, seed: int = 
     # The 16 evaluation episodes give a mean +-20, so the policies are also
     # scored on many fresh starts: the one that first reached the target, and the final one.
     many_key = jax.random.key(seed + 1_000_003)
-    final_returns = train.evaluate(result.state.sac.actor_params, many_key, config.sac, config.env, final_eval_envs)
-    solved_returns = (train.evaluate(solved_policy[0], many_key, config.sac, config.env, final_eval_envs)
+    final_returns = evaluate.evaluate(result.state.sac.actor_params, many_key, config.sac, config.env, final_eval_envs)
+    solved_returns = (evaluate.evaluate(solved_policy[0], many_key, config.sac, config.env, final_eval_envs)
                       if solved_policy else None)
     return {
-        "preset": "gymnasium" if config.env == PendulumParams.gymnasium() else "seed",
+        "recipe": name,
+        "preset": "gymnasium" if config.env == PendulumParams.gymnasium() else "point_mass",
         "num_envs": config.num_envs,
         "batch_size": config.sac.batch_size,
         "updates_per_iteration": config.updates_per_iteration,
+        "tau": config.sac.tau,
         "seed": seed,
         "compile_seconds": result.compile_seconds,
         "solved": solved is not None,
@@ -212,9 +421,10 @@ def time_to_solve(config: train.TrainConfig | str | None = None, *, seed: int = 
 # ----------------------------------------------------------------------------
 
 
-def gymnax_simulation(num_envs: int = 1024, steps: int = 500, repeats: int = 3) -> dict | None:
-    """gymnax Pendulum-v1: vmap over envs, scan over steps, random actions,
-    gymnax's own auto-reset. None if gymnax is not installed."""
+def gymnax_runner(num_envs: int = 1024, steps: int = 500) -> Runner | None:
+    """gymnax Pendulum-v1 as a :class:`Runner` (compiled here): vmap over
+    envs, scan over ``steps`` steps a call, random actions, gymnax's own
+    auto-reset. None if gymnax is not installed."""
     try:
         import gymnax
     except ImportError:
@@ -224,7 +434,7 @@ def gymnax_simulation(num_envs: int = 1024, steps: int = 500, repeats: int = 3) 
     _, env_state = jax.vmap(env.reset, in_axes=(0, None))(keys, env_params)
 
     @jax.jit
-    def run(env_state, key):
+    def scan(env_state, key):
         def body(env_state, k):
             k_act, k_step = jax.random.split(k)
             actions = jax.random.uniform(k_act, (num_envs, 1), minval=-2.0, maxval=2.0)
@@ -235,33 +445,61 @@ def gymnax_simulation(num_envs: int = 1024, steps: int = 500, repeats: int = 3) 
         return jax.lax.scan(body, env_state, jax.random.split(key, steps))
 
     key = jax.random.key(1)
-    jax.block_until_ready(run(env_state, key))
-    seconds = _best_of(lambda: jax.block_until_ready(run(env_state, key)), repeats)
-    return {"name": "gymnax Pendulum-v1", "num_envs": num_envs, "env_steps_per_second": num_envs * steps / seconds,
-            "version": importlib.metadata.version("gymnax")}
+
+    def run(count: int):
+        for _ in range(count):
+            jax.block_until_ready(scan(env_state, key))
+
+    run(1)  # compile
+    return Runner("gymnax Pendulum-v1", run, num_envs * steps, num_envs, importlib.metadata.version("gymnax"))
 
 
-def gymnasium_simulation(num_envs: int = 1024, steps: int = 20, repeats: int = 2) -> dict | None:
-    """Gymnasium's ``SyncVectorEnv`` of Pendulum-v1 with random actions
-    (auto-reset included). None if gymnasium is not installed."""
+def gymnasium_runner(num_envs: int = 1024) -> Runner | None:
+    """Gymnasium's ``SyncVectorEnv`` of Pendulum-v1 as a :class:`Runner`: a
+    unit is one step of all envs, random actions, auto-reset included. None
+    if gymnasium is not installed."""
     try:
         import gymnasium as gym
     except ImportError:
         return None
     envs = gym.make_vec("Pendulum-v1", num_envs=num_envs, vectorization_mode="sync")
     envs.reset(seed=0)
-    rng = np.random.default_rng(0)
-    actions = rng.uniform(-2, 2, (steps, num_envs, 1)).astype(np.float32)
+    actions = np.random.default_rng(0).uniform(-2, 2, (64, num_envs, 1)).astype(np.float32)
+    step = [0]
 
-    def run():
-        for t in range(steps):
-            envs.step(actions[t])
+    def run(count: int):
+        for _ in range(count):
+            envs.step(actions[step[0] % len(actions)])
+            step[0] += 1
 
-    run()
-    seconds = _best_of(run, repeats)
-    envs.close()
-    return {"name": "Gymnasium SyncVectorEnv Pendulum-v1", "num_envs": num_envs,
-            "env_steps_per_second": num_envs * steps / seconds, "version": importlib.metadata.version("gymnasium")}
+    run(1)
+    return Runner("Gymnasium SyncVectorEnv Pendulum-v1", run, num_envs, num_envs,
+                  importlib.metadata.version("gymnasium"))
+
+
+REFERENCE_RUNNERS = {"gymnax": gymnax_runner, "gymnasium": gymnasium_runner}
+
+
+def compare_simulation(reference: str, num_envs: int = 1024, *, pairs: int = 7,
+                       min_seconds: float = MIN_WINDOW_SECONDS, ours: Runner | None = None) -> dict | None:
+    """sacbook's simulation against ``reference`` (a key of
+    :data:`REFERENCE_RUNNERS`) at ``num_envs``, timed interleaved by
+    :func:`compare_throughput`. ``ours`` reuses a :func:`sacbook_runner`.
+    None if the reference is not installed."""
+    runner = REFERENCE_RUNNERS[reference](num_envs)
+    if runner is None:
+        return None
+    return compare_throughput(ours or sacbook_runner(num_envs), runner, pairs=pairs, min_seconds=min_seconds)
+
+
+def gymnax_simulation(num_envs: int = 1024, **kwargs) -> dict | None:
+    """:func:`compare_simulation` against gymnax's Pendulum-v1."""
+    return compare_simulation("gymnax", num_envs, **kwargs)
+
+
+def gymnasium_simulation(num_envs: int = 1024, **kwargs) -> dict | None:
+    """:func:`compare_simulation` against Gymnasium's vector env."""
+    return compare_simulation("gymnasium", num_envs, **kwargs)
 
 
 def rejax_time_to_solve(seed: int = 0, target_return: float = train.SOLVED_RETURN) -> dict | None:
@@ -294,3 +532,118 @@ def rejax_time_to_solve(seed: int = 0, target_return: float = train.SOLVED_RETUR
             "total_seconds": total, "solve_env_steps": solve_steps,
             "solve_seconds_total": (compile_seconds + run_seconds * solve_steps / 10_000) if hit.size else None,
             "final_eval_return": float(mean_returns[-1]), "version": importlib.metadata.version("rejax")}
+
+
+# ----------------------------------------------------------------------------
+# Reference results: the bench reports that ship in sacbook/data, as a table.
+# ----------------------------------------------------------------------------
+
+
+def load_references() -> list[tuple[str, dict]]:
+    """Every ``sacbook/data/bench_*.json`` as ``(file name, report)``, by name."""
+    import importlib.resources
+    import json
+
+    folder = importlib.resources.files("sacbook") / "data"
+    if not folder.is_dir():
+        return []
+    files = sorted((f for f in folder.iterdir()
+                    if f.name.startswith("bench_") and f.name.endswith(".json")),
+                   key=lambda f: f.name)
+    return [(f.name, json.loads(f.read_text())) for f in files]
+
+
+def _rows(value) -> list[dict]:
+    """A report entry as a list of rows (older reports stored one dict)."""
+    return value if isinstance(value, list) else [value] if isinstance(value, dict) else []
+
+
+def _fmt(x, fmt: str = "{:.3g}") -> str:
+    return "-" if x is None else fmt.format(x)
+
+
+def summarize_report(report: dict) -> dict[str, str]:
+    """The comparable figures of a bench report (or of a live run shaped like
+    one), as short label -> text pairs for :func:`format_table`."""
+    dev = report.get("device", {})
+    sims = _rows(report.get("simulation"))
+    sim_1024 = next((r for r in sims if r["num_envs"] == 1024), None)
+    sim_max = max(sims, key=lambda r: r["num_envs"], default=None)
+    trains = _rows(report.get("training"))
+    train_1024 = next((r for r in trains if r["num_envs"] == 1024), None)
+    train_max = max(trains, key=lambda r: r["num_envs"], default=None)
+    solves = [r for r in _rows(report.get("time_to_solve"))
+              if r.get("preset", "gymnasium") == "gymnasium"]
+    default = next((r for r in solves if r.get("num_envs") == 1024
+                    and r.get("batch_size", 96) == 96), None)
+    cold = [r for r in solves if r.get("solve_seconds_total") is not None]
+    fastest = min(cold, key=lambda r: r["solve_seconds_total"], default=None)
+    platform = dev.get("platform", "?")
+    device = dev.get("device", "?")
+    if platform == "cpu" and dev.get("cpu_count"):
+        device = f"{dev['cpu_count']}-core CPU"
+    out = {
+        "recorded": dev.get("date", "-"),
+        "device": device if platform != "cpu" or "CPU" in device else f"{device} (CPU)",
+        "jax": dev.get("versions", {}).get("jax", "-"),
+        "sim steps/s, N=1024": _fmt(sim_1024 and sim_1024["env_steps_per_second"]),
+        "sim steps/s, largest N": (f"{_fmt(sim_max['env_steps_per_second'])} "
+                                   f"({sim_max['num_envs']:,})" if sim_max else "-"),
+        "train steps/s, N=1024": _fmt(train_1024 and train_1024["env_steps_per_second"]),
+        "train updates/s, N=1024": _fmt(train_1024 and train_1024["updates_per_second"],
+                                        "{:.0f}"),
+        "train steps/s, largest N": (f"{_fmt(train_max['env_steps_per_second'])} "
+                                     f"({train_max['num_envs']:,})" if train_max else "-"),
+        "default: steps to -200": _fmt(default and default.get("solve_env_steps"), "{:,}"),
+        "default: train s to -200": _fmt(default and default.get("solve_seconds_after_compile"),
+                                         "{:.1f}"),
+        "default: compile s": _fmt(default and default.get("compile_seconds"), "{:.1f}"),
+        # cold, in a fresh process: only `sacbook bench` measures it
+        "default: cold s to -200": _fmt(default and default.get("solve_seconds_total"),
+                                        "{:.1f}"),
+    }
+    if fastest is not None and fastest is not default:
+        out["fastest cold s to -200"] = (
+            f"{fastest['solve_seconds_total']:.1f} (N={fastest['num_envs']}, "
+            f"B={fastest['batch_size']})")
+    for name, row in (report.get("compare") or {}).items():
+        if row and "env_steps_per_second" in row:
+            out[f"{name} sim steps/s, N=1024"] = _fmt(row["env_steps_per_second"])
+        elif row and row.get("solve_seconds_total") is not None:
+            out[f"{name}: cold s to -200"] = _fmt(row["solve_seconds_total"], "{:.1f}")
+    # sacbook's speed over each reference: median of interleaved pairs (reports since 0.2)
+    for name, row in (report.get("compare") or {}).items():
+        stats = (row or {}).get("ratio")
+        if stats:
+            what = (f"N={row['num_envs']}" if "env_steps_per_second" in row
+                    else f"{stats.get('recipe', 'default')} to -200")
+            out[f"x {name}, {what} (median)"] = (
+                f"{stats['median']:.3g} ({stats['iqr'][0]:.3g}-{stats['iqr'][1]:.3g})")
+    return out
+
+
+def format_table(columns: list[tuple[str, dict]], width: int = 88) -> str:
+    """Columns of :func:`summarize_report` side by side as text, at most
+    ``width`` characters a line: columns that do not fit go to a next block."""
+    keys = list(dict.fromkeys(k for _, col in columns for k in col))
+    label_w = max(map(len, keys))
+    widths = [max(len(title), *(len(col.get(k, "-")) for k in keys)) for title, col in columns]
+    blocks, block, used = [], [], label_w
+    for i, w in enumerate(widths):
+        if block and used + 3 + w > width:
+            blocks.append(block)
+            block, used = [], label_w
+        block.append(i)
+        used += 3 + w
+    blocks.append(block)
+    lines = []
+    for block in blocks:
+        if lines:
+            lines.append("")
+        lines.append(f"{'':{label_w}} | "
+                     + " | ".join(f"{columns[i][0]:>{widths[i]}}" for i in block))
+        lines.append("-" * label_w + "-+-" + "-+-".join("-" * widths[i] for i in block))
+        for k in keys:
+            lines.append(f"{k:{label_w}} | " + " | ".join(
+                f"{columns[i][1].get(k, '-'):>{widths[i]}}" for i in block))
+    return "\n".join(lines)

@@ -16,6 +16,15 @@ class CliError(Exception):
     """A user error: printed as one line, exit status 2."""
 
 
+class TrainingFailed(Exception):
+    """A run that stopped early (a signal, or non-finite numbers): one line,
+    exit status ``exit_code``."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -23,6 +32,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**32 - 1], got {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**32 - 1], got {value}")
     return value
 
 
@@ -58,6 +77,23 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def _seconds(text: str) -> float:
+    value = _finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}")
+    return value
+
+
+def _recipe(text: str) -> str:
+    from sacbook import bench
+
+    try:
+        bench.recipe(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 def cmd_render(args) -> int:
     """Simulate a few pendulums (zero torque, or random torques) and write a GIF."""
     import jax
@@ -79,15 +115,37 @@ def cmd_render(args) -> int:
     return 0
 
 
+# Options that shape a run; --resume continues the checkpoint's run, so these
+# must match it (only --total-env-steps may change).
+_RUN_OPTIONS = ("preset", "num_envs", "batch_size", "buffer_capacity", "updates_per_iteration",
+                "seed")
+
+
 def _train_config(args):
-    from sacbook import train
+    """The TrainConfig the options ask for; its checks speak of the options."""
+    from sacbook.device import CLI_OPTION_NAMES
+
+    try:
+        return _make_train_config(args)
+    except ValueError as e:
+        message = str(e)
+        for field, option in {**CLI_OPTION_NAMES, "total_env_steps": "--total-env-steps"}.items():
+            message = message.replace(f"TrainConfig.{field.split('.')[-1]}", option)
+            message = message.replace(f"SACConfig.{field.split('.')[-1]}", option)
+        raise CliError(message) from None
+
+
+def _make_train_config(args):
+    from sacbook import checks, train
     from sacbook.pendulum import PendulumParams
 
-    config = train.TrainConfig(env=PendulumParams.preset(args.preset))
+    config = train.TrainConfig(env=PendulumParams.preset(args.preset or "gymnasium"))
     changes = {}
     if args.num_envs is not None:
         changes["num_envs"] = args.num_envs
-        changes["buffer_capacity"] = max(config.buffer_capacity, 2 * args.num_envs)
+        # room for two iterations of data, within the int32 row indices
+        room = min(2 * args.num_envs, checks.INT32_MAX - args.num_envs)
+        changes["buffer_capacity"] = max(config.buffer_capacity, room)
     if args.total_env_steps is not None:
         changes["total_env_steps"] = args.total_env_steps
     if args.buffer_capacity is not None:
@@ -100,6 +158,54 @@ def _train_config(args):
     if sac_changes:
         changes["sac"] = dataclasses.replace(config.sac, **sac_changes)
     return config.replace(**changes)
+
+
+def _check_resume_options(args, config, seed) -> None:
+    """--resume with an option that would change the run: one clear line."""
+    from sacbook.pendulum import PendulumParams
+
+    saved = {"num_envs": config.num_envs, "batch_size": config.sac.batch_size,
+             "buffer_capacity": config.buffer_capacity,
+             "updates_per_iteration": config.updates_per_iteration, "seed": seed}
+    for name in _RUN_OPTIONS:
+        asked = getattr(args, name)
+        if asked is None:
+            continue
+        same = (PendulumParams.preset(asked) == config.env if name == "preset"
+                else asked == saved[name])
+        if not same:
+            option = "--" + name.replace("_", "-")
+            was = "" if name == "preset" else f" (the checkpoint's is {saved[name]})"
+            raise CliError(f"--resume continues the checkpoint's run, so {option} {asked} "
+                           f"cannot apply{was}; only --total-env-steps may change")
+
+
+class _StopOnSignal:
+    """Ctrl-C or SIGTERM asks training to stop at the end of the current chunk
+    (a checkpoint is saved there); a second one aborts at once."""
+
+    def __init__(self):
+        self.signum = None
+
+    def __enter__(self):
+        import signal
+
+        self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __exit__(self, *exc):
+        import signal
+
+        for s, handler in self._old.items():
+            signal.signal(s, handler)
+
+    def __call__(self) -> bool:
+        return self.signum is not None
 
 
 def _enable_compilation_cache() -> None:
@@ -119,14 +225,28 @@ def _enable_compilation_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
 
 
+def _check_fits(config) -> None:
+    """A run too large for the device's memory ends here with one line that
+    names the options to lower as this command spells them."""
+    from sacbook import device
+
+    try:
+        device.check_fits(config)
+    except device.RunTooLargeError as e:
+        message = e.describe(device.CLI_OPTION_NAMES, subject="this run")
+        raise CliError(message) from None
+
+
 def cmd_train(args) -> int:
     """Train SAC; write metrics, a learning curve, a GIF of the policy and a checkpoint."""
+    if not args.resume:  # first: a run that cannot fit ends at once, touching nothing
+        _check_fits(_train_config(args))
     import json
 
     import jax
     import numpy as np
 
-    from sacbook import checkpoint, train, viz
+    from sacbook import checkpoint, evaluate, train, viz
 
     out = _writable_dir(args.out)
     if not args.no_cache:
@@ -137,45 +257,53 @@ def cmd_train(args) -> int:
         if checkpoint.latest_step(ckpt_dir) is None:
             raise CliError(f"--resume: no checkpoint in {str(ckpt_dir)!r}")
         state, config, seed, history = checkpoint.restore(ckpt_dir)
+        _check_resume_options(args, config, seed)
         if args.total_env_steps is not None:
             config = config.replace(total_env_steps=args.total_env_steps)
         print(f"resuming from {ckpt_dir} at {history[-1]['env_steps'] if history else 0} env steps")
     else:
-        config, seed = _train_config(args), args.seed
+        config, seed = _train_config(args), args.seed or 0
         if ckpt_dir.exists():  # a fresh run replaces the previous one in --out
             import shutil
 
             print(f"replacing the previous run's checkpoint in {ckpt_dir}")
             shutil.rmtree(ckpt_dir)
-    print(f"training on {jax.devices()[0].platform}: preset {args.preset if not args.resume else '(checkpoint)'}, "
-          f"{config.num_envs} envs, {config.total_iterations * config.num_envs} env steps, seed {seed}")
+    preset = "(checkpoint)" if args.resume else args.preset or "gymnasium"
+    print(f"training on {jax.devices()[0].platform}: preset {preset}, {config.num_envs} envs, "
+          f"{config.total_iterations * config.num_envs} env steps, seed {seed}")
 
+    # metrics.jsonl holds exactly the checkpoint's history, then each new chunk:
+    # a resumed run rewrites it, so lines written after the last checkpoint of
+    # an interrupted run are neither lost nor doubled
     metrics_path = out / "metrics.jsonl"
-    mode = "a" if args.resume else "w"
-    metrics_file = metrics_path.open(mode)
+    metrics_file = metrics_path.open("w")
+    for record in history or []:
+        metrics_file.write(json.dumps(record) + "\n")
+    metrics_file.flush()
 
     def log_metrics(record, state):
         metrics_file.write(json.dumps(record) + "\n")
         metrics_file.flush()
 
-    chunks_done = [0]
-
-    def save_checkpoint(record, state):
-        chunks_done[0] += 1
-        if chunks_done[0] % args.checkpoint_every == 0:
-            checkpoint.save(ckpt_dir, state, config=config, seed=seed, history=result_history + [record])
-
-    result_history = list(history or [])
-
-    def remember(record, state):
-        result_history.append(record)
-
     try:
-        result = train.train(config, seed, state=state, history=history, progress=not args.quiet,
-                             callbacks=[log_metrics, save_checkpoint, remember])
+        with _StopOnSignal() as stop:
+            # check_memory=False: a fresh run was checked above; a resumed one has its state
+            result = train.train(config, seed, state=state, history=history,
+                                 progress=not args.quiet, callbacks=[log_metrics],
+                                 check_memory=False, checkpoint_dir=ckpt_dir,
+                                 checkpoint_every=args.checkpoint_every, should_stop=stop)
+    except train.NonFiniteError as e:
+        raise TrainingFailed(f"{e}; the checkpoints in {ckpt_dir} are from before it") from None
     finally:
         metrics_file.close()
-    checkpoint.save(ckpt_dir, result)
+    if result.interrupted:
+        import signal
+
+        steps = result.history[-1]["env_steps"] if result.history else 0
+        raise TrainingFailed(
+            f"stopped by {signal.Signals(stop.signum).name} at {steps} env steps, checkpoint "
+            f"saved; resume with: sacbook train --resume --out {out}",
+            exit_code=128 + stop.signum)
 
     # learning curve
     import matplotlib.pyplot as plt
@@ -196,8 +324,8 @@ def cmd_train(args) -> int:
     plt.close(fig)
 
     # the final policy swinging up a few pendulums
-    thetas, torques, _ = train.policy_rollout(result.state.sac.actor_params, jax.random.key(seed + 1),
-                                              config.sac, config.env, 4, 100)
+    thetas, torques, _ = evaluate.policy_rollout(result.state.sac.actor_params, jax.random.key(seed + 1),
+                                                 config.sac, config.env, 4, 100)
     anim = viz.animate_pendulums(np.asarray(thetas), dt=config.env.dt, torques=np.asarray(torques),
                                  max_torque=config.env.max_torque, every=2, suptitle="trained policy")
     viz.save_gif(anim, out / "policy.gif")
@@ -205,7 +333,7 @@ def cmd_train(args) -> int:
     solved = result.solved_at
     # the 16 evaluation episodes use fixed starts (a steady curve); a mean over
     # many fresh starts says more about the final policy
-    many = float(np.mean(np.asarray(train.evaluate(result.state.sac.actor_params, jax.random.key(seed + 1_000_003),
+    many = float(np.mean(np.asarray(evaluate.evaluate(result.state.sac.actor_params, jax.random.key(seed + 1_000_003),
                                                    config.sac, config.env, 1024))))
     print(f"compile {result.compile_seconds:.1f} s; "
           + (f"solved (eval >= {train.SOLVED_RETURN:.0f}) after {solved['env_steps']} env steps, "
@@ -222,7 +350,18 @@ def _median_run(function: str, repeats: int, **kwargs) -> dict | None:
     times of all runs under ``"runs_solve_seconds_total"``."""
     from sacbook import bench
 
-    runs = [bench.run_isolated(function, **kwargs) for _ in range(repeats)]
+    return _median_of([bench.run_isolated(function, **kwargs) for _ in range(repeats)])
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def _median_of(runs: list) -> dict | None:
+    """The run of ``runs`` with the median ``solve_seconds_total`` (see
+    :func:`_median_run`); None if the first is None (not installed)."""
     if runs[0] is None:
         return None
     key = lambda r: (r["solve_seconds_total"] is None, r["solve_seconds_total"] or 0.0)  # noqa: E731
@@ -248,20 +387,31 @@ def cmd_bench(args) -> int:
     # heavy JAX work: measured on a 2-core CPU, a parent that has already run
     # the throughput benchmarks slows its children's cold start by about 0.1 s.
     if not args.skip_training:
+        from functools import partial
+
         report["time_to_solve"] = []
+        rejax = args.compare and _installed("rejax")
         log("\ntime to solve (gymnasium preset, eval >= -200), each in a fresh process (compile included)"
+            + (", runs alternating with rejax's" if rejax else "")
             + (f", median of {args.repeats} runs:" if args.repeats > 1 else ":"))
-        for name in ("default", "few_envs"):
-            s = _median_run("time_to_solve", args.repeats, config=name)
+        # One round runs each recipe once, then rejax: ours and rejax alternate,
+        # so a change in the machine's load falls on both sides of each ratio.
+        calls = [partial(bench.run_isolated, "time_to_solve", config=name) for name in args.solve]
+        if rejax:
+            calls.append(partial(bench.run_isolated, "rejax_time_to_solve"))
+        runs = bench.interleave(calls, args.repeats)
+        for name, name_runs in zip(args.solve, runs):
+            s = _median_of(name_runs)
             s["config"] = name
             report["time_to_solve"].append(s)
-            log(f"  sacbook {name:>8} (N = {s['num_envs']:>4}): "
+            log(f"  sacbook {name:>8} (N = {s['num_envs']:>4}, B = {s['batch_size']}, "
+                f"K = {s['updates_per_iteration']}, tau = {s['tau']:g}): "
                 + (f"{s['solve_seconds_total']:.2f} s (compile {s['compile_seconds']:.2f} s), "
                    f"{s['solve_env_steps']} env steps; that policy {s['solved_policy_return_many']:.1f}"
                    if s["solved"] else "not solved")
                 + f", final policy {s['final_eval_return_many']:.1f} (mean returns over {s['final_eval_episodes']} fresh episodes)")
         if args.compare:
-            row = _median_run("rejax_time_to_solve", args.repeats)
+            row = _median_of(runs[-1]) if rejax else None
             report["compare"]["rejax"] = row
             if row is None:
                 log("  rejax: not installed")
@@ -270,30 +420,51 @@ def cmd_bench(args) -> int:
                          f"{row['solve_seconds_total']:.2f} s" if row["solve_env_steps"] is not None else "not solved")
                 log(f"  {row['name']}: {row['total_seconds']:.2f} s for its 10k steps "
                     f"(compile {row['compile_seconds']:.2f} s); {solve}; final return {row['final_eval_return']:.1f}")
-                for s in report["time_to_solve"]:
-                    if s["solved"] and row["solve_seconds_total"]:
-                        log(f"  time to solve, sacbook {s['config']} / rejax: "
-                            f"{s['solve_seconds_total'] / row['solve_seconds_total']:.2f}")
-    report["simulation"] = bench.simulation_throughput(sizes)
+                # per pair (round): rejax's time / ours, so > 1 means sacbook is faster
+                row["ratio_by_recipe"] = {}
+                for name, name_runs in zip(args.solve, runs):
+                    stats = bench.ratio_stats(
+                        [r["solve_seconds_total"] / o["solve_seconds_total"]
+                         if r["solve_seconds_total"] and o["solve_seconds_total"] else None
+                         for o, r in zip(name_runs, runs[-1])],
+                        "rejax solve_seconds_total / sacbook solve_seconds_total, per interleaved pair of runs")
+                    if stats:
+                        stats["recipe"] = name
+                    row["ratio_by_recipe"][name] = stats
+                    log(f"  time to solve, rejax / sacbook {name}: {bench.format_ratio(stats)}"
+                        if stats else f"  time to solve, rejax / sacbook {name}: no pair where both solved")
+                row["ratio"] = row["ratio_by_recipe"]["default" if "default" in args.solve else args.solve[0]]
+    report["simulation"] = bench.simulation_throughput(sizes, min_seconds=args.min_window)
     log("\nsimulation (random actions, auto-reset), env-steps/s")
     for row in report["simulation"]:
         log(f"  N = {row['num_envs']:>7}: {row['env_steps_per_second']:12.4g}")
     if not args.skip_training:
-        report["training"] = bench.training_throughput()
-        t = report["training"]
-        log(f"\ntraining at N = {t['num_envs']}: {t['env_steps_per_second']:.4g} env-steps/s, "
-            f"{t['updates_per_second']:.4g} updates/s (compile {t['compile_seconds']:.2f} s)")
+        from sacbook import train
+
+        log("\ntraining throughput (default recipe, updates running)")
+        report["training"] = []
+        for n in args.train_sizes:
+            config = train.TrainConfig()
+            config = config.replace(num_envs=n, buffer_capacity=max(config.buffer_capacity, 2 * n))
+            t = bench.training_throughput(config)
+            report["training"].append(t)
+            log(f"  N = {n:>7}: {t['env_steps_per_second']:.4g} env-steps/s, "
+                f"{t['updates_per_second']:.4g} updates/s (compile {t['compile_seconds']:.2f} s)")
     if args.compare:
-        log("\nsimulation references (same run):")
-        for name, fn in (("gymnax", bench.gymnax_simulation), ("gymnasium", bench.gymnasium_simulation)):
-            row = fn(1024)
+        log(f"\nsimulation references at N = 1024, timed in turn with sacbook (sacbook, reference, "
+            f"sacbook, ...; windows >= {args.min_window:g} s), env-steps/s of the fastest window, "
+            f"and sacbook / reference per pair:")
+        ours = bench.sacbook_runner(1024)
+        # Gymnasium's windows hold few steps and its pairs cost as much as gymnax's: at most 5
+        for name, pairs in (("gymnax", args.pairs), ("gymnasium", min(args.pairs, 5))):
+            row = bench.compare_simulation(name, 1024, pairs=pairs, min_seconds=args.min_window, ours=ours)
             report["compare"][name] = row
             if row is None:
                 log(f"  {name}: not installed")
             else:
-                ours = next((r for r in report["simulation"] if r["num_envs"] == 1024), None)
-                ratio = f" (sacbook is {ours['env_steps_per_second'] / row['env_steps_per_second']:.1f}x)" if ours else ""
-                log(f"  {row['name']} at N = 1024: {row['env_steps_per_second']:.4g} env-steps/s{ratio}")
+                log(f"  {row['name']}: {row['env_steps_per_second']:.4g} (sacbook "
+                    f"{row['sacbook_env_steps_per_second']:.4g} in the same run)\n"
+                    f"    sacbook / {name}: {bench.format_ratio(row['ratio'])}")
     if args.json:
         print(json.dumps(report, indent=1))
     if args.save:
@@ -312,22 +483,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("render", help="simulate pendulums and write an animated GIF")
     p.add_argument("--out", default="pendulums.gif", help="GIF path (default: pendulums.gif)")
-    p.add_argument("--preset", default="seed", choices=PRESETS)
+    p.add_argument("--preset", default="point_mass", choices=PRESETS, help="physics preset (default point_mass)")
     p.add_argument("--num-envs", type=_positive_int, default=4, help="pendulums to draw (default 4)")
     p.add_argument("--steps", type=_positive_int, default=120, help="time steps (default 120)")
     p.add_argument("--every", type=_positive_int, default=2, help="keep every k-th frame (default 2)")
     p.add_argument("--torque", type=_finite_float, default=0.0, help="constant torque (default 0: free swing)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("train", help="train SAC on many pendulums at once")
-    p.add_argument("--preset", default="gymnasium", choices=PRESETS, help="physics preset (default gymnasium)")
+    p.add_argument("--preset", choices=PRESETS, help="physics preset (default gymnasium)")
     p.add_argument("--num-envs", type=_positive_int, help="parallel environments (default 1024)")
     p.add_argument("--total-env-steps", type=_positive_int, help="training length in env steps, all envs together")
     p.add_argument("--batch-size", type=_positive_int, help="transitions per gradient step")
     p.add_argument("--buffer-capacity", type=_positive_int, help="replay buffer capacity in transitions")
     p.add_argument("--updates-per-iteration", type=_positive_int, help="gradient updates per env step of all envs")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, help="PRNG seed (default 0)")
     p.add_argument("--out", default="runs/latest", help="output directory (default runs/latest)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     p.add_argument("--checkpoint-every", type=_positive_int, default=10, help="chunks between checkpoints (default 10)")
@@ -339,10 +510,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print machine-readable JSON only")
     p.add_argument("--compare", action="store_true", help="also time gymnax, Gymnasium and rejax when installed")
     p.add_argument("--sizes", type=_positive_int, nargs="+", help=f"simulation sizes (default {' '.join(map(str, SIM))})")
+    p.add_argument("--train-sizes", type=_positive_int, nargs="+", default=[1024],
+                   help="training-throughput sizes N (default 1024)")
+    p.add_argument("--solve", type=_recipe, nargs="+", default=["default", "few_envs"],
+                   help="time-to-solve recipes: default, few_envs, or changes to the default "
+                        "such as N=8192,B=4096,K=4,tau=0.1,it=600 (default: default few_envs)")
     p.add_argument("--skip-training", action="store_true", help="only the simulation benchmark")
     p.add_argument("--save", help="also write the JSON report to this file")
     p.add_argument("--repeats", type=_positive_int, default=1,
-                   help="time-to-solve runs per configuration, each in a fresh process; reports the median (default 1)")
+                   help="time-to-solve runs per configuration, each in a fresh process, alternating with "
+                        "rejax's under --compare; reports the median and the ratio per pair (default 1)")
+    p.add_argument("--pairs", type=_positive_int, default=7,
+                   help="--compare: pairs of simulation windows, sacbook and reference timed in turn "
+                        "(default 7; Gymnasium at most 5)")
+    p.add_argument("--min-window", type=_seconds, default=0.5,
+                   help="shortest timed window of the simulation benchmarks, seconds (default 0.5; "
+                        "0 times single calls)")
     p.set_defaults(func=cmd_bench)
     return parser
 
@@ -355,6 +538,9 @@ def main(argv=None) -> int:
     except (CliError, ValueError, OSError) as e:
         print(f"sacbook {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except TrainingFailed as e:
+        print(f"sacbook {args.command}: {e}", file=sys.stderr)
+        return e.exit_code
     except KeyboardInterrupt:
         print(f"sacbook {args.command}: interrupted", file=sys.stderr)
         return 130

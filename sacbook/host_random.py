@@ -11,14 +11,23 @@ The JAX key stays the one seed of everything: :func:`generator` turns
 ``(key, label)`` into a NumPy generator, so different keys, or different
 labels for the same key, give independent streams, and the same pair always
 gives the same numbers.
+
+Network weights are drawn on the host only where NumPy can reproduce Flax's
+distribution exactly: :func:`draw_params` checks that every parameter is an
+``nn.Dense`` kernel or bias with Flax's default initialisers, and hands any
+other module to ``module.init``.
 """
 
 from __future__ import annotations
 
+import math
 import zlib
 
+import flax.linen as nn
 import jax
 import numpy as np
+
+from sacbook import networks
 
 
 def generator(key: jax.Array, label: str) -> np.random.Generator:
@@ -52,3 +61,151 @@ def _check_single_key(key) -> None:
     typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
     if (typed and key.shape != ()) or (not typed and (key.dtype != np.uint32 or key.ndim != 1)):
         raise ValueError(f"expected a single PRNG key (jax.random.key(seed)), got shape {key.shape} dtype {key.dtype}")
+
+
+# ----------------------------------------------------------------------------
+# Network parameters
+# ----------------------------------------------------------------------------
+
+_STD_OF_TRUNCATED = 0.87962566103423978  # std of N(0, 1) truncated to [-2, 2]
+
+
+def draw_params(rng: np.random.Generator, module: nn.Module, *example_inputs) -> dict:
+    """Fresh variables for a Flax ``module``, as NumPy arrays, drawn from ``rng``.
+
+    Host path: when every parameter is the kernel or bias of a plain
+    ``nn.Dense`` with Flax's default initialisers (kernels LeCun-normal:
+    normal with variance 1/fan_in, truncated at two standard deviations and
+    rescaled; biases zero), NumPy draws them and nothing is compiled.
+    ``jax.eval_shape`` gives the tree. Why not ``module.init``: compiling it
+    costs about 2 s on a 2-core CPU (one random-number kernel per
+    parameter), longer than the whole swing-up takes to learn.
+
+    Fallback: any other module (another initialiser, a LayerNorm, a
+    parameter created with ``self.param``, an ensemble other than
+    :class:`~sacbook.networks.TwinCritic`'s, a collection besides
+    ``"params"``) is initialised by ``jax.jit(module.init)`` with a key drawn
+    from ``rng``: its own distribution, for one compilation.
+    :func:`host_draw_refusal` says which case applies.
+
+    Args:
+      rng: the NumPy generator to draw from.
+      module: a Flax linen module.
+      *example_inputs: arrays to call ``module`` with, e.g. ``(1, obs_dim)``.
+    Returns:
+      The variables ``{"params": ...}`` with the structure, shapes and dtypes
+      of ``module.init``, as NumPy arrays.
+    """
+    layout = _default_dense_layout(module, example_inputs)
+    if isinstance(layout, str):  # not a layout NumPy can reproduce: Flax draws it
+        key = jax.random.key(int(rng.integers(0, 2**32)))
+        return jax.device_get(jax.jit(module.init)(key, *example_inputs))
+    abstract, fan_ins = layout
+
+    def draw(path, leaf):
+        if path[-1].key == "bias":
+            return np.zeros(leaf.shape, leaf.dtype)
+        z = rng.standard_normal(leaf.shape)
+        while np.any(outside := np.abs(z) > 2.0):  # resample until all lie within 2 std
+            z[outside] = rng.standard_normal(int(outside.sum()))
+        scale = math.sqrt(1.0 / fan_ins[_names(path)]) / _STD_OF_TRUNCATED
+        return (z * scale).astype(leaf.dtype)
+
+    return jax.tree_util.tree_map_with_path(draw, abstract)
+
+
+def host_draw_refusal(module: nn.Module, *example_inputs) -> str | None:
+    """Why :func:`draw_params` would hand ``module`` to ``module.init``, or
+    ``None`` when it draws the parameters on the host. Compiles nothing."""
+    layout = _default_dense_layout(module, example_inputs)
+    return layout if isinstance(layout, str) else None
+
+
+def _names(path) -> tuple[str, ...]:
+    """A pytree key path of nested dicts as a tuple of names."""
+    return tuple(str(getattr(entry, "key", entry)) for entry in path)
+
+
+def _default_dense_layout(module: nn.Module, example_inputs):
+    """``(abstract variables, {kernel path: fan_in})`` when Flax's default
+    ``nn.Dense`` initialisers describe every parameter of ``module``; else a
+    sentence saying why not.
+
+    Traces ``module.init`` abstractly (``jax.eval_shape``) while
+    ``nn.intercept_methods`` records every ``nn.Dense`` called: its scope
+    path, its initialisers, and its fan-in (the last axis of its input, as
+    its initialiser sees it, also inside ``nn.vmap``). Then every parameter
+    must be one of those Dense layers' kernel or bias, shaped as that layer
+    makes it.
+    """
+    dense_calls = {}  # scope path -> (Dense module, fan_in, ensemble axes)
+    running = []  # modules whose methods are running, outermost first
+
+    def record(next_fun, args, kwargs, context):
+        called = context.module
+        if type(called) is nn.Dense and context.method_name == "__call__":
+            inputs = args[0] if args else kwargs["inputs"]
+            # TwinCritic's nn.vmap adds a leading axis of independent members
+            # (split_rngs); no other lifted ensemble is known to draw that way
+            ensembles = tuple(m.num_critics for m in running
+                              if type(m) is networks.TwinCritic)
+            fan_in = np.shape(inputs)[-1]
+            dense_calls[tuple(called.scope.path)] = (called, fan_in, ensembles)
+        running.append(called)
+        try:
+            return next_fun(*args, **kwargs)
+        finally:
+            running.pop()
+
+    def abstract_init(*inputs):
+        return module.init(jax.random.key(0), *inputs)
+
+    with nn.intercept_methods(record):
+        abstract = jax.eval_shape(abstract_init, *example_inputs)
+    if set(abstract) != {"params"}:
+        return (f"variable collections {sorted(abstract)}: only 'params' is drawn "
+                "on the host")
+    fan_ins = {}
+    leaves = jax.tree_util.tree_flatten_with_path(abstract)[0]
+    for path, leaf in leaves:
+        names = _names(path)
+        where, layer = "/".join(names[1:]), "/".join(names[1:-1])
+        dense_call = dense_calls.get(names[1:-1])
+        if dense_call is None:
+            return f"parameter {where} does not belong to an nn.Dense"
+        dense, fan_in, ensembles = dense_call
+        if names[-1] == "kernel":
+            lecun_normal = jax.nn.initializers.lecun_normal()
+            if not _same_initializer(dense.kernel_init, lecun_normal):
+                return f"{where}: kernel_init of {layer} is not LeCun normal"
+            expected = ensembles + (fan_in, dense.features)
+            fan_ins[names] = fan_in
+        elif names[-1] == "bias":
+            if not _same_initializer(dense.bias_init, jax.nn.initializers.zeros):
+                return f"{where}: bias_init of {layer} is not zeros"
+            expected = ensembles + (dense.features,)
+        else:
+            return f"parameter {where} is neither a kernel nor a bias"
+        if tuple(leaf.shape) != expected:
+            return (f"parameter {where} has shape {tuple(leaf.shape)}, not the "
+                    f"{expected} of a Dense {names[-1]}")
+    return abstract, fan_ins
+
+
+def _same_initializer(init, reference) -> bool:
+    """Whether ``init`` is ``reference``, or the same closure code holding
+    equal values (another ``lecun_normal()``, for instance). Anything
+    unrecognised counts as different: the safe answer, it only costs a
+    compilation."""
+    if init is reference:
+        return True
+    code = getattr(init, "__code__", None)
+    if code is None or code is not getattr(reference, "__code__", None):
+        return False
+    cells, reference_cells = init.__closure__ or (), reference.__closure__ or ()
+    try:
+        pairs = zip(cells, reference_cells)
+        return len(cells) == len(reference_cells) and all(
+            bool(a.cell_contents == b.cell_contents) for a, b in pairs)
+    except (TypeError, ValueError):  # e.g. arrays held in the closure
+        return False

@@ -13,19 +13,26 @@ Integration is the plan's scheme: the angular acceleration at the current angle
 updates the velocity, and the *new* velocity updates the angle. That is the
 semi-implicit (symplectic) Euler method. Unlike explicit Euler (which would use
 the old velocity) it keeps the energy of a free pendulum bounded forever.
+
+Angles are wrapped and their sines taken by :mod:`sacbook.fastmath`
+(``wrap_angle``, ``sin_cos``), which is much faster than XLA's own on a CPU.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from typing import Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
+
+# The CPU-fast trigonometry lives in its own module; the physics only calls it.
+# Re-exported, so pendulum.wrap_angle and pendulum.sin_cos keep working.
+from sacbook import checks
+from sacbook.fastmath import sin_cos, wrap_angle
 
 Body = Literal["point_mass", "rod"]
 BODIES = ("point_mass", "rod")
@@ -84,7 +91,7 @@ class PendulumParams:
             raise ValueError(f"PendulumParams.body must be one of {BODIES}, got {self.body!r}")
 
     @classmethod
-    def seed(cls, **overrides) -> "PendulumParams":
+    def point_mass(cls, **overrides) -> "PendulumParams":
         """The plan's point-mass pendulum (g = 9.81, l = m = 1, dt = 0.05).
 
         The plan leaves the torque and speed limits open; we take Gymnasium's
@@ -101,7 +108,10 @@ class PendulumParams:
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "PendulumParams":
-        """A preset by name: ``"seed"`` or ``"gymnasium"``."""
+        """A preset by name: ``"point_mass"`` or ``"gymnasium"``."""
+        if name == "seed":
+            raise ValueError('the preset "seed" is now called "point_mass"; '
+                             'use PendulumParams.preset("point_mass") or PendulumParams.point_mass()')
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
         return getattr(cls, name)(**overrides)
@@ -118,68 +128,7 @@ class PendulumParams:
         return 1.0 / inertia
 
 
-PRESETS = ("seed", "gymnasium")
-
-
-# 2 pi as a float32 "head" plus the remainder, so that theta - k 2 pi keeps
-# float32 accuracy (Cody-Waite reduction).
-_TWO_PI_HI = float(np.float32(2.0 * np.pi))
-_TWO_PI_LO = 2.0 * np.pi - _TWO_PI_HI
-
-
-def wrap_angle(theta: jax.Array) -> jax.Array:
-    """Wrap angles to ``[-pi, pi)``. Any shape.
-
-    ``theta - 2 pi floor((theta + pi) / 2 pi)`` with 2 pi split in two parts
-    for accuracy, then one correction each way for inputs that rounding puts
-    just outside the interval. About 15x cheaper on a CPU than ``jnp.mod``,
-    which calls the slow ``fmod``.
-    """
-    theta = jnp.asarray(theta)
-    turns = jnp.floor((theta + jnp.pi) * (0.5 / jnp.pi))
-    wrapped = (theta - turns * _TWO_PI_HI) - turns * _TWO_PI_LO
-    wrapped = jnp.where(wrapped >= jnp.pi, (wrapped - _TWO_PI_HI) - _TWO_PI_LO, wrapped)
-    wrapped = jnp.where(wrapped < -jnp.pi, (wrapped + _TWO_PI_HI) + _TWO_PI_LO, wrapped)
-    # beyond |theta| ~ 1e7 float32 cannot resolve an angle at all; still stay in range
-    below_pi = np.nextafter(np.asarray(np.pi, wrapped.dtype), np.asarray(0, wrapped.dtype))
-    return jnp.clip(wrapped, -jnp.pi, below_pi)
-
-
-# Taylor coefficients of sin(y)/y and cos(y) in powers of y^2, enough terms for
-# float32 accuracy on |y| <= pi/2 (truncation error below 1e-8).
-_SIN_COEFFS = (1.0, -1 / 6, 1 / 120, -1 / 5040, 1 / 362880, -1 / 39916800)
-_COS_COEFFS = (1.0, -1 / 2, 1 / 24, -1 / 720, 1 / 40320, -1 / 3628800, 1 / 479001600)
-
-
-def _horner(y2, coeffs):
-    result = jnp.full_like(y2, coeffs[-1])
-    for c in coeffs[-2::-1]:
-        result = result * y2 + c
-    return result
-
-
-def sin_cos(theta):
-    """``(sin(theta), cos(theta))``, to within 3e-7 of ``jnp.sin``/``jnp.cos``
-    for angles in ``[-pi, pi)`` (the pendulum's; larger angles are wrapped
-    first, which costs their float32 rounding). float64 input uses
-    ``jnp.sin``/``jnp.cos``.
-
-    Why not ``jnp.sin``: on a CPU, XLA's sine costs about 10 ns per element,
-    most of a whole env step. Folding the angle into ``[-pi/2, pi/2]`` and
-    evaluating two short polynomials is over 10x faster and as accurate as
-    float32 allows. Any shape.
-    """
-    x = wrap_angle(theta)
-    if x.dtype == jnp.float64:  # float64 references (tests) get XLA's exact functions
-        return jnp.sin(x), jnp.cos(x)
-    upper = x > 0.5 * jnp.pi
-    lower = x < -0.5 * jnp.pi
-    # sin(pi - x) = sin(x), cos(pi - x) = -cos(x): fold into [-pi/2, pi/2]
-    y = jnp.where(upper, jnp.pi - x, jnp.where(lower, -jnp.pi - x, x))
-    y2 = y * y
-    sin = y * _horner(y2, _SIN_COEFFS)
-    cos = jnp.where(upper | lower, -1.0, 1.0) * _horner(y2, _COS_COEFFS)
-    return sin, cos
+PRESETS = ("point_mass", "gymnasium")
 
 
 def angular_acceleration(theta, torque, params: PendulumParams):
@@ -295,8 +244,7 @@ class StepResult:
 def reset_state(key: jax.Array, num_envs: int, params: PendulumParams) -> EnvState:
     """Fresh state of ``num_envs`` pendulums: ``theta ~ U(-pi, pi)``,
     ``theta_dot ~ U(-1, 1)`` (both presets, as Gymnasium)."""
-    if isinstance(num_envs, bool) or not isinstance(num_envs, numbers.Integral) or num_envs < 1:
-        raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
+    num_envs = checks.integer("num_envs", num_envs, 1)
     del params  # same distribution for every preset; kept for a uniform signature
     u = jax.random.uniform(key, (2, num_envs), jnp.float32, -1.0, 1.0)  # one RNG call
     return EnvState(
@@ -318,8 +266,7 @@ def reset_host(rng: np.random.Generator, num_envs: int, params: PendulumParams):
     distribution, NumPy arrays, nothing compiled. Used to start training runs
     fast. Returns ``(state, obs)``; ``obs`` ``(N, 3)`` is computed in float64
     and rounded, so it agrees with :func:`observe` to float32 precision."""
-    if isinstance(num_envs, bool) or not isinstance(num_envs, numbers.Integral) or num_envs < 1:
-        raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
+    num_envs = checks.integer("num_envs", num_envs, 1)
     del params  # same distribution for every preset, as in reset_state
     u = rng.uniform(-1.0, 1.0, (2, num_envs)).astype(np.float32)
     theta, theta_dot = u[0] * np.float32(np.pi), u[1] * np.float32(RESET_MAX_SPEED)
@@ -340,6 +287,13 @@ def env_step(state: EnvState, torque: jax.Array, key: jax.Array, params: Pendulu
       ``(new_state, StepResult)``. Where an episode ended, ``new_state`` is
       already the first state of the next one, ``result.obs`` its observation,
       and ``result.final_obs`` the true last observation of the old one.
+
+    Non-finite input is not cleaned up here, it shows: an infinite torque is
+    clipped to the limit like any other, but a NaN torque (or a NaN state)
+    makes that environment's state, observation, reward and episode return NaN
+    until its episode ends; the auto-reset then starts it again from finite
+    values. The other environments are unaffected. The training runner stops
+    at the first non-finite metric (:mod:`sacbook.train`).
     """
     torque = jnp.asarray(torque, jnp.float32)
     r = reward(state.theta, state.theta_dot, torque, params)
@@ -379,18 +333,21 @@ def env_step(state: EnvState, torque: jax.Array, key: jax.Array, params: Pendulu
     return new_state, result
 
 
-def rollout(theta0, theta_dot0, torques, params: PendulumParams):
+def rollout(theta0, theta_dot0, torques, params: PendulumParams, step_fn=None):
     """Simulate without resets under a given torque sequence.
 
     Args:
       theta0, theta_dot0: initial state, shape ``()`` or ``(N,)``.
       torques: ``(T,)`` or ``(T, N)`` torques, one row per step.
+      step_fn: the integrator, :func:`step` (the default) or, for comparison,
+        :func:`explicit_euler_step`.
     Returns:
       ``(thetas, theta_dots)``, each ``(T + 1, ...)`` including the start.
     """
+    step_fn = step if step_fn is None else step_fn
 
     def body(carry, torque):
-        nxt = step(*carry, torque, params)
+        nxt = step_fn(*carry, torque, params)
         return nxt, nxt
 
     theta0 = jnp.asarray(theta0, jnp.float32)

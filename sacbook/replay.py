@@ -7,12 +7,14 @@ of the arrays' shapes, so it is fixed once the buffer is created.
 
 from __future__ import annotations
 
-import numbers
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
 from flax import struct
+
+from sacbook import checks
 
 
 @struct.dataclass
@@ -59,8 +61,7 @@ def init(capacity: int, example_transition, *, on_host: bool = False) -> ReplayB
     ``on_host=True`` builds it from NumPy arrays (nothing compiled; move it
     with ``jax.device_put``), for starting runs fast outside ``jit``.
     """
-    if isinstance(capacity, bool) or not isinstance(capacity, numbers.Integral) or capacity < 1:
-        raise ValueError(f"capacity must be an integer >= 1, got {capacity!r}")
+    capacity = checks.integer("capacity", capacity, 1)
     if on_host:  # NumPy only: not even the example goes to the device
         data = jax.tree.map(lambda x: np.zeros((capacity,) + np.shape(x), jax.dtypes.canonicalize_dtype(np.asarray(x).dtype)),
                             example_transition)
@@ -103,7 +104,6 @@ def sample(buffer: ReplayBuffer, key: jax.Array, batch_size: int):
     From an empty buffer it returns row 0 (zeros): callers wait until the
     buffer holds at least a batch before sampling.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    batch_size = checks.integer("batch_size", batch_size, 1)
     rows = jax.random.randint(key, (batch_size,), 0, jnp.maximum(buffer.size, 1))
     return jax.tree.map(lambda d: d[rows], buffer.data)

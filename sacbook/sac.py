@@ -24,7 +24,8 @@ import numpy as np
 import optax
 from flax import struct
 
-from sacbook import host_random, networks
+from sacbook import checks, host_random, networks
+from sacbook.host_random import draw_params
 from sacbook.replay import Transition
 
 ACTIVATIONS = {"relu": nn.relu, "swish": nn.swish, "tanh": nn.tanh, "elu": nn.elu}
@@ -65,15 +66,12 @@ class SACConfig:
     num_critics: int = 2
 
     def __post_init__(self):
-        def is_int(v):
-            return isinstance(v, int) and not isinstance(v, bool)
-
         for name in ("obs_dim", "action_dim", "batch_size", "num_critics"):
-            v = getattr(self, name)
-            if not is_int(v) or v < 1:
-                raise ValueError(f"SACConfig.{name} must be an integer >= 1, got {v!r}")
+            value = checks.integer(f"SACConfig.{name}", getattr(self, name), 1)
+            object.__setattr__(self, name, value)
         hidden = tuple(self.hidden_sizes)
-        if not hidden or not all(is_int(h) and h >= 1 for h in hidden):
+        if not hidden or not all(isinstance(h, int) and not isinstance(h, bool) and h >= 1
+                                 for h in hidden):
             raise ValueError(f"SACConfig.hidden_sizes must be a non-empty tuple of integers >= 1, got {self.hidden_sizes!r}")
         object.__setattr__(self, "hidden_sizes", hidden)  # lists -> tuple, to stay hashable
         if self.activation not in ACTIVATIONS:
@@ -131,31 +129,6 @@ class SACState:
     @property
     def alpha(self):
         return jnp.exp(self.log_alpha)
-
-
-def draw_params(rng: np.random.Generator, module: nn.Module, *example_inputs) -> dict:
-    """Fresh parameters for a Flax ``module`` as NumPy arrays, drawn from ``rng``.
-
-    The distribution is Flax's default for ``nn.Dense``: kernels LeCun-normal
-    (normal with variance 1/fan_in, truncated at two standard deviations and
-    rescaled), biases zero. ``jax.eval_shape`` gives the parameter tree
-    without running anything; NumPy fills it. Why not ``module.init``:
-    compiling it costs about 2 s on a 2-core CPU (one random-number kernel
-    per parameter), longer than the whole swing-up takes to learn.
-    """
-    abstract = jax.eval_shape(module.init, jax.random.key(0), *example_inputs)
-    std_of_truncated = 0.87962566103423978  # std of N(0, 1) truncated to [-2, 2]
-
-    def draw(path, leaf):
-        if path[-1].key == "bias":
-            return np.zeros(leaf.shape, leaf.dtype)
-        fan_in = leaf.shape[-2]  # (in, out), or (ensemble, in, out) for the twin critics
-        z = rng.standard_normal(leaf.shape)
-        while np.any(outside := np.abs(z) > 2.0):  # resample until all lie within 2 std
-            z[outside] = rng.standard_normal(int(outside.sum()))
-        return (z * (math.sqrt(1.0 / fan_in) / std_of_truncated)).astype(leaf.dtype)
-
-    return jax.tree_util.tree_map_with_path(draw, abstract)
 
 
 def init(key: jax.Array, config: SACConfig) -> SACState:

@@ -9,14 +9,13 @@ writes a GIF with Pillow, so no ffmpeg is needed.
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib import animation
 
-from sacbook import pendulum
+from sacbook import checks, pendulum
 
 
 def _grid(n: int) -> tuple[int, int]:
@@ -64,8 +63,7 @@ def animate_pendulums(
         thetas = thetas[:, None]
     if thetas.ndim != 2 or thetas.shape[0] < 1:
         raise ValueError(f"thetas must have shape (T, N) with T >= 1, got {thetas.shape}")
-    if isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 1:
-        raise ValueError(f"every must be an integer >= 1, got {every!r}")
+    every = checks.integer("every", every, 1)
     if torques is not None:
         torques = np.asarray(torques, dtype=float)
         if torques.ndim == 1:
@@ -75,8 +73,8 @@ def animate_pendulums(
     num_steps, num = thetas.shape
     if titles is not None and len(titles) != num:
         raise ValueError(f"titles must have one entry per pendulum ({num}), got {len(titles)}")
-    if cols is not None and (isinstance(cols, bool) or not isinstance(cols, numbers.Integral) or cols < 1):
-        raise ValueError(f"cols must be an integer >= 1, got {cols!r}")
+    if cols is not None:
+        cols = checks.integer("cols", cols, 1)
     frames = list(range(0, num_steps, every))
     rows, cols = _grid(num) if cols is None else (math.ceil(num / cols), min(int(cols), num))
     fig, axes = plt.subplots(rows, cols, figsize=(panel_size * cols, panel_size * rows + 0.3),
@@ -146,25 +144,14 @@ def simulate(theta0, theta_dot0, torque, steps: int, params: pendulum.PendulumPa
     ``integrator`` is ``"semi_implicit"`` (the package's :func:`pendulum.step`)
     or ``"explicit"`` (:func:`pendulum.explicit_euler_step`, for comparison).
     """
-    import jax
-    import jax.numpy as jnp
-
     if integrator not in ("semi_implicit", "explicit"):
         raise ValueError(f"integrator must be 'semi_implicit' or 'explicit', got {integrator!r}")
-    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    steps = checks.integer("steps", steps, 1)
     step_fn = pendulum.step if integrator == "semi_implicit" else pendulum.explicit_euler_step
-    theta0 = jnp.asarray(theta0, jnp.float32)
-    theta_dot0 = jnp.asarray(theta_dot0, jnp.float32)
-    torque = jnp.broadcast_to(jnp.asarray(torque, jnp.float32), theta0.shape)
-
-    def body(carry, _):
-        nxt = step_fn(*carry, torque, params)
-        return nxt, nxt
-
-    _, (th, thd) = jax.lax.scan(body, (theta0, theta_dot0), None, length=steps)
-    return (np.concatenate([np.asarray(theta0)[None], np.asarray(th)]),
-            np.concatenate([np.asarray(theta_dot0)[None], np.asarray(thd)]))
+    theta0 = np.asarray(theta0, np.float32)
+    torques = np.broadcast_to(np.asarray(torque, np.float32), (steps,) + theta0.shape)
+    thetas, theta_dots = pendulum.rollout(theta0, theta_dot0, torques, params, step_fn)
+    return np.asarray(thetas), np.asarray(theta_dots)
 
 
 def pendulum_explorer(params: pendulum.PendulumParams | None = None):
@@ -178,7 +165,7 @@ def pendulum_explorer(params: pendulum.PendulumParams | None = None):
     import ipywidgets as widgets
     from IPython.display import display
 
-    params = params or pendulum.PendulumParams.seed()
+    params = params or pendulum.PendulumParams.point_mass()
     style = {"description_width": "110px"}
     layout = widgets.Layout(width="340px")
 

@@ -1,9 +1,10 @@
-"""Copy the repository address from _config.yml into every place that needs it.
+"""Copy the repository address and release from _config.yml wherever they are needed.
 
-The address lives in one place, ``repository.url`` in ``_config.yml``. Colab
-cannot read that file, so each notebook's first cell and the README carry a
-copy; this script rewrites the copies, and ``tests/test_book.py`` checks they
-agree. Usage, after editing _config.yml:  python scripts/set_repo_url.py
+Both live in one place, ``repository.url`` and ``repository.release`` in
+``_config.yml``. Colab cannot read that file, so each notebook's setup cell,
+the README and the landing page carry copies; this script rewrites them, and
+``tests/test_book.py`` checks they agree.
+Usage, after editing _config.yml:  python scripts/set_repo_url.py
 """
 
 import json
@@ -12,50 +13,45 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-INSTALL = re.compile(r"git\+(https://github\.com/[\w.-]+/[\w.-]+)")
+INSTALL = re.compile(r"git\+https://github\.com/[\w.-]+/[\w.-]+?(?:\.git)?(?:@[\w.-]+)?(?=[\"'\s]|$)")
+COLAB = re.compile(r"colab\.research\.google\.com/github/[\w.-]+/[\w.-]+/")
 
 
-def configured_url() -> str:
-    match = re.search(r"^repository:\s*\n(?:\s+.*\n)*?\s+url:\s*(\S+)", (ROOT / "_config.yml").read_text(), re.M)
-    if not match:
-        sys.exit("repository.url not found in _config.yml")
-    return match.group(1).rstrip("/")
+def configured() -> tuple[str, str]:
+    """``(url, release)`` from _config.yml's ``repository`` section."""
+    text = (ROOT / "_config.yml").read_text()
+    section = re.search(r"^repository:\s*\n((?:[ \t]+.*\n)+)", text, re.M)
+    if not section:
+        sys.exit("no repository: section in _config.yml")
+    values = dict(re.findall(r"^\s+(url|release):\s*(\S+)", section.group(1), re.M))
+    if "url" not in values or "release" not in values:
+        sys.exit("repository.url and repository.release must both be set in _config.yml")
+    return values["url"].rstrip("/"), values["release"]
 
 
-def current_url() -> str:
-    """The address the copies carry now: the one in Chapter 1's install cell."""
-    nb = json.loads((ROOT / "book" / "01_physics.ipynb").read_text())
-    first = next(c for c in nb["cells"] if c["cell_type"] == "code")
-    match = INSTALL.search("".join(first["source"]))
-    if not match:
-        sys.exit("no 'git+https://github.com/...' install line in book/01_physics.ipynb's first cell")
-    return match.group(1)
-
-
-def rewrite(text: str, old: str, new: str) -> str:
-    """Replace the old address, and its Colab form, by the new one."""
-    text = text.replace(old, new)
-    old_path, new_path = old.removeprefix("https://github.com/"), new.removeprefix("https://github.com/")
-    return text.replace(f"colab.research.google.com/github/{old_path}/", f"colab.research.google.com/github/{new_path}/")
+def rewrite(text: str, url: str, release: str) -> str:
+    """Point every install line and Colab link in ``text`` at ``url``/``release``."""
+    text = INSTALL.sub(f"git+{url}@{release}", text)
+    owner_repo = url.removeprefix("https://github.com/")
+    return COLAB.sub(f"colab.research.google.com/github/{owner_repo}/", text)
 
 
 def main() -> None:
-    url = configured_url()
-    old = current_url()
-    if not url.startswith("https://github.com/"):
+    url, release = configured()
+    if not re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+", url):
         sys.exit(f"repository.url must be a https://github.com/OWNER/REPO address, got {url}")
     for path in sorted((ROOT / "book").glob("*.ipynb")):
         nb = json.loads(path.read_text())
         first = next(c for c in nb["cells"] if c["cell_type"] == "code")
         source = "".join(first["source"])
-        new = rewrite(source, old, url)
+        new = rewrite(source, url, release)
         if new != source:
             first["source"] = new.splitlines(keepends=True)
             path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
             print(f"updated {path.relative_to(ROOT)}")
     for path in (ROOT / "README.md", ROOT / "book" / "intro.md"):
         text = path.read_text()
-        new = rewrite(text, old, url)
+        new = rewrite(text, url, release)
         if new != text:
             path.write_text(new)
             print(f"updated {path.relative_to(ROOT)}")

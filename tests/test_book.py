@@ -10,11 +10,15 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "book").glob("*.ipynb"))
 
 
-def _config_url() -> str:
+def _repository(key: str) -> str:
     text = (ROOT / "_config.yml").read_text()
-    match = re.search(r"^repository:\s*\n(?:\s+.*\n)*?\s+url:\s*(\S+)", text, re.M)
-    assert match, "repository.url missing from _config.yml"
+    match = re.search(rf"^repository:\s*\n(?:\s+.*\n)*?\s+{key}:\s*(\S+)", text, re.M)
+    assert match, f"repository.{key} missing from _config.yml"
     return match.group(1).rstrip("/")
+
+
+def _config_url() -> str:
+    return _repository("url")
 
 
 def _toc_files() -> list[str]:
@@ -44,14 +48,33 @@ def test_notebook_committed_executed_small_and_clean(path):
     assert any("nbval-check-output" in c.get("metadata", {}).get("tags", []) for c in code)
 
 
+def _uses_widgets(nb) -> bool:
+    code = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    return "pendulum_explorer(" in code or "import ipywidgets" in code
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_first_cell_installs_sacbook_on_colab_from_the_configured_repository(path):
-    """The first code cell installs from repository.url in _config.yml and enables Colab widgets."""
+def test_first_cell_installs_the_configured_release_on_colab(path):
+    """The setup cell installs repository.url at repository.release on Colab,
+    pins the JAX already there, and asks for Colab's widget manager exactly
+    in the chapters that show ipywidgets."""
     nb = json.loads(path.read_text())
     first = "".join(next(c for c in nb["cells"] if c["cell_type"] == "code")["source"])
     assert '"google.colab" in sys.modules' in first
-    assert f"git+{_config_url()}" in first
-    assert "enable_custom_widget_manager" in first
+    assert f'"sacbook @ git+{_config_url()}@{_repository("release")}"' in first
+    assert "KEEP_JAX = f\"jax=={importlib.metadata.version('jax')}\"" in first
+    assert '%pip install -q "{SACBOOK}" "{KEEP_JAX}"' in first
+    assert "enable_custom_widget_manager" not in first  # sacbook.notebook decides
+    widgets = "widgets=True" in first
+    assert widgets == _uses_widgets(nb), "widgets=True exactly where ipywidgets are shown"
+    assert ("wants_accelerator=True" in first) == (path.stem == "04_gpu_scaling")
+
+
+def test_release_tag_matches_the_package_version():
+    """The release the chapters install is the version this checkout holds."""
+    import sacbook
+
+    assert _repository("release") == f"v{sacbook.__version__}"
 
 
 def test_readme_points_at_the_configured_repository():

@@ -44,6 +44,17 @@ def test_render_gymnasium_preset_with_torque(tmp_path, capsys):
         assert im.n_frames == 4  # steps + 1 rows, every one kept
 
 
+def test_preset_choices_and_defaults():
+    """`render` and `train` offer the presets point_mass and gymnasium; render
+    defaults to point_mass; the old name "seed" is refused."""
+    parser = cli.build_parser()
+    assert parser.parse_args(["render"]).preset == "point_mass"
+    for command in ("render", "train"):
+        assert parser.parse_args([command, "--preset", "point_mass"]).preset == "point_mass"
+        with pytest.raises(SystemExit):
+            parser.parse_args([command, "--preset", "seed"])
+
+
 @pytest.mark.parametrize(
     "argv, needle",
     [
@@ -218,3 +229,184 @@ def test_bench_repeats_report_the_median_run(monkeypatch):
     assert row["runs_solve_seconds_total"] == [3.0, None, 1.0]
     monkeypatch.setattr(bench, "run_isolated", lambda function, **kw: None)
     assert cli._median_run("rejax_time_to_solve", 2) is None
+
+
+def test_bench_compare_alternates_ours_and_rejax_and_reports_the_ratio(monkeypatch, capsys):
+    """--compare --repeats 3: one round runs each recipe, then rejax, each in a
+    fresh process (faked here), three rounds; the JSON holds the ratio of each
+    round, rejax's time / ours, and its median and spread."""
+    from sacbook import bench
+
+    order, times = [], {"default": iter([3.0, 6.0, 3.5]), "few_envs": iter([20.0, 40.0, None]),
+                        "rejax_time_to_solve": iter([9.0, 24.0, 14.0])}
+
+    def run_isolated(function, config=None):
+        name = config or function
+        order.append(name)
+        t = next(times[name])
+        row = {"solve_seconds_total": t, "solved": t is not None, "compile_seconds": 1.0, "solve_env_steps": 1,
+               "num_envs": 1024, "batch_size": 96, "updates_per_iteration": 16, "tau": 0.03,
+               "solved_policy_return_many": -150.0, "final_eval_return_many": -150.0, "final_eval_episodes": 1}
+        return row if config else {**row, "name": "rejax", "total_seconds": 20.0, "final_eval_return": -150.0}
+
+    monkeypatch.setattr(cli, "_installed", lambda module: True)
+    monkeypatch.setattr(bench, "run_isolated", run_isolated)
+    monkeypatch.setattr(bench, "simulation_throughput", lambda sizes, min_seconds: [])
+    monkeypatch.setattr(bench, "training_throughput", lambda config: {
+        "num_envs": config.num_envs, "env_steps_per_second": 1.0, "updates_per_second": 1.0,
+        "compile_seconds": 1.0})
+    monkeypatch.setattr(bench, "sacbook_runner", lambda n: None)
+    monkeypatch.setattr(bench, "compare_simulation", lambda *a, **kw: None)
+    assert cli.main(["bench", "--compare", "--repeats", "3", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert order == ["default", "few_envs", "rejax_time_to_solve"] * 3
+    rejax = report["compare"]["rejax"]
+    assert rejax["solve_seconds_total"] == 14.0  # the median run, as before
+    assert rejax["ratio"]["values"] == [3.0, 4.0, 4.0] and rejax["ratio"]["recipe"] == "default"
+    assert rejax["ratio"]["median"] == 4.0 and rejax["ratio"]["iqr"] == [3.5, 4.0]
+    assert (rejax["ratio"]["min"], rejax["ratio"]["max"], rejax["ratio"]["pairs"]) == (3.0, 4.0, 3)
+    assert rejax["ratio_by_recipe"]["few_envs"]["values"] == [0.45, 0.6]  # the unsolved pair left out
+    assert "x rejax, default to -200 (median)" in bench.summarize_report(report)
+
+
+def test_bench_compare_json_has_the_interleaved_ratios():
+    """`sacbook bench --compare` with gymnax and Gymnasium installed, tiny
+    windows: each reference holds its absolute figure, the ratio of each
+    interleaved pair, and their median and spread."""
+    pytest.importorskip("gymnax")
+    pytest.importorskip("gymnasium")
+    proc = _sacbook("bench", "--json", "--compare", "--skip-training", "--sizes", "1024",
+                    "--pairs", "3", "--min-window", "0.05")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["simulation"][0]["calls"] >= 1
+    for name, pairs in (("gymnax", 3), ("gymnasium", 3)):
+        row = report["compare"][name]
+        assert row["num_envs"] == 1024 and row["env_steps_per_second"] > 0
+        stats = row["ratio"]
+        assert stats["pairs"] == pairs == len(stats["values"]) == len(row["rounds"])
+        assert stats["min"] <= stats["iqr"][0] <= stats["median"] <= stats["iqr"][1] <= stats["max"]
+        assert all(r["sacbook_seconds"] > 0 and r["reference_seconds"] > 0 for r in row["rounds"])
+
+
+# ----------------------------------------------------------------------------
+# Hardening: run lengths, interruptions, non-finite training, resume mismatches
+# ----------------------------------------------------------------------------
+
+SMALL = ["--num-envs", "64", "--batch-size", "64", "--updates-per-iteration", "1", "--quiet",
+         "--no-cache"]
+
+
+def _records(out):
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_train_run_ending_on_a_checkpoint_step_finishes(tmp_path):
+    """A run whose length fills whole checkpoint intervals (2 chunks of 20
+    iterations, a checkpoint every 2 chunks) ends with its outputs; the final
+    save and the periodic one land on the same step and save once."""
+    from sacbook import checkpoint
+
+    out = tmp_path / "run"
+    proc = _sacbook("train", "--total-env-steps", str(64 * 40), "--checkpoint-every", "2",
+                    "--out", str(out), *SMALL)
+    assert proc.returncode == 0, proc.stderr
+    assert checkpoint.latest_step(out / "checkpoint") == 40
+    assert (out / "policy.gif").stat().st_size > 0 and "final evaluation return" in proc.stdout
+
+
+@pytest.mark.parametrize("steps", ["99999999999999999999", str(64 * (2**31 - 1) + 64 * 20)])
+def test_train_refuses_run_lengths_past_the_counters(tmp_path, capsys, steps):
+    rc = cli.main(["train", "--total-env-steps", steps, "--out", str(tmp_path / "r"), *SMALL])
+    err = capsys.readouterr().err
+    assert rc == 2 and "total_env_steps must be at most" in err and len(err.splitlines()) == 1
+
+
+def test_train_resume_refuses_options_that_change_the_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["train", "--total-env-steps", str(64 * 20), "--out", str(out), *SMALL]) == 0
+    capsys.readouterr()
+    for option, value in (("--num-envs", "128"), ("--seed", "3"), ("--preset", "point_mass")):
+        small = [value if previous == option else arg for previous, arg in zip([None] + SMALL, SMALL)]
+        extra = [] if option in SMALL else [option, value]
+        assert cli.main(["train", "--resume", "--out", str(out), *small, *extra]) == 2
+        err = capsys.readouterr().err
+        assert option in err and "only --total-env-steps may change" in err, err
+        assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_train_signal_saves_a_checkpoint_and_resume_loses_no_line(tmp_path, signame):
+    """A real signal during `sacbook train`: the run stops at the next chunk
+    boundary with a checkpoint there, exits non-zero with one line that says
+    how to resume, and --resume continues with every chunk in metrics.jsonl
+    exactly once."""
+    import signal
+    import subprocess
+    import time
+
+    from sacbook import checkpoint
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sacbook.cli", "train", "--total-env-steps", str(64 * 20 * 10_000),
+         "--checkpoint-every", "1000", "--out", str(out), *SMALL],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if (out / "metrics.jsonl").exists() and len(_records(out)) >= 3:
+            break
+        time.sleep(0.2)
+    proc.send_signal(getattr(signal, signame))
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 128 + getattr(signal, signame), err
+    assert err.strip().splitlines() == [err.strip()]  # one line
+    assert f"resume with: sacbook train --resume --out {out}" in err
+    done = _records(out)
+    assert checkpoint.latest_step(out / "checkpoint") == 20 * len(done)
+    assert [r["chunk"] for r in done] == list(range(1, len(done) + 1))
+    # metrics.jsonl may hold a line the checkpoint does not (a crash between the
+    # two); --resume rewrites it from the checkpoint, then appends
+    with (out / "metrics.jsonl").open("a") as f:
+        f.write(json.dumps({**done[-1], "chunk": len(done) + 1}) + "\n")
+    total = 64 * 20 * (len(done) + 2)
+    resumed = _sacbook("train", "--resume", "--total-env-steps", str(total), "--out", str(out),
+                       *SMALL)
+    assert resumed.returncode == 0, resumed.stderr
+    assert [r["chunk"] for r in _records(out)] == list(range(1, len(done) + 3))
+
+
+def test_train_non_finite_run_exits_with_one_line_and_keeps_the_checkpoint(
+        tmp_path, capsys, monkeypatch):
+    """When the losses turn NaN (forced here after iteration 30), `sacbook
+    train` stops with one line naming the metric and the chunk, exit status 1,
+    and the checkpoint of the last good chunk still loads."""
+    import jax
+    import jax.numpy as jnp
+
+    from sacbook import checkpoint, loop
+
+    original = loop._update_round
+
+    def poisoned(sac_state, buffer, key, config):
+        sac_state, metrics = original(sac_state, buffer, key, config)
+        late = buffer.size > 64 * 30
+        return sac_state, {**metrics, "critic_loss": jnp.where(late, jnp.nan,
+                                                               metrics["critic_loss"])}
+
+    monkeypatch.setattr(loop, "_update_round", poisoned)
+    jax.clear_caches()  # trace the chunk again, with the poisoned update
+    out = tmp_path / "run"
+    try:
+        rc = cli.main(["train", "--total-env-steps", str(64 * 80), "--checkpoint-every", "1",
+                       "--out", str(out), *SMALL])
+    finally:
+        monkeypatch.undo()
+        jax.clear_caches()
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and len(err.splitlines()) == 1, err
+    assert "non-finite in chunk 2" in err and "critic_loss = nan" in err
+    assert checkpoint.latest_step(out / "checkpoint") == 20
+    state, config, seed, history = checkpoint.restore(out / "checkpoint")
+    assert [h["chunk"] for h in history] == [1] and int(state.iteration) == 20
+    assert [r["chunk"] for r in _records(out)] == [1]

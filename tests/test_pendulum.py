@@ -1,6 +1,6 @@
 """Tests for sacbook.pendulum: physics against Gymnasium and a NumPy reference,
-energy behaviour of the integrators, angle wrapping, parameter validation,
-batched environments with auto-reset, and jit/vmap compatibility."""
+energy behaviour of the integrators, long rollouts staying wrapped, parameter
+validation, batched environments with auto-reset, and jit/vmap compatibility."""
 
 from __future__ import annotations
 
@@ -171,7 +171,7 @@ def test_gymnasium_preset_float64_rollout_matches_pendulum_v1(gym_episodes):
 
 
 # -----------------------------------------------------------------------------
-# (b) The seed preset against a float64 NumPy implementation of the plan
+# (b) The point-mass preset against a float64 NumPy implementation of the plan
 # -----------------------------------------------------------------------------
 
 
@@ -198,11 +198,11 @@ def _numpy_kwargs(p: PendulumParams):
 @pytest.mark.parametrize(
     "params",
     [
-        PendulumParams.seed(),
-        PendulumParams.seed(g=3.7, l=0.5, m=2.0, dt=0.02, max_torque=5.0, max_speed=6.0),
-        PendulumParams.seed(g=3.7, l=0.5, m=2.0, dt=0.02, max_torque=5.0, max_speed=6.0, body="rod"),
+        PendulumParams.point_mass(),
+        PendulumParams.point_mass(g=3.7, l=0.5, m=2.0, dt=0.02, max_torque=5.0, max_speed=6.0),
+        PendulumParams.point_mass(g=3.7, l=0.5, m=2.0, dt=0.02, max_torque=5.0, max_speed=6.0, body="rod"),
     ],
-    ids=["seed", "seed-other-constants", "rod-other-constants"],
+    ids=["point_mass", "point_mass-other-constants", "rod-other-constants"],
 )
 def test_step_matches_numpy_reference_one_step(params):
     """One step from 10,000 random states (speeds and torques beyond the clips)
@@ -222,9 +222,9 @@ def test_step_matches_numpy_reference_one_step(params):
 
 
 def test_rollout_matches_numpy_reference_20_steps():
-    """A 20-step pendulum.rollout of 64 seed-preset pendulums under random
+    """A 20-step pendulum.rollout of 64 point-mass pendulums under random
     torques follows the float64 NumPy reference (start state included)."""
-    params = PendulumParams.seed()
+    params = PendulumParams.point_mass()
     rng = np.random.default_rng(3)
     n, steps = 64, 20
     theta0 = rng.uniform(-np.pi, np.pi, n).astype(np.float32)
@@ -248,11 +248,11 @@ def test_rollout_matches_numpy_reference_20_steps():
 
 
 def test_energy_bounded_semi_implicit_grows_explicit():
-    """Free swing from theta0 = 2 (seed preset, no speed clip), 10,000 steps:
+    """Free swing from theta0 = 2 (point-mass preset, no speed clip), 10,000 steps:
     pendulum.step keeps the energy within 4% of its range 2a of the initial
     value (measured 2.3%, with no drift), pendulum.explicit_euler_step gains
     more than 400 (measured ~920, i.e. > 40 a: the pendulum ends up spinning)."""
-    params = PendulumParams.seed(max_speed=math.inf)
+    params = PendulumParams.point_mass(max_speed=math.inf)
     a = params.gravity_coefficient
     steps = 10_000
 
@@ -281,50 +281,16 @@ def test_energy_bounded_semi_implicit_grows_explicit():
 
 
 # -----------------------------------------------------------------------------
-# (d) Angle wrapping
+# (d) Long rollouts stay wrapped (the accuracy of wrap_angle and sin_cos
+#     themselves is tested in test_fastmath.py)
 # -----------------------------------------------------------------------------
-
-
-def test_wrap_angle_edge_inputs():
-    """wrap_angle maps pi, -pi, +-3pi, huge values and float32 neighbours of
-    odd multiples of pi into [-pi, pi), keeps the angle mod 2pi, and
-    wrap_angle(pi) is -pi to float32 precision (float32(pi) exceeds pi by 9e-8,
-    so the exact answer is -pi + 9e-8, one ulp above -float32(pi))."""
-    for value in (jnp.float32(jnp.pi), jnp.pi, jnp.float32(-jnp.pi)):
-        wrapped = float(pendulum.wrap_angle(value))
-        assert -float(PI32) <= wrapped < -float(PI32) + 1e-6
-    assert float(pendulum.wrap_angle(jnp.float32(0.0))) == 0.0
-
-    edges = np.array([np.pi, -np.pi, 3 * np.pi, -3 * np.pi, 5 * np.pi, -5 * np.pi, 2 * np.pi, -2 * np.pi,
-                      1e3, -1e3, 1e5, -1e5, 1e7, -1e7, 3.4e38, -3.4e38], np.float32)
-    # the float32 neighbours (+-40 ulp) of odd multiples of pi, where rounding could reach +pi
-    odd = (np.arange(-500, 501) * 2 + 1) * np.pi
-    base = odd.astype(np.float32).view(np.int32)
-    neighbours = (base[:, None] + np.arange(-40, 41, dtype=np.int32)[None, :]).view(np.float32).ravel()
-    x = np.concatenate([edges, neighbours])
-    w = pendulum.wrap_angle(jnp.asarray(x))
-    _assert_in_wrapped_range(w)
-    # same angle modulo 2pi (tolerance: float32 rounding of the input's size)
-    small = np.abs(x) < 1e4
-    np.testing.assert_allclose(_angle_diff(np.asarray(w)[small], x[small]), 0.0, atol=5e-3)
-    np.testing.assert_allclose(np.asarray(w)[2:4], [-PI32, -PI32], atol=1e-6)  # +-3 pi -> -pi
-
-
-def test_wrap_angle_random_values_match_numpy():
-    """On random float32 angles in [-100, 100], wrap_angle equals the float64
-    formula mod(x + pi, 2 pi) - pi to float32 precision and stays in range."""
-    x = np.random.default_rng(0).uniform(-100, 100, 100_000).astype(np.float32)
-    w = pendulum.wrap_angle(jnp.asarray(x))
-    _assert_in_wrapped_range(w)
-    ref = np.mod(x.astype(np.float64) + np.pi, 2 * np.pi) - np.pi
-    np.testing.assert_allclose(_angle_diff(w, ref), 0.0, atol=2e-5)
 
 
 @pytest.mark.parametrize(
     "params",
-    [PendulumParams.seed(), PendulumParams.gymnasium(),
-     PendulumParams.seed(max_speed=math.inf, max_torque=100.0)],
-    ids=["seed", "gymnasium", "no-speed-clip-huge-torque"],
+    [PendulumParams.point_mass(), PendulumParams.gymnasium(),
+     PendulumParams.point_mass(max_speed=math.inf, max_torque=100.0)],
+    ids=["point_mass", "gymnasium", "no-speed-clip-huge-torque"],
 )
 def test_long_random_rollouts_stay_wrapped(params):
     """64 pendulums x 3,000 steps under random torques (including a case with
@@ -372,7 +338,7 @@ def test_bad_parameters_raise_value_error_naming_the_field(overrides, name):
     for the direct constructor and both presets."""
     with pytest.raises(ValueError, match=rf"PendulumParams\.{name}\b"):
         PendulumParams(**overrides)
-    for preset in ("seed", "gymnasium"):
+    for preset in ("point_mass", "gymnasium"):
         with pytest.raises(ValueError, match=rf"PendulumParams\.{name}\b"):
             PendulumParams.preset(preset, **overrides)
 
@@ -380,12 +346,12 @@ def test_bad_parameters_raise_value_error_naming_the_field(overrides, name):
 def test_valid_edge_parameters_are_accepted():
     """max_speed = inf (no clip), max_torque = 0 and episode_length = 1 are
     valid; with max_speed = inf a speed beyond 8 is not clipped."""
-    p = PendulumParams.seed(max_speed=math.inf)
+    p = PendulumParams.point_mass(max_speed=math.inf)
     _, thd = pendulum.step(jnp.float32(0.0), jnp.float32(50.0), jnp.float32(0.0), p)
     assert float(thd) == pytest.approx(50.0)
-    _, thd = pendulum.step(jnp.float32(0.0), jnp.float32(50.0), jnp.float32(0.0), PendulumParams.seed())
+    _, thd = pendulum.step(jnp.float32(0.0), jnp.float32(50.0), jnp.float32(0.0), PendulumParams.point_mass())
     assert float(thd) == 8.0
-    assert PendulumParams.seed(max_torque=0.0, episode_length=1).episode_length == 1
+    assert PendulumParams.point_mass(max_torque=0.0, episode_length=1).episode_length == 1
     assert PendulumParams(g=1, l=2, m=3).g == 1  # ints are real numbers
 
 
@@ -394,21 +360,24 @@ def test_unknown_preset_and_bad_num_envs_raise():
     num_envs < 1 or not an int, raise ValueError naming what is wrong."""
     with pytest.raises(ValueError, match="preset"):
         PendulumParams.preset("x")
-    assert PendulumParams.preset("seed") == PendulumParams.seed()
+    assert PendulumParams.preset("point_mass") == PendulumParams.point_mass()
+    with pytest.raises(ValueError, match="now called \"point_mass\""):
+        PendulumParams.preset("seed")  # the preset's old name
+    assert not hasattr(PendulumParams, "seed")
     assert PendulumParams.preset("gymnasium", dt=0.01) == PendulumParams.gymnasium(dt=0.01)
     key = jax.random.key(0)
     for bad in (0, -1, 2.0, True):
         with pytest.raises(ValueError, match="num_envs"):
-            pendulum.reset(key, bad, PendulumParams.seed())
+            pendulum.reset(key, bad, PendulumParams.point_mass())
         with pytest.raises(ValueError, match="num_envs"):
-            pendulum.reset_state(key, bad, PendulumParams.seed())
+            pendulum.reset_state(key, bad, PendulumParams.point_mass())
 
 
 def test_reset_distribution():
     """reset draws theta ~ U(-pi, pi) and theta_dot ~ U(-1, 1) (as Gymnasium),
     float32, time 0 and return 0; the same key gives the same state and
     different keys different ones."""
-    params = PendulumParams.seed()
+    params = PendulumParams.point_mass()
     state, obs = pendulum.reset(jax.random.key(5), 20_000, params)
     th, thd = np.asarray(state.theta), np.asarray(state.theta_dot)
     assert th.dtype == np.float32 and thd.dtype == np.float32 and np.asarray(state.time).dtype == np.int32
@@ -436,7 +405,7 @@ def test_env_step_auto_reset_over_one_episode():
     terminated), final_obs is the true last observation, the new state is a
     fresh one (time 0, return 0, obs its observation), the reported return is
     the sum of the episode's rewards, and step 201 starts a new clock."""
-    params = PendulumParams.seed()
+    params = PendulumParams.point_mass()
     n, T = 8, params.episode_length
     state0, obs0 = pendulum.reset(jax.random.key(0), n, params)
     assert state0.theta.shape == (n,) and obs0.shape == (n, 3)
@@ -510,7 +479,7 @@ def test_env_step_auto_reset_over_one_episode():
 def test_env_step_episode_length_one_and_mixed_times():
     """Envs at different times in their episodes reset independently; with
     episode_length = 1 every step is truncated."""
-    params = PendulumParams.seed(episode_length=5)
+    params = PendulumParams.point_mass(episode_length=5)
     state = EnvState(theta=jnp.zeros(4), theta_dot=jnp.zeros(4),
                      time=jnp.array([0, 3, 4, 4], jnp.int32), episode_return=jnp.array([0.0, -1.0, -2.0, -3.0]))
     new, res = env_step_jit(state, jnp.zeros(4), jax.random.key(3), params)
@@ -521,7 +490,7 @@ def test_env_step_episode_length_one_and_mixed_times():
     np.testing.assert_array_equal(new.theta[:2], 0.0)  # not reset: still upright at rest
     np.testing.assert_array_equal(res.obs[:2], res.final_obs[:2])
 
-    p1 = PendulumParams.seed(episode_length=1)
+    p1 = PendulumParams.point_mass(episode_length=1)
     s, _ = pendulum.reset(jax.random.key(4), 3, p1)
     for i in range(3):
         s, res = env_step_jit(s, jnp.ones(3), jax.random.key(10 + i), p1)
@@ -539,7 +508,7 @@ def test_step_vmap_broadcast_scalar_and_jit_agree():
     """jax.vmap(step) over (N,) arrays equals the direct broadcasting call,
     step works on scalars (equal to the batched entries), and jit with params
     static works and recompiles for different params."""
-    params = PendulumParams.seed()
+    params = PendulumParams.point_mass()
     rng = np.random.default_rng(5)
     n = 32
     th = jnp.asarray(rng.uniform(-np.pi, np.pi, n), jnp.float32)
@@ -559,7 +528,7 @@ def test_step_vmap_broadcast_scalar_and_jit_agree():
     s_th, _ = pendulum.step(0.5, 0.0, 0.0, params)  # plain Python scalars
     assert s_th.shape == () and s_th.dtype == jnp.float32
 
-    other = PendulumParams.seed(g=1.0)
+    other = PendulumParams.point_mass(g=1.0)
     step_jit = jax.jit(pendulum.step, static_argnums=3)
     a = step_jit(th, thd, u, params)[1]
     b = step_jit(th, thd, u, other)[1]
@@ -574,7 +543,7 @@ def test_step_vmap_broadcast_scalar_and_jit_agree():
 def test_params_are_hashable_and_frozen():
     """PendulumParams are hashable with value semantics (equal params hash
     equal, usable as dict keys / static jit args) and immutable."""
-    a, b = PendulumParams.seed(), PendulumParams.seed()
+    a, b = PendulumParams.point_mass(), PendulumParams.point_mass()
     assert a == b and hash(a) == hash(b)
     assert a != PendulumParams.gymnasium()
     assert len({a, b, PendulumParams.gymnasium()}) == 2
@@ -586,7 +555,7 @@ def test_env_step_under_vmap_with_per_env_keys():
     """jax.vmap(env_step) over (N,) states with one key per env equals calling
     env_step on each env alone (scalar fields); envs not at the time limit
     agree with the batched env_step, and envs at the limit reset."""
-    params = PendulumParams.seed()
+    params = PendulumParams.point_mass()
     n = 6
     state, _ = pendulum.reset(jax.random.key(0), n, params)
     state = state.replace(time=jnp.array([0, 199, 10, 199, 198, 5], jnp.int32),
@@ -641,7 +610,7 @@ def test_reward_range():
     -(pi^2 + 0.1 * 8^2 + 0.001 * 2^2) hanging at full speed and torque
     (torque clipped, angle wrapped), and stays in between for every state
     within the limits."""
-    params = PendulumParams.seed()
+    params = PendulumParams.point_mass()
     assert float(pendulum.reward(0.0, 0.0, 0.0, params)) == 0.0
     assert float(pendulum.reward(2 * np.pi, 0.0, 0.0, params)) == pytest.approx(0.0, abs=1e-10)
     worst = -(np.pi**2 + 0.1 * 64 + 0.001 * 4)
@@ -682,3 +651,28 @@ def test_reset_host_distribution_and_observation():
     for bad in (0, -1, 2.0, True):
         with pytest.raises(ValueError, match="num_envs"):
             pendulum.reset_host(np.random.default_rng(0), bad, params)
+
+
+def test_env_step_with_non_finite_torques_and_states():
+    """As env_step documents: an infinite torque is clipped like any other; a
+    NaN torque or state poisons only its own environment, until the episode
+    ends and the auto-reset brings it back to finite values."""
+    params = PendulumParams.gymnasium(episode_length=3)
+    state, _ = pendulum.reset(jax.random.key(0), 4, params)
+    torque = jnp.array([jnp.inf, -jnp.inf, jnp.nan, 0.0], jnp.float32)
+    clipped = jnp.array([params.max_torque, -params.max_torque, 0.0, 0.0], jnp.float32)
+    new, result = pendulum.env_step(state, torque, jax.random.key(1), params)
+    ref, ref_result = pendulum.env_step(state, clipped, jax.random.key(1), params)
+    for i in (0, 1, 3):  # infinite torques act as the limit; the others are untouched
+        assert float(new.theta[i]) == float(ref.theta[i])
+        assert float(result.reward[i]) == float(ref_result.reward[i])
+    assert np.isnan(float(new.theta_dot[2])) and np.isnan(float(result.reward[2]))
+    assert np.isnan(np.asarray(result.obs[2])).any()
+    state = new.replace(theta=new.theta.at[3].set(jnp.nan))  # a NaN state
+    for t in range(2):  # the episode ends at its third step
+        state, result = pendulum.env_step(state, jnp.zeros(4), jax.random.key(2 + t), params)
+        if t == 0:
+            assert np.isnan(float(result.reward[3])) and np.isnan(float(state.episode_return[2]))
+    assert bool(result.truncated.all())
+    assert np.isfinite(np.asarray(state.theta)).all() and np.isfinite(np.asarray(result.obs)).all()
+    assert np.isnan(np.asarray(result.final_obs[2:])).any(axis=-1).all()  # the true last obs

@@ -401,6 +401,37 @@ def test_init_matches_flax_and_optax_init():
     assert not np.asarray(state.actor_params["params"]["MLP_0"]["Dense_1"]["bias"]).any()
 
 
+def test_init_critic_ensemble_matches_flax_init():
+    """The twin critics (nn.vmap, ensemble axis first) drawn on the host have
+    Flax's layout and spread: the same shapes as critic.init, two members
+    that differ and are uncorrelated, zero biases, and in every layer and
+    member a std within sampling error of LeCun normal's 1/sqrt(fan_in)
+    (Flax's variance_scaling(1, "fan_in", "truncated_normal")), never beyond
+    its 2-std truncation. Flax's own init passes the same checks."""
+    cfg = SACConfig(hidden_sizes=(256, 256), num_critics=2)
+    obs, action = jnp.zeros((1, cfg.obs_dim)), jnp.zeros((1, cfg.action_dim))
+    ours = sac.init(jax.random.key(0), cfg).critic_params
+    flax_critic = cfg.critic().init(jax.random.key(1), obs, action)
+    assert jax.tree.map(jnp.shape, ours) == jax.tree.map(jnp.shape, flax_critic)
+    fan_ins = {"Dense_0": cfg.obs_dim + cfg.action_dim, "Dense_1": 256, "Dense_2": 256}
+    for params in (ours, flax_critic):
+        layers = params["params"]["VmapCritic_0"]["MLP_0"]
+        assert sorted(layers) == sorted(fan_ins)
+        for name, fan_in in fan_ins.items():
+            kernel = np.asarray(layers[name]["kernel"], np.float64)  # (2, in, out)
+            assert kernel.shape[:2] == (2, fan_in)
+            assert not np.asarray(layers[name]["bias"]).any()
+            # the members are independent draws, not copies or near-copies
+            first, second = kernel[0].ravel(), kernel[1].ravel()
+            assert abs(np.corrcoef(first, second)[0, 1]) < 5 / np.sqrt(first.size)
+            for member in kernel:
+                # std of a sample std: about 0.6 / sqrt(n) relative for this law
+                tolerance = 4 * 0.6 / np.sqrt(member.size)
+                relative_std = member.std() * np.sqrt(fan_in)
+                assert relative_std == pytest.approx(1.0, rel=tolerance)
+                assert np.abs(member).max() <= 2.0 / 0.87962566 / np.sqrt(fan_in) + 1e-6
+
+
 def test_init_is_deterministic_per_key():
     """The same key gives the same networks; another key gives others; a traced key is refused."""
     a, b = sac.init(jax.random.key(4), CFG), sac.init(jax.random.key(4), CFG)

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sacbook import pendulum, sac, train
+from sacbook import evaluate, loop, pendulum, sac, train
 from sacbook.pendulum import PendulumParams
 from sacbook.sac import SACConfig
 from sacbook.train import TrainConfig
@@ -198,11 +198,11 @@ def test_evaluate_returns_in_range_and_match_rollout(actor_params):
     env = PendulumParams.gymnasium()
     key = jax.random.key(4)
     m = 5
-    returns = np.asarray(train.evaluate(actor_params, key, TINY.sac, env, m))
+    returns = np.asarray(evaluate.evaluate(actor_params, key, TINY.sac, env, m))
     assert returns.shape == (m,) and returns.dtype == np.float32
     assert np.all(returns <= 0) and np.all(returns >= -16.3 * env.episode_length)
-    np.testing.assert_array_equal(returns, np.asarray(train.evaluate(actor_params, key, TINY.sac, env, m)))
-    _, _, rewards = train.policy_rollout(actor_params, key, TINY.sac, env, m, env.episode_length)
+    np.testing.assert_array_equal(returns, np.asarray(evaluate.evaluate(actor_params, key, TINY.sac, env, m)))
+    _, _, rewards = evaluate.policy_rollout(actor_params, key, TINY.sac, env, m, env.episode_length)
     np.testing.assert_allclose(np.asarray(rewards, np.float64).sum(0), returns, rtol=1e-4, atol=1e-3)
 
 
@@ -212,7 +212,7 @@ def test_evaluate_zero_policy_matches_float64_free_pendulum():
     zero = jax.tree.map(jnp.zeros_like, jax.jit(TINY.sac.actor().init)(jax.random.key(0), jnp.zeros((1, 3))))
     key = jax.random.key(8)
     m = 4
-    returns = np.asarray(train.evaluate(zero, key, TINY.sac, env, m))
+    returns = np.asarray(evaluate.evaluate(zero, key, TINY.sac, env, m))
     start, _ = pendulum.reset(key, m, env)
     theta, theta_dot = np.asarray(start.theta, np.float64), np.asarray(start.theta_dot, np.float64)
     total = np.zeros(m)
@@ -229,7 +229,7 @@ def test_policy_rollout_shapes(actor_params):
     """policy_rollout returns thetas (steps + 1, N) starting at the reset angles, torques and rewards (steps, N)."""
     env = PendulumParams.gymnasium()
     key = jax.random.key(5)
-    thetas, torques, rewards = train.policy_rollout(actor_params, key, TINY.sac, env, 3, 25)
+    thetas, torques, rewards = evaluate.policy_rollout(actor_params, key, TINY.sac, env, 3, 25)
     assert thetas.shape == (26, 3) and torques.shape == (25, 3) and rewards.shape == (25, 3)
     start, _ = pendulum.reset(key, 3, env)
     np.testing.assert_array_equal(np.asarray(thetas[0]), np.asarray(start.theta))
@@ -265,23 +265,159 @@ def test_static_update_path_matches_the_conditional_one(monkeypatch):
     really has one more conditional, and both give the same training run (to
     float32 rounding: they compile to different code)."""
     cfg = TINY.replace(num_envs=8, learning_starts=8, buffer_capacity=200, warmup_env_steps=8)
-    assert train._always_updates(cfg) and not train._always_updates(TINY)
+    assert loop._always_updates(cfg) and not loop._always_updates(TINY)
     state = init_jit(cfg, jax.random.key(5))
-    direct_text = train.run_chunk_jit.lower(state, cfg).as_text()
     direct_state, direct_metrics = train.run_chunk_jit(state, cfg)
     try:
-        monkeypatch.setattr(train, "_always_updates", lambda config: False)
+        monkeypatch.setattr(loop, "_always_updates", lambda config: False)
         jax.clear_caches()  # or jit would reuse the direct trace of run_chunk
-        cond_jit = jax.jit(train.run_chunk, static_argnums=1)
+        cond_jit = jax.jit(loop.run_chunk, static_argnums=1)
         state = init_jit(cfg, jax.random.key(5))
-        cond_text = cond_jit.lower(state, cfg).as_text()
         cond_state, cond_metrics = cond_jit(state, cfg)
     finally:
         monkeypatch.undo()
         jax.clear_caches()  # leave no conditional trace behind for other tests
-    assert cond_text.count("stablehlo.case") == direct_text.count("stablehlo.case") + 1
     assert np.asarray(direct_metrics["updated"]).all()
     for name in ("critic_loss", "actor_loss", "alpha", "episode_return_sum"):
         np.testing.assert_allclose(direct_metrics[name], cond_metrics[name], rtol=1e-4, atol=1e-5, err_msg=name)
     for a, b in zip(jax.tree.leaves(direct_state.sac.actor_params), jax.tree.leaves(cond_state.sac.actor_params)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------
+# The runner: checkpoint cadence, counters, one result per seed, non-finite
+# numbers, mismatched states
+# ----------------------------------------------------------------------------
+
+# 2 chunks of 5 iterations between checkpoints
+CADENCE = TINY.replace(chunk_iterations=5)
+
+
+@pytest.mark.parametrize("iterations", [15, 20, 25], ids=["below", "at", "above"])
+def test_run_lengths_around_the_checkpoint_cadence(tmp_path, iterations):
+    """Runs that end just before, exactly on and just after a multiple of the
+    checkpoint cadence finish and keep their last step (the periodic and the
+    final save once landed on the same step and crashed)."""
+    from sacbook import checkpoint
+
+    config = CADENCE.replace(total_env_steps=iterations * CADENCE.num_envs)
+    result = train.train(config, 0, progress=False, checkpoint_dir=tmp_path,
+                         checkpoint_every=2)
+    assert int(result.state.iteration) == iterations
+    assert checkpoint.latest_step(tmp_path) == iterations
+    state, saved_config, seed, history = checkpoint.restore(tmp_path)
+    np.testing.assert_equal(history, result.history)
+    assert saved_config == config and seed == 0
+    # resuming a finished run saves nothing new and runs nothing
+    again = train.train(config, 0, state=state, history=history, progress=False,
+                        checkpoint_dir=tmp_path, checkpoint_every=2)
+    np.testing.assert_equal(again.history, history)
+
+
+def test_run_length_beyond_the_int32_counter_is_refused():
+    limit = (2**31 - 1) // TINY.chunk_iterations * TINY.chunk_iterations * TINY.num_envs
+    assert TINY.replace(total_env_steps=limit).total_iterations <= 2**31 - 1
+    with pytest.raises(ValueError, match=r"total_env_steps must be at most \d+"):
+        TINY.replace(total_env_steps=limit + TINY.num_envs * TINY.chunk_iterations)
+    with pytest.raises(ValueError, match="total_env_steps"):
+        TINY.replace(total_env_steps=99999999999999999999)
+
+
+def test_warmup_does_not_come_back_when_the_env_step_count_passes_2_31():
+    """Once past warm-up, a state whose iteration counter times N passes 2**31
+    acts exactly as at iteration 1: with the same key, the same actions are
+    stored. (The warm-up test once computed iteration * N in int32, which
+    wrapped and brought random actions back.)"""
+    cfg = TINY.replace(num_envs=1024, buffer_capacity=4096, warmup_env_steps=1024,
+                       learning_starts=4096, chunk_iterations=1)
+    state = train.init(cfg, jax.random.key(2))
+    late = 2**31 // cfg.num_envs + 5  # iteration * N wraps to a negative int32
+    actions = []
+    for iteration in (1, late):
+        s = _copy(state).replace(iteration=jnp.int32(iteration))
+        s, _ = train.run_chunk_jit(s, cfg)
+        actions.append(np.asarray(s.buffer.data.action[: cfg.num_envs]))
+    np.testing.assert_array_equal(actions[0], actions[1])
+    warm = _copy(state)  # control: at iteration 0 the actions are the random ones
+    warm, _ = train.run_chunk_jit(warm, cfg)
+    assert not np.array_equal(np.asarray(warm.buffer.data.action[: cfg.num_envs]), actions[0])
+
+
+SAME = TINY.replace(chunk_iterations=5, total_env_steps=TINY.num_envs * 15)
+
+
+def _chunk_records(history):
+    """The history without its timings; NaN (no updates yet) compares equal
+    under np.testing.assert_equal."""
+    return [{k: v for k, v in h.items() if k not in ("wall_seconds", "env_steps_per_second")}
+            for h in history]
+
+
+def test_one_seed_one_result_whatever_the_entry_point(tmp_path):
+    """train.train, run_chunk_jit by hand, a resumed run and the benchmark's
+    compiled chunk give bit-identical metrics for the same config and seed:
+    every entry point compiles with the same XLA options."""
+    from sacbook import bench, checkpoint
+
+    reference = train.train(SAME, 7, progress=False)
+    expected = _chunk_records(reference.history)
+
+    state = train.init(SAME, jax.random.key(7))
+    for record in expected:
+        state, metrics = train.run_chunk_jit(state, SAME)
+        by_hand = train.summarize_chunk(metrics, SAME)
+        for name, value in by_hand.items():
+            np.testing.assert_array_equal(value, record[name], err_msg=name)
+    for a, b in zip(jax.tree.leaves(state.sac), jax.tree.leaves(reference.state.sac)):
+        np.testing.assert_array_equal(a, b)
+
+    first = train.train(SAME.replace(total_env_steps=SAME.num_envs * 5), 7, progress=False,
+                        checkpoint_dir=tmp_path)
+    state, config, seed, history = checkpoint.restore(tmp_path)
+    resumed = train.train(SAME, seed, state=state, history=history, progress=False)
+    np.testing.assert_equal(_chunk_records(first.history), expected[:1])
+    np.testing.assert_equal(_chunk_records(resumed.history), expected)
+
+    # the benchmark times the same compiled chunk (warm-up off, updates from the start)
+    bench_config = SAME.replace(warmup_env_steps=0, learning_starts=SAME.sac.batch_size)
+    row = bench.training_throughput(bench_config, chunks=2, seed=7)
+    direct = train.train(bench_config.replace(total_env_steps=SAME.num_envs * 15), 7,
+                         progress=False)
+    expected_last = _chunk_records(direct.history)[-1]
+    for name in sac.METRIC_NAMES:
+        np.testing.assert_equal(row["last_chunk"][name], expected_last[name], err_msg=name)
+
+
+def test_non_finite_training_stops_at_the_chunk_and_names_the_metric(tmp_path):
+    """A NaN in the networks stops the run after that chunk, with an error
+    that names the first non-finite metric and the chunk; the checkpoints
+    saved before it are untouched."""
+    from sacbook import checkpoint
+
+    config = TINY.replace(total_env_steps=TINY.num_envs * 40)
+    first = train.train(config.replace(total_env_steps=TINY.num_envs * 10), 0,
+                        progress=False, checkpoint_dir=tmp_path)
+    state, _, _, history = checkpoint.restore(tmp_path)
+    poisoned = state.replace(sac=state.sac.replace(
+        critic_params=jax.tree.map(lambda x: x * jnp.nan, state.sac.critic_params)))
+    with pytest.raises(train.NonFiniteError,
+                       match=r"non-finite in chunk 2 \(iterations 11-20\): \w+ = nan") as info:
+        train.train(config, 0, state=poisoned, history=history, progress=False,
+                    checkpoint_dir=tmp_path)
+    assert "last good checkpoint: step 10" in str(info.value) and "\n" not in str(info.value)
+    assert checkpoint.latest_step(tmp_path) == 10
+    np.testing.assert_equal(checkpoint.restore(tmp_path)[3], first.history)
+
+
+@pytest.mark.parametrize("change, field", [
+    (dict(num_envs=4), "num_envs"),
+    (dict(buffer_capacity=60), "buffer_capacity"),
+    (dict(sac=SACConfig(hidden_sizes=(8, 16), batch_size=8)), "hidden_sizes"),
+])
+def test_a_state_that_does_not_fit_the_config_is_refused(change, field):
+    """Resuming with another N, buffer capacity or network size: a clear error
+    naming the mismatch, never an XLA shape error."""
+    state = train.init(TINY, jax.random.key(0))
+    with pytest.raises(ValueError, match=rf"does not fit.*{field}") as info:
+        train.train(TINY.replace(**change), 0, state=state, progress=False)
+    assert "\n" not in str(info.value)

@@ -100,7 +100,7 @@ def test_save_gif_writes_valid_gif(tmp_path):
 def test_simulate_matches_rollout_under_constant_torque(integrator, step_fn):
     """simulate under a constant torque equals pendulum.rollout with that
     torque repeated (semi-implicit), or a loop of explicit_euler_step."""
-    params = pendulum.PendulumParams.seed()
+    params = pendulum.PendulumParams.point_mass()
     theta0 = np.array([0.3, -2.0, 3.0], np.float32)
     theta_dot0 = np.array([0.0, 1.0, -0.5], np.float32)
     steps, torque = 40, 0.7
@@ -127,7 +127,7 @@ def test_simulate_matches_rollout_under_constant_torque(integrator, step_fn):
 
 def test_simulate_bad_arguments():
     """simulate rejects an unknown integrator and steps < 1."""
-    params = pendulum.PendulumParams.seed()
+    params = pendulum.PendulumParams.point_mass()
     with pytest.raises(ValueError, match="integrator"):
         viz.simulate(0.0, 0.0, 0.0, 5, params, integrator="rk4")
     with pytest.raises(ValueError, match="steps"):

@@ -1,0 +1,75 @@
+"""How sacbook compiles its programs: ``jax.jit`` with one set of XLA options.
+
+On a CPU two XLA options make a cold start faster. Measured on a 2-core CPU
+compiling the default training chunk: without the fusion emitters the code
+compiles about 30% faster (2.7 s -> 2.1 s) and runs about 10% slower; LLVM's
+-O1 instead of -O2 then saves another 0.4 s with no measurable loss of speed.
+A run of a few hundred thousand environment steps is mostly compiling, so the
+package compiles with both on a CPU, and with XLA's defaults elsewhere.
+
+Every compiled entry point of the package (the training chunk, evaluation,
+rollouts) is a :class:`Program`, so training, the CLI, the benchmarks and a
+resumed run all run the same machine code: one seed gives one result,
+bit for bit, whatever the entry point.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+
+CPU_FAST_COMPILE_OPTIONS = {
+    "xla_cpu_use_fusion_emitters": False,
+    "xla_backend_optimization_level": 1,
+}
+
+
+def compiler_options(backend: str | None = None) -> dict:
+    """The XLA options sacbook compiles with on ``backend`` (default: JAX's)."""
+    backend = backend or jax.default_backend()
+    return dict(CPU_FAST_COMPILE_OPTIONS) if backend == "cpu" else {}
+
+
+class Program:
+    """``jax.jit(fun, **jit_kwargs)`` compiled with :func:`compiler_options`.
+
+    Called at the top level, it runs the compiled program (one per backend,
+    each with its own cache of compilations). Called inside another traced
+    function, it is inlined as ``fun`` is: JAX accepts compiler options only
+    on the outermost ``jit``.
+    """
+
+    def __init__(self, fun, **jit_kwargs):
+        self.fun = fun
+        self.jit_kwargs = jit_kwargs
+        self._by_backend: dict[str, object] = {}
+        functools.update_wrapper(self, fun)
+
+    def jitted(self):
+        """The ``jax.jit`` of ``fun`` for the default backend."""
+        backend = jax.default_backend()
+        if backend not in self._by_backend:
+            self._by_backend[backend] = jax.jit(
+                self.fun, compiler_options=compiler_options(backend), **self.jit_kwargs)
+        return self._by_backend[backend]
+
+    def __call__(self, *args, **kwargs):
+        if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((args, kwargs))):
+            return self.fun(*args, **kwargs)
+        return self.jitted()(*args, **kwargs)
+
+    def lower(self, *args, **kwargs):
+        """Lower for ahead-of-time compilation (``.compile()`` keeps the options)."""
+        return self.jitted().lower(*args, **kwargs)
+
+    def cache_size(self) -> int:
+        """How many programs have been compiled so far, all backends together."""
+        return sum(j._cache_size() for j in self._by_backend.values())
+
+
+def program(fun=None, **jit_kwargs):
+    """Decorator form of :class:`Program`: ``@program(static_argnums=...)``."""
+    if fun is None:
+        return functools.partial(program, **jit_kwargs)
+    return Program(fun, **jit_kwargs)
