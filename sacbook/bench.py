@@ -100,8 +100,15 @@ class Runner:
     version: str | None = None
 
 
-def calibrate(run, *, min_seconds: float = MIN_WINDOW_SECONDS, count: int = 1, margin: float = 1.25,
-              max_count: int = 10**7, clock=time.perf_counter) -> int:
+def calibrate(
+    run,
+    *,
+    min_seconds: float = MIN_WINDOW_SECONDS,
+    count: int = 1,
+    margin: float = 1.25,
+    max_count: int = 10**7,
+    clock=time.perf_counter,
+) -> int:
     """The ``count`` for which one ``run(count)`` lasts at least ``min_seconds``.
 
     Times ``run(count)``, starting at ``count``; while it is shorter than
@@ -121,7 +128,9 @@ def calibrate(run, *, min_seconds: float = MIN_WINDOW_SECONDS, count: int = 1, m
         count = min(max_count, max(count + 1, math.ceil(count * scale)))
 
 
-def timed(run, count: int, clock=time.perf_counter, min_seconds: float = 0.0) -> tuple[int, float]:
+def timed(
+    run, count: int, clock=time.perf_counter, min_seconds: float = 0.0
+) -> tuple[int, float]:
     """One timed window: ``run(count)``, then ``run(1)`` again while the
     window is shorter than ``min_seconds`` (the machine may have got faster
     since :func:`calibrate`). Returns (units run, seconds)."""
@@ -152,8 +161,15 @@ def ratio_stats(values, definition: str = "") -> dict | None:
     if not kept:
         return None
     q1, median, q3 = (float(q) for q in np.percentile(kept, [25, 50, 75]))
-    return {"definition": definition, "median": median, "iqr": [q1, q3], "min": min(kept), "max": max(kept),
-            "pairs": len(kept), "values": kept}
+    return {
+        "definition": definition,
+        "median": median,
+        "iqr": [q1, q3],
+        "min": min(kept),
+        "max": max(kept),
+        "pairs": len(kept),
+        "values": kept,
+    }
 
 
 def format_ratio(stats: dict | None) -> str:
@@ -161,12 +177,20 @@ def format_ratio(stats: dict | None) -> str:
     if not stats:
         return "-"
     q1, q3 = stats["iqr"]
-    return (f"{stats['median']:.3g}x (IQR {q1:.3g}-{q3:.3g}x, range {stats['min']:.3g}-{stats['max']:.3g}x, "
-            f"{stats['pairs']} pair{'s' if stats['pairs'] != 1 else ''})")
+    return (
+        f"{stats['median']:.3g}x (IQR {q1:.3g}-{q3:.3g}x, range {stats['min']:.3g}-{stats['max']:.3g}x, "
+        f"{stats['pairs']} pair{'s' if stats['pairs'] != 1 else ''})"
+    )
 
 
-def compare_throughput(ours: Runner, reference: Runner, *, pairs: int = 7,
-                       min_seconds: float = MIN_WINDOW_SECONDS, clock=time.perf_counter) -> dict:
+def compare_throughput(
+    ours: Runner,
+    reference: Runner,
+    *,
+    pairs: int = 7,
+    min_seconds: float = MIN_WINDOW_SECONDS,
+    clock=time.perf_counter,
+) -> dict:
     """Env-steps/s of ``ours`` and ``reference``, timed interleaved: ``pairs``
     pairs of windows (ours, reference, ours, reference, ...), each window at
     least ``min_seconds`` long (see :func:`calibrate`; both must be compiled
@@ -176,22 +200,40 @@ def compare_throughput(ours: Runner, reference: Runner, *, pairs: int = 7,
     fastest window, the figures older reports hold."""
     count_a = calibrate(ours.run, min_seconds=min_seconds, clock=clock)
     count_b = calibrate(reference.run, min_seconds=min_seconds, clock=clock)
-    win_a, win_b = interleave([partial(timed, ours.run, count_a, clock, min_seconds),
-                               partial(timed, reference.run, count_b, clock, min_seconds)], pairs)
+    win_a, win_b = interleave(
+        [
+            partial(timed, ours.run, count_a, clock, min_seconds),
+            partial(timed, reference.run, count_b, clock, min_seconds),
+        ],
+        pairs,
+    )
     sec_a, sec_b = [s for _, s in win_a], [s for _, s in win_b]
     rate_a = [units * ours.env_steps_per_unit / s for units, s in win_a]
     rate_b = [units * reference.env_steps_per_unit / s for units, s in win_b]
     return {
-        "name": reference.name, "num_envs": reference.num_envs, "version": reference.version,
+        "name": reference.name,
+        "num_envs": reference.num_envs,
+        "version": reference.version,
         "env_steps_per_second": max(rate_b),
         "sacbook_env_steps_per_second": max(rate_a),
-        "ratio": ratio_stats([a / b for a, b in zip(rate_a, rate_b)],
-                             f"sacbook env-steps/s / {reference.name} env-steps/s, per interleaved pair of windows"),
-        "window": {"min_seconds": min_seconds, "sacbook_env_steps": count_a * ours.env_steps_per_unit,
-                   "reference_env_steps": count_b * reference.env_steps_per_unit},
-        "rounds": [{"sacbook_seconds": a, "reference_seconds": b, "sacbook_env_steps_per_second": ra,
-                    "reference_env_steps_per_second": rb}
-                   for a, b, ra, rb in zip(sec_a, sec_b, rate_a, rate_b)],
+        "ratio": ratio_stats(
+            [a / b for a, b in zip(rate_a, rate_b)],
+            f"sacbook env-steps/s / {reference.name} env-steps/s, per interleaved pair of windows",
+        ),
+        "window": {
+            "min_seconds": min_seconds,
+            "sacbook_env_steps": count_a * ours.env_steps_per_unit,
+            "reference_env_steps": count_b * reference.env_steps_per_unit,
+        },
+        "rounds": [
+            {
+                "sacbook_seconds": a,
+                "reference_seconds": b,
+                "sacbook_env_steps_per_second": ra,
+                "reference_env_steps_per_second": rb,
+            }
+            for a, b, ra, rb in zip(sec_a, sec_b, rate_a, rate_b)
+        ],
     }
 
 
@@ -201,7 +243,13 @@ def _simulate(state, key, steps: int, params: PendulumParams):
 
     def body(carry, keys):
         state, total = carry
-        torque = jax.random.uniform(keys[0], state.theta.shape, jnp.float32, -params.max_torque, params.max_torque)
+        torque = jax.random.uniform(
+            keys[0],
+            state.theta.shape,
+            jnp.float32,
+            -params.max_torque,
+            params.max_torque,
+        )
         state, result = pendulum.env_step(state, torque, keys[1], params)
         return (state, total + result.reward), None
 
@@ -211,12 +259,16 @@ def _simulate(state, key, steps: int, params: PendulumParams):
     return state, total
 
 
-def _sim_steps(num_envs: int, min_env_steps: int = 2_000_000, max_steps: int = 2000) -> int:
+def _sim_steps(
+    num_envs: int, min_env_steps: int = 2_000_000, max_steps: int = 2000
+) -> int:
     """Steps per compiled call: clip(min_env_steps / N, 200, max_steps)."""
     return int(min(max_steps, max(200, min_env_steps // num_envs)))
 
 
-def sacbook_runner(num_envs: int, *, params: PendulumParams | None = None, steps: int | None = None) -> Runner:
+def sacbook_runner(
+    num_envs: int, *, params: PendulumParams | None = None, steps: int | None = None
+) -> Runner:
     """:func:`_simulate` of ``num_envs`` pendulums as a :class:`Runner`: a
     unit is one compiled call of ``steps`` steps (compiled here; default
     :func:`_sim_steps`, as :func:`simulation_throughput` runs)."""
@@ -233,9 +285,15 @@ def sacbook_runner(num_envs: int, *, params: PendulumParams | None = None, steps
     return Runner("sacbook", run, num_envs * steps, num_envs)
 
 
-def simulation_throughput(sizes=SIM_SIZES, *, params: PendulumParams | None = None,
-                          min_env_steps: int = 2_000_000, max_steps: int = 2000, repeats: int = 3,
-                          min_seconds: float = MIN_WINDOW_SECONDS) -> list[dict]:
+def simulation_throughput(
+    sizes=SIM_SIZES,
+    *,
+    params: PendulumParams | None = None,
+    min_env_steps: int = 2_000_000,
+    max_steps: int = 2000,
+    repeats: int = 3,
+    min_seconds: float = MIN_WINDOW_SECONDS,
+) -> list[dict]:
     """Env-steps/s of :func:`pendulum.env_step` with random actions, for each N.
 
     A compiled call runs ``steps`` = clip(min_env_steps / N, 200, max_steps)
@@ -249,15 +307,25 @@ def simulation_throughput(sizes=SIM_SIZES, *, params: PendulumParams | None = No
         steps = _sim_steps(n, min_env_steps, max_steps)
         runner = sacbook_runner(n, params=params, steps=steps)
         count = calibrate(runner.run, min_seconds=min_seconds) if min_seconds > 0 else 1
-        calls, seconds = max((timed(runner.run, count, min_seconds=min_seconds) for _ in range(repeats)),
-                             key=lambda w: w[0] / w[1])
-        rows.append({"num_envs": n, "steps": steps, "calls": calls, "seconds": seconds,
-                     "env_steps_per_second": n * steps * calls / seconds})
+        calls, seconds = max(
+            (timed(runner.run, count, min_seconds=min_seconds) for _ in range(repeats)),
+            key=lambda w: w[0] / w[1],
+        )
+        rows.append(
+            {
+                "num_envs": n,
+                "steps": steps,
+                "calls": calls,
+                "seconds": seconds,
+                "env_steps_per_second": n * steps * calls / seconds,
+            }
+        )
     return rows
 
 
-def training_throughput(config: train.TrainConfig | None = None, *, chunks: int = 3,
-                        seed: int = 0) -> dict:
+def training_throughput(
+    config: train.TrainConfig | None = None, *, chunks: int = 3, seed: int = 0
+) -> dict:
     """Env-steps/s and updates/s of the fused loop, with updates running
     (warm-up off, learning from the first batch), best of ``chunks`` timed
     chunks after compilation and one untimed chunk. The chunk is the same
@@ -294,15 +362,23 @@ def training_throughput(config: train.TrainConfig | None = None, *, chunks: int 
 NAMED_CONFIGS = {"default": train.TrainConfig, "few_envs": train.TrainConfig.few_envs}
 
 # What a recipe spec may set (see recipe()), and the TrainConfig field it sets.
-RECIPE_KEYS = {"N": "num_envs", "B": "batch_size", "K": "updates_per_iteration",
-               "tau": "tau", "it": "iterations"}
+RECIPE_KEYS = {
+    "N": "num_envs",
+    "B": "batch_size",
+    "K": "updates_per_iteration",
+    "tau": "tau",
+    "it": "iterations",
+}
 
 # Time-to-solve runs of the GPU suite: the default recipe, and large-batch ones
 # in the style of FastTD3/FastSAC, each with K * tau <= 0.5 (Chapter 4's rule).
 ACCELERATOR_RECIPES = (
-    "N=1024", "N=8192",
-    "N=1024,B=1024,K=8,tau=0.05", "N=8192,B=1024,K=8,tau=0.05",
-    "N=8192,B=4096,K=4,tau=0.1,it=600", "N=8192,B=8192,K=4,tau=0.1,it=600",
+    "N=1024",
+    "N=8192",
+    "N=1024,B=1024,K=8,tau=0.05",
+    "N=8192,B=1024,K=8,tau=0.05",
+    "N=8192,B=4096,K=4,tau=0.1,it=600",
+    "N=8192,B=8192,K=4,tau=0.1,it=600",
 )
 
 
@@ -321,13 +397,17 @@ def recipe(spec: str) -> train.TrainConfig:
     for part in filter(None, (p.strip() for p in spec.split(","))):
         name, sep, text = part.partition("=")
         if not sep or name not in RECIPE_KEYS:
-            raise ValueError(f"recipe {spec!r}: expected a name ({', '.join(NAMED_CONFIGS)}) "
-                             f"or KEY=VALUE items with KEY in {', '.join(RECIPE_KEYS)}; got {part!r}")
+            raise ValueError(
+                f"recipe {spec!r}: expected a name ({', '.join(NAMED_CONFIGS)}) "
+                f"or KEY=VALUE items with KEY in {', '.join(RECIPE_KEYS)}; got {part!r}"
+            )
         try:
             values[name] = float(text) if name == "tau" else int(text)
         except ValueError:
             kind = "a number" if name == "tau" else "an integer"
-            raise ValueError(f"recipe {spec!r}: {name} must be {kind}, got {text!r}") from None
+            raise ValueError(
+                f"recipe {spec!r}: {name} must be {kind}, got {text!r}"
+            ) from None
     if not values:
         raise ValueError(f"recipe {spec!r} is empty")
     default = train.TrainConfig()
@@ -335,11 +415,18 @@ def recipe(spec: str) -> train.TrainConfig:
     iterations = values.get("it", 300)
     if n < 1 or iterations < 1:
         raise ValueError(f"recipe {spec!r}: N and it must be integers >= 1")
-    sac = dataclasses.replace(default.sac, batch_size=values.get("B", default.sac.batch_size),
-                              tau=values.get("tau", default.sac.tau))
-    return default.replace(num_envs=n, total_env_steps=iterations * n, sac=sac,
-                           buffer_capacity=max(default.buffer_capacity, 2 * n),
-                           updates_per_iteration=values.get("K", default.updates_per_iteration))
+    sac = dataclasses.replace(
+        default.sac,
+        batch_size=values.get("B", default.sac.batch_size),
+        tau=values.get("tau", default.sac.tau),
+    )
+    return default.replace(
+        num_envs=n,
+        total_env_steps=iterations * n,
+        sac=sac,
+        buffer_capacity=max(default.buffer_capacity, 2 * n),
+        updates_per_iteration=values.get("K", default.updates_per_iteration),
+    )
 
 
 def run_isolated(function: str, **kwargs) -> dict | None:
@@ -351,18 +438,29 @@ def run_isolated(function: str, **kwargs) -> dict | None:
     import subprocess
     import sys
 
-    code = ("import json, sys, time; t0 = time.perf_counter(); from sacbook import bench; "
-            f"r = bench.{function}(**json.loads(sys.argv[1])); "
-            "r is None or r.update(process_seconds=time.perf_counter() - t0); print('@@' + json.dumps(r))")
-    proc = subprocess.run([sys.executable, "-c", code, json.dumps(kwargs)], capture_output=True, text=True)
+    code = (
+        "import json, sys, time; t0 = time.perf_counter(); from sacbook import bench; "
+        f"r = bench.{function}(**json.loads(sys.argv[1])); "
+        "r is None or r.update(process_seconds=time.perf_counter() - t0); print('@@' + json.dumps(r))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(kwargs)], capture_output=True, text=True
+    )
     if proc.returncode != 0:
-        raise RuntimeError(f"bench.{function} failed in a subprocess:\n{proc.stderr[-2000:]}")
+        raise RuntimeError(
+            f"bench.{function} failed in a subprocess:\n{proc.stderr[-2000:]}"
+        )
     line = next(l for l in proc.stdout.splitlines() if l.startswith("@@"))
     return json.loads(line[2:])
 
 
-def time_to_solve(config: train.TrainConfig | str | None = None, *, seed: int = 0,
-                  target_return: float = train.SOLVED_RETURN, final_eval_envs: int = 1024) -> dict:
+def time_to_solve(
+    config: train.TrainConfig | str | None = None,
+    *,
+    seed: int = 0,
+    target_return: float = train.SOLVED_RETURN,
+    final_eval_envs: int = 1024,
+) -> dict:
     """Wall-clock from a cold start (init + compile + training) to the first
     evaluation (16 episodes) with mean return >= ``target_return``; the run
     then goes on to ``config.total_env_steps``. Both the policy that first
@@ -379,24 +477,45 @@ def time_to_solve(config: train.TrainConfig | str | None = None, *, seed: int = 
     config = config or train.TrainConfig()
     solved_policy = []
 
-    def keep_solved_policy(record, state):  # a host copy: the state is donated to the next chunk
+    def keep_solved_policy(
+        record, state
+    ):  # a host copy: the state is donated to the next chunk
         if not solved_policy and record.get("eval_return", -np.inf) >= target_return:
-            solved_policy.append(jax.tree.map(np.array, state.sac.actor_params))  # (jnp.copy would compile)
+            solved_policy.append(
+                jax.tree.map(np.array, state.sac.actor_params)
+            )  # (jnp.copy would compile)
 
     t0 = time.perf_counter()
-    result = train.train(config, seed, progress=False, target_return=target_return, callbacks=[keep_solved_policy])
+    result = train.train(
+        config,
+        seed,
+        progress=False,
+        target_return=target_return,
+        callbacks=[keep_solved_policy],
+    )
     total = time.perf_counter() - t0
     solved = result.solved_at
-    setup = total - result.history[-1]["wall_seconds"]  # init + compile + first dispatch
+    setup = (
+        total - result.history[-1]["wall_seconds"]
+    )  # init + compile + first dispatch
     # The 16 evaluation episodes give a mean +-20, so the policies are also
     # scored on many fresh starts: the one that first reached the target, and the final one.
     many_key = jax.random.key(seed + 1_000_003)
-    final_returns = evaluate.evaluate(result.state.sac.actor_params, many_key, config.sac, config.env, final_eval_envs)
-    solved_returns = (evaluate.evaluate(solved_policy[0], many_key, config.sac, config.env, final_eval_envs)
-                      if solved_policy else None)
+    final_returns = evaluate.evaluate(
+        result.state.sac.actor_params, many_key, config.sac, config.env, final_eval_envs
+    )
+    solved_returns = (
+        evaluate.evaluate(
+            solved_policy[0], many_key, config.sac, config.env, final_eval_envs
+        )
+        if solved_policy
+        else None
+    )
     return {
         "recipe": name,
-        "preset": "gymnasium" if config.env == PendulumParams.gymnasium() else "point_mass",
+        "preset": "gymnasium"
+        if config.env == PendulumParams.gymnasium()
+        else "point_mass",
         "num_envs": config.num_envs,
         "batch_size": config.sac.batch_size,
         "updates_per_iteration": config.updates_per_iteration,
@@ -407,7 +526,9 @@ def time_to_solve(config: train.TrainConfig | str | None = None, *, seed: int = 
         "solve_env_steps": solved["env_steps"] if solved else None,
         "solve_seconds_after_compile": solved["wall_seconds"] if solved else None,
         "solve_seconds_total": (setup + solved["wall_seconds"]) if solved else None,
-        "solved_policy_return_many": float(np.mean(np.asarray(solved_returns))) if solved else None,
+        "solved_policy_return_many": float(np.mean(np.asarray(solved_returns)))
+        if solved
+        else None,
         "final_eval_return": result.final_eval_return,
         "final_eval_return_many": float(np.mean(np.asarray(final_returns))),
         "final_eval_episodes": final_eval_envs,
@@ -439,7 +560,8 @@ def gymnax_runner(num_envs: int = 1024, steps: int = 500) -> Runner | None:
             k_act, k_step = jax.random.split(k)
             actions = jax.random.uniform(k_act, (num_envs, 1), minval=-2.0, maxval=2.0)
             _, env_state, reward, _, _ = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
-                jax.random.split(k_step, num_envs), env_state, actions, env_params)
+                jax.random.split(k_step, num_envs), env_state, actions, env_params
+            )
             return env_state, reward
 
         return jax.lax.scan(body, env_state, jax.random.split(key, steps))
@@ -451,7 +573,13 @@ def gymnax_runner(num_envs: int = 1024, steps: int = 500) -> Runner | None:
             jax.block_until_ready(scan(env_state, key))
 
     run(1)  # compile
-    return Runner("gymnax Pendulum-v1", run, num_envs * steps, num_envs, importlib.metadata.version("gymnax"))
+    return Runner(
+        "gymnax Pendulum-v1",
+        run,
+        num_envs * steps,
+        num_envs,
+        importlib.metadata.version("gymnax"),
+    )
 
 
 def gymnasium_runner(num_envs: int = 1024) -> Runner | None:
@@ -464,7 +592,9 @@ def gymnasium_runner(num_envs: int = 1024) -> Runner | None:
         return None
     envs = gym.make_vec("Pendulum-v1", num_envs=num_envs, vectorization_mode="sync")
     envs.reset(seed=0)
-    actions = np.random.default_rng(0).uniform(-2, 2, (64, num_envs, 1)).astype(np.float32)
+    actions = (
+        np.random.default_rng(0).uniform(-2, 2, (64, num_envs, 1)).astype(np.float32)
+    )
     step = [0]
 
     def run(count: int):
@@ -473,15 +603,26 @@ def gymnasium_runner(num_envs: int = 1024) -> Runner | None:
             step[0] += 1
 
     run(1)
-    return Runner("Gymnasium SyncVectorEnv Pendulum-v1", run, num_envs, num_envs,
-                  importlib.metadata.version("gymnasium"))
+    return Runner(
+        "Gymnasium SyncVectorEnv Pendulum-v1",
+        run,
+        num_envs,
+        num_envs,
+        importlib.metadata.version("gymnasium"),
+    )
 
 
 REFERENCE_RUNNERS = {"gymnax": gymnax_runner, "gymnasium": gymnasium_runner}
 
 
-def compare_simulation(reference: str, num_envs: int = 1024, *, pairs: int = 7,
-                       min_seconds: float = MIN_WINDOW_SECONDS, ours: Runner | None = None) -> dict | None:
+def compare_simulation(
+    reference: str,
+    num_envs: int = 1024,
+    *,
+    pairs: int = 7,
+    min_seconds: float = MIN_WINDOW_SECONDS,
+    ours: Runner | None = None,
+) -> dict | None:
     """sacbook's simulation against ``reference`` (a key of
     :data:`REFERENCE_RUNNERS`) at ``num_envs``, timed interleaved by
     :func:`compare_throughput`. ``ours`` reuses a :func:`sacbook_runner`.
@@ -489,7 +630,9 @@ def compare_simulation(reference: str, num_envs: int = 1024, *, pairs: int = 7,
     runner = REFERENCE_RUNNERS[reference](num_envs)
     if runner is None:
         return None
-    return compare_throughput(ours or sacbook_runner(num_envs), runner, pairs=pairs, min_seconds=min_seconds)
+    return compare_throughput(
+        ours or sacbook_runner(num_envs), runner, pairs=pairs, min_seconds=min_seconds
+    )
 
 
 def gymnax_simulation(num_envs: int = 1024, **kwargs) -> dict | None:
@@ -502,7 +645,9 @@ def gymnasium_simulation(num_envs: int = 1024, **kwargs) -> dict | None:
     return compare_simulation("gymnasium", num_envs, **kwargs)
 
 
-def rejax_time_to_solve(seed: int = 0, target_return: float = train.SOLVED_RETURN) -> dict | None:
+def rejax_time_to_solve(
+    seed: int = 0, target_return: float = train.SOLVED_RETURN
+) -> dict | None:
     """rejax's SAC with the Pendulum configuration from rejax's repository,
     timed from a cold start (compile included) for its whole 10k-step run,
     with the env step at which its evaluation first reached ``target_return``.
@@ -512,9 +657,20 @@ def rejax_time_to_solve(seed: int = 0, target_return: float = train.SOLVED_RETUR
     except ImportError:
         return None
     algo = rejax.SAC.create(
-        env="Pendulum-v1", num_envs=1, buffer_size=10_000, fill_buffer=256, batch_size=256,
-        learning_rate=0.01, num_epochs=1, total_timesteps=10_000, eval_freq=500, gamma=0.99, polyak=0.98,
-        target_entropy_ratio=None, normalize_observations=True, agent_kwargs={"activation": "swish"},
+        env="Pendulum-v1",
+        num_envs=1,
+        buffer_size=10_000,
+        fill_buffer=256,
+        batch_size=256,
+        learning_rate=0.01,
+        num_epochs=1,
+        total_timesteps=10_000,
+        eval_freq=500,
+        gamma=0.99,
+        polyak=0.98,
+        target_entropy_ratio=None,
+        normalize_observations=True,
+        agent_kwargs={"activation": "swish"},
     )
     t0 = time.perf_counter()
     train_fn = jax.jit(algo.train).lower(jax.random.key(seed)).compile()
@@ -528,10 +684,17 @@ def rejax_time_to_solve(seed: int = 0, target_return: float = train.SOLVED_RETUR
     # rejax runs its 10k steps as one call, so the time to reach the return is
     # estimated as compile + the same fraction of the run time
     run_seconds = total - compile_seconds
-    return {"name": "rejax SAC (repository Pendulum config)", "compile_seconds": compile_seconds,
-            "total_seconds": total, "solve_env_steps": solve_steps,
-            "solve_seconds_total": (compile_seconds + run_seconds * solve_steps / 10_000) if hit.size else None,
-            "final_eval_return": float(mean_returns[-1]), "version": importlib.metadata.version("rejax")}
+    return {
+        "name": "rejax SAC (repository Pendulum config)",
+        "compile_seconds": compile_seconds,
+        "total_seconds": total,
+        "solve_env_steps": solve_steps,
+        "solve_seconds_total": (compile_seconds + run_seconds * solve_steps / 10_000)
+        if hit.size
+        else None,
+        "final_eval_return": float(mean_returns[-1]),
+        "version": importlib.metadata.version("rejax"),
+    }
 
 
 # ----------------------------------------------------------------------------
@@ -547,15 +710,22 @@ def load_references() -> list[tuple[str, dict]]:
     folder = importlib.resources.files("sacbook") / "data"
     if not folder.is_dir():
         return []
-    files = sorted((f for f in folder.iterdir()
-                    if f.name.startswith("bench_") and f.name.endswith(".json")),
-                   key=lambda f: f.name)
+    files = sorted(
+        (
+            f
+            for f in folder.iterdir()
+            if f.name.startswith("bench_") and f.name.endswith(".json")
+        ),
+        key=lambda f: f.name,
+    )
     return [(f.name, json.loads(f.read_text())) for f in files]
 
 
 def _rows(value) -> list[dict]:
     """A report entry as a list of rows (older reports stored one dict)."""
-    return value if isinstance(value, list) else [value] if isinstance(value, dict) else []
+    return (
+        value if isinstance(value, list) else [value] if isinstance(value, dict) else []
+    )
 
 
 def _fmt(x, fmt: str = "{:.3g}") -> str:
@@ -572,10 +742,19 @@ def summarize_report(report: dict) -> dict[str, str]:
     trains = _rows(report.get("training"))
     train_1024 = next((r for r in trains if r["num_envs"] == 1024), None)
     train_max = max(trains, key=lambda r: r["num_envs"], default=None)
-    solves = [r for r in _rows(report.get("time_to_solve"))
-              if r.get("preset", "gymnasium") == "gymnasium"]
-    default = next((r for r in solves if r.get("num_envs") == 1024
-                    and r.get("batch_size", 96) == 96), None)
+    solves = [
+        r
+        for r in _rows(report.get("time_to_solve"))
+        if r.get("preset", "gymnasium") == "gymnasium"
+    ]
+    default = next(
+        (
+            r
+            for r in solves
+            if r.get("num_envs") == 1024 and r.get("batch_size", 96) == 96
+        ),
+        None,
+    )
     cold = [r for r in solves if r.get("solve_seconds_total") is not None]
     fastest = min(cold, key=lambda r: r["solve_seconds_total"], default=None)
     platform = dev.get("platform", "?")
@@ -587,25 +766,41 @@ def summarize_report(report: dict) -> dict[str, str]:
         "device": device if platform != "cpu" or "CPU" in device else f"{device} (CPU)",
         "jax": dev.get("versions", {}).get("jax", "-"),
         "sim steps/s, N=1024": _fmt(sim_1024 and sim_1024["env_steps_per_second"]),
-        "sim steps/s, largest N": (f"{_fmt(sim_max['env_steps_per_second'])} "
-                                   f"({sim_max['num_envs']:,})" if sim_max else "-"),
-        "train steps/s, N=1024": _fmt(train_1024 and train_1024["env_steps_per_second"]),
-        "train updates/s, N=1024": _fmt(train_1024 and train_1024["updates_per_second"],
-                                        "{:.0f}"),
-        "train steps/s, largest N": (f"{_fmt(train_max['env_steps_per_second'])} "
-                                     f"({train_max['num_envs']:,})" if train_max else "-"),
-        "default: steps to -200": _fmt(default and default.get("solve_env_steps"), "{:,}"),
-        "default: train s to -200": _fmt(default and default.get("solve_seconds_after_compile"),
-                                         "{:.1f}"),
-        "default: compile s": _fmt(default and default.get("compile_seconds"), "{:.1f}"),
+        "sim steps/s, largest N": (
+            f"{_fmt(sim_max['env_steps_per_second'])} ({sim_max['num_envs']:,})"
+            if sim_max
+            else "-"
+        ),
+        "train steps/s, N=1024": _fmt(
+            train_1024 and train_1024["env_steps_per_second"]
+        ),
+        "train updates/s, N=1024": _fmt(
+            train_1024 and train_1024["updates_per_second"], "{:.0f}"
+        ),
+        "train steps/s, largest N": (
+            f"{_fmt(train_max['env_steps_per_second'])} ({train_max['num_envs']:,})"
+            if train_max
+            else "-"
+        ),
+        "default: steps to -200": _fmt(
+            default and default.get("solve_env_steps"), "{:,}"
+        ),
+        "default: train s to -200": _fmt(
+            default and default.get("solve_seconds_after_compile"), "{:.1f}"
+        ),
+        "default: compile s": _fmt(
+            default and default.get("compile_seconds"), "{:.1f}"
+        ),
         # cold, in a fresh process: only `sacbook bench` measures it
-        "default: cold s to -200": _fmt(default and default.get("solve_seconds_total"),
-                                        "{:.1f}"),
+        "default: cold s to -200": _fmt(
+            default and default.get("solve_seconds_total"), "{:.1f}"
+        ),
     }
     if fastest is not None and fastest is not default:
         out["fastest cold s to -200"] = (
             f"{fastest['solve_seconds_total']:.1f} (N={fastest['num_envs']}, "
-            f"B={fastest['batch_size']})")
+            f"B={fastest['batch_size']})"
+        )
     for name, row in (report.get("compare") or {}).items():
         if row and "env_steps_per_second" in row:
             out[f"{name} sim steps/s, N=1024"] = _fmt(row["env_steps_per_second"])
@@ -615,10 +810,14 @@ def summarize_report(report: dict) -> dict[str, str]:
     for name, row in (report.get("compare") or {}).items():
         stats = (row or {}).get("ratio")
         if stats:
-            what = (f"N={row['num_envs']}" if "env_steps_per_second" in row
-                    else f"{stats.get('recipe', 'default')} to -200")
+            what = (
+                f"N={row['num_envs']}"
+                if "env_steps_per_second" in row
+                else f"{stats.get('recipe', 'default')} to -200"
+            )
             out[f"x {name}, {what} (median)"] = (
-                f"{stats['median']:.3g} ({stats['iqr'][0]:.3g}-{stats['iqr'][1]:.3g})")
+                f"{stats['median']:.3g} ({stats['iqr'][0]:.3g}-{stats['iqr'][1]:.3g})"
+            )
     return out
 
 
@@ -627,7 +826,9 @@ def format_table(columns: list[tuple[str, dict]], width: int = 88) -> str:
     ``width`` characters a line: columns that do not fit go to a next block."""
     keys = list(dict.fromkeys(k for _, col in columns for k in col))
     label_w = max(map(len, keys))
-    widths = [max(len(title), *(len(col.get(k, "-")) for k in keys)) for title, col in columns]
+    widths = [
+        max(len(title), *(len(col.get(k, "-")) for k in keys)) for title, col in columns
+    ]
     blocks, block, used = [], [], label_w
     for i, w in enumerate(widths):
         if block and used + 3 + w > width:
@@ -640,10 +841,14 @@ def format_table(columns: list[tuple[str, dict]], width: int = 88) -> str:
     for block in blocks:
         if lines:
             lines.append("")
-        lines.append(f"{'':{label_w}} | "
-                     + " | ".join(f"{columns[i][0]:>{widths[i]}}" for i in block))
+        lines.append(
+            f"{'':{label_w}} | "
+            + " | ".join(f"{columns[i][0]:>{widths[i]}}" for i in block)
+        )
         lines.append("-" * label_w + "-+-" + "-+-".join("-" * widths[i] for i in block))
         for k in keys:
-            lines.append(f"{k:{label_w}} | " + " | ".join(
-                f"{columns[i][1].get(k, '-'):>{widths[i]}}" for i in block))
+            lines.append(
+                f"{k:{label_w}} | "
+                + " | ".join(f"{columns[i][1].get(k, '-'):>{widths[i]}}" for i in block)
+            )
     return "\n".join(lines)

@@ -27,9 +27,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from sacbook import loop, sac, train
+from sacbook.loop import TrainState
 from sacbook.pendulum import PendulumParams
 from sacbook.sac import SACConfig
-from sacbook.loop import TrainState
 from sacbook.train import TrainConfig
 
 KEEP = 2  # checkpoints kept: the newest and the one before it
@@ -47,8 +47,12 @@ def config_from_dict(data: dict) -> TrainConfig:
 
 
 def _manager(directory, create: bool = True) -> ocp.CheckpointManager:
-    options = ocp.CheckpointManagerOptions(max_to_keep=KEEP, create=create, enable_async_checkpointing=False)
-    return ocp.CheckpointManager(Path(directory).absolute(), options=options, item_names=("state", "meta"))
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=KEEP, create=create, enable_async_checkpointing=False
+    )
+    return ocp.CheckpointManager(
+        Path(directory).absolute(), options=options, item_names=("state", "meta")
+    )
 
 
 def _to_saveable(state: TrainState) -> TrainState:
@@ -56,8 +60,14 @@ def _to_saveable(state: TrainState) -> TrainState:
     return state.replace(key=jax.random.key_data(state.key))
 
 
-def save(directory, result_or_state, *, config: TrainConfig | None = None, seed: int = 0,
-         history: list | None = None) -> Path:
+def save(
+    directory,
+    result_or_state,
+    *,
+    config: TrainConfig | None = None,
+    seed: int = 0,
+    history: list | None = None,
+) -> Path:
     """Write a checkpoint of a run into ``directory`` (created if missing).
 
     Pass a :class:`~sacbook.train.TrainResult`, or a ``TrainState`` with its
@@ -71,11 +81,21 @@ def save(directory, result_or_state, *, config: TrainConfig | None = None, seed:
         if config is None:
             raise ValueError("save: pass config together with a bare TrainState")
     step = int(state.iteration)
-    meta = {"config": config_to_dict(config), "seed": seed, "history": list(history or []),
-            "sacbook_checkpoint": 1}
+    meta = {
+        "config": config_to_dict(config),
+        "seed": seed,
+        "history": list(history or []),
+        "sacbook_checkpoint": 1,
+    }
     with _manager(directory) as manager:
-        manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(_to_saveable(state)),
-                                                   meta=ocp.args.JsonSave(meta)), force=True)
+        manager.save(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(_to_saveable(state)),
+                meta=ocp.args.JsonSave(meta),
+            ),
+            force=True,
+        )
         manager.wait_until_finished()
     return Path(directory) / str(step)
 
@@ -133,10 +153,13 @@ def restore_actor(directory, step: int | None = None):
     with _manager(directory, create=False) as manager:
         config = config_from_dict(_restore_meta(manager, step)["config"])
         subtree = {"sac": {"actor_params": _abstract_actor_params(config.sac)}}
-        as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray),
-                                subtree)
-        restored = manager.restore(step, args=ocp.args.Composite(
-            state=_partial_restore_args(subtree, as_numpy)))
+        as_numpy = jax.tree.map(
+            lambda _: ocp.RestoreArgs(restore_type=np.ndarray), subtree
+        )
+        restored = manager.restore(
+            step,
+            args=ocp.args.Composite(state=_partial_restore_args(subtree, as_numpy)),
+        )
     return restored["state"]["sac"]["actor_params"], config
 
 
@@ -149,18 +172,21 @@ def _abstract_actor_params(config: SACConfig):
 
 # PyTreeRestore(partial_restore=True) is in orbax-checkpoint 0.11.20, not 0.11.10
 _HAS_PARTIAL_RESTORE = (
-    "partial_restore" in inspect.signature(ocp.args.PyTreeRestore).parameters)
+    "partial_restore" in inspect.signature(ocp.args.PyTreeRestore).parameters
+)
 
 
 def _partial_restore_args(subtree, restore_args) -> ocp.args.PyTreeRestore:
     """orbax arguments that read ``subtree`` of a saved tree and skip the rest."""
     if _HAS_PARTIAL_RESTORE:
-        return ocp.args.PyTreeRestore(item=subtree, restore_args=restore_args,
-                                      partial_restore=True)
+        return ocp.args.PyTreeRestore(
+            item=subtree, restore_args=restore_args, partial_restore=True
+        )
     # older orbax: empty transforms drop every saved key that subtree lacks,
     # and only what is left is read
-    return ocp.args.PyTreeRestore(item=subtree, restore_args=restore_args,
-                                  transforms={})
+    return ocp.args.PyTreeRestore(
+        item=subtree, restore_args=restore_args, transforms={}
+    )
 
 
 @partial(jax.jit, static_argnames=("sac_config", "max_torque"))
@@ -188,7 +214,8 @@ def load_policy(directory, step: int | None = None):
     actor_params = jax.device_put(actor_params)
 
     def act(obs):
-        return policy_torque(actor_params, obs, sac_config=config.sac,
-                             max_torque=config.env.max_torque)
+        return policy_torque(
+            actor_params, obs, sac_config=config.sac, max_torque=config.env.max_torque
+        )
 
     return act

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -29,7 +30,9 @@ def _positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected an integer >= 1, got {text!r}"
+        ) from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
     return value
@@ -39,9 +42,13 @@ def _seed(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**32 - 1], got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected an integer in [0, 2**32 - 1], got {text!r}"
+        ) from None
     if not 0 <= value < 2**32:
-        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**32 - 1], got {value}")
+        raise argparse.ArgumentTypeError(
+            f"expected an integer in [0, 2**32 - 1], got {value}"
+        )
     return value
 
 
@@ -53,7 +60,9 @@ def _writable_dir(path: str) -> Path:
         probe.write_text("")
         probe.unlink()
     except OSError as e:
-        raise CliError(f"--out {path!r} is not a writable directory ({e.strerror or e})") from None
+        raise CliError(
+            f"--out {path!r} is not a writable directory ({e.strerror or e})"
+        ) from None
     return out
 
 
@@ -107,18 +116,31 @@ def cmd_render(args) -> int:
     state = pendulum.reset_state(key_reset, args.num_envs, params)
     torques = args.torque * np.ones((args.steps, args.num_envs), np.float32)
     thetas, _ = pendulum.rollout(state.theta, state.theta_dot, torques, params)
-    anim = viz.animate_pendulums(np.asarray(thetas), dt=params.dt, torques=torques,
-                                 max_torque=params.max_torque, every=args.every,
-                                 suptitle=f"{args.preset} preset")
+    anim = viz.animate_pendulums(
+        np.asarray(thetas),
+        dt=params.dt,
+        torques=torques,
+        max_torque=params.max_torque,
+        every=args.every,
+        suptitle=f"{args.preset} preset",
+    )
     viz.save_gif(anim, out)
-    print(f"wrote {out} ({args.num_envs} pendulums, {args.steps} steps, {out.stat().st_size / 1e3:.0f} kB)")
+    print(
+        f"wrote {out} ({args.num_envs} pendulums, {args.steps} steps, {out.stat().st_size / 1e3:.0f} kB)"
+    )
     return 0
 
 
 # Options that shape a run; --resume continues the checkpoint's run, so these
 # must match it (only --total-env-steps may change).
-_RUN_OPTIONS = ("preset", "num_envs", "batch_size", "buffer_capacity", "updates_per_iteration",
-                "seed")
+_RUN_OPTIONS = (
+    "preset",
+    "num_envs",
+    "batch_size",
+    "buffer_capacity",
+    "updates_per_iteration",
+    "seed",
+)
 
 
 def _train_config(args):
@@ -129,9 +151,14 @@ def _train_config(args):
         return _make_train_config(args)
     except ValueError as e:
         message = str(e)
-        for field, option in {**CLI_OPTION_NAMES, "total_env_steps": "--total-env-steps"}.items():
-            message = message.replace(f"TrainConfig.{field.split('.')[-1]}", option)
-            message = message.replace(f"SACConfig.{field.split('.')[-1]}", option)
+        for field, option in {
+            **CLI_OPTION_NAMES,
+            "total_env_steps": "--total-env-steps",
+        }.items():
+            field = field.split(".")[-1]
+            message = re.sub(
+                rf"\b(?:TrainConfig\.|SACConfig\.)?{field}\b", option, message
+            )
         raise CliError(message) from None
 
 
@@ -164,20 +191,29 @@ def _check_resume_options(args, config, seed) -> None:
     """--resume with an option that would change the run: one clear line."""
     from sacbook.pendulum import PendulumParams
 
-    saved = {"num_envs": config.num_envs, "batch_size": config.sac.batch_size,
-             "buffer_capacity": config.buffer_capacity,
-             "updates_per_iteration": config.updates_per_iteration, "seed": seed}
+    saved = {
+        "num_envs": config.num_envs,
+        "batch_size": config.sac.batch_size,
+        "buffer_capacity": config.buffer_capacity,
+        "updates_per_iteration": config.updates_per_iteration,
+        "seed": seed,
+    }
     for name in _RUN_OPTIONS:
         asked = getattr(args, name)
         if asked is None:
             continue
-        same = (PendulumParams.preset(asked) == config.env if name == "preset"
-                else asked == saved[name])
+        same = (
+            PendulumParams.preset(asked) == config.env
+            if name == "preset"
+            else asked == saved[name]
+        )
         if not same:
             option = "--" + name.replace("_", "-")
             was = "" if name == "preset" else f" (the checkpoint's is {saved[name]})"
-            raise CliError(f"--resume continues the checkpoint's run, so {option} {asked} "
-                           f"cannot apply{was}; only --total-env-steps may change")
+            raise CliError(
+                f"--resume continues the checkpoint's run, so {option} {asked} "
+                f"cannot apply{was}; only --total-env-steps may change"
+            )
 
 
 class _StopOnSignal:
@@ -190,7 +226,9 @@ class _StopOnSignal:
     def __enter__(self):
         import signal
 
-        self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        self._old = {
+            s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)
+        }
         return self
 
     def _handle(self, signum, frame):
@@ -260,7 +298,9 @@ def cmd_train(args) -> int:
         _check_resume_options(args, config, seed)
         if args.total_env_steps is not None:
             config = config.replace(total_env_steps=args.total_env_steps)
-        print(f"resuming from {ckpt_dir} at {history[-1]['env_steps'] if history else 0} env steps")
+        print(
+            f"resuming from {ckpt_dir} at {history[-1]['env_steps'] if history else 0} env steps"
+        )
     else:
         config, seed = _train_config(args), args.seed or 0
         if ckpt_dir.exists():  # a fresh run replaces the previous one in --out
@@ -269,8 +309,10 @@ def cmd_train(args) -> int:
             print(f"replacing the previous run's checkpoint in {ckpt_dir}")
             shutil.rmtree(ckpt_dir)
     preset = "(checkpoint)" if args.resume else args.preset or "gymnasium"
-    print(f"training on {jax.devices()[0].platform}: preset {preset}, {config.num_envs} envs, "
-          f"{config.total_iterations * config.num_envs} env steps, seed {seed}")
+    print(
+        f"training on {jax.devices()[0].platform}: preset {preset}, {config.num_envs} envs, "
+        f"{config.total_iterations * config.num_envs} env steps, seed {seed}"
+    )
 
     # metrics.jsonl holds exactly the checkpoint's history, then each new chunk:
     # a resumed run rewrites it, so lines written after the last checkpoint of
@@ -288,12 +330,22 @@ def cmd_train(args) -> int:
     try:
         with _StopOnSignal() as stop:
             # check_memory=False: a fresh run was checked above; a resumed one has its state
-            result = train.train(config, seed, state=state, history=history,
-                                 progress=not args.quiet, callbacks=[log_metrics],
-                                 check_memory=False, checkpoint_dir=ckpt_dir,
-                                 checkpoint_every=args.checkpoint_every, should_stop=stop)
+            result = train.train(
+                config,
+                seed,
+                state=state,
+                history=history,
+                progress=not args.quiet,
+                callbacks=[log_metrics],
+                check_memory=False,
+                checkpoint_dir=ckpt_dir,
+                checkpoint_every=args.checkpoint_every,
+                should_stop=stop,
+            )
     except train.NonFiniteError as e:
-        raise TrainingFailed(f"{e}; the checkpoints in {ckpt_dir} are from before it") from None
+        raise TrainingFailed(
+            f"{e}; the checkpoints in {ckpt_dir} are from before it"
+        ) from None
     finally:
         metrics_file.close()
     if result.interrupted:
@@ -303,7 +355,8 @@ def cmd_train(args) -> int:
         raise TrainingFailed(
             f"stopped by {signal.Signals(stop.signum).name} at {steps} env steps, checkpoint "
             f"saved; resume with: sacbook train --resume --out {out}",
-            exit_code=128 + stop.signum)
+            exit_code=128 + stop.signum,
+        )
 
     # learning curve
     import matplotlib.pyplot as plt
@@ -311,8 +364,17 @@ def cmd_train(args) -> int:
     steps = np.array([h["env_steps"] for h in result.history])
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
     # with many envs all episodes end together, so few chunks have training returns: draw markers
-    ax.plot(steps, [h["episode_return"] for h in result.history], "s-", ms=4, label="training episodes", alpha=0.6)
-    evals = [(h["env_steps"], h["eval_return"]) for h in result.history if "eval_return" in h]
+    ax.plot(
+        steps,
+        [h["episode_return"] for h in result.history],
+        "s-",
+        ms=4,
+        label="training episodes",
+        alpha=0.6,
+    )
+    evals = [
+        (h["env_steps"], h["eval_return"]) for h in result.history if "eval_return" in h
+    ]
     if evals:
         ax.plot(*zip(*evals), "o-", ms=3, label="deterministic evaluation")
     ax.axhline(train.SOLVED_RETURN, color="k", ls="--", lw=1, label="solved (-200)")
@@ -324,23 +386,54 @@ def cmd_train(args) -> int:
     plt.close(fig)
 
     # the final policy swinging up a few pendulums
-    thetas, torques, _ = evaluate.policy_rollout(result.state.sac.actor_params, jax.random.key(seed + 1),
-                                                 config.sac, config.env, 4, 100)
-    anim = viz.animate_pendulums(np.asarray(thetas), dt=config.env.dt, torques=np.asarray(torques),
-                                 max_torque=config.env.max_torque, every=2, suptitle="trained policy")
+    thetas, torques, _ = evaluate.policy_rollout(
+        result.state.sac.actor_params,
+        jax.random.key(seed + 1),
+        config.sac,
+        config.env,
+        4,
+        100,
+    )
+    anim = viz.animate_pendulums(
+        np.asarray(thetas),
+        dt=config.env.dt,
+        torques=np.asarray(torques),
+        max_torque=config.env.max_torque,
+        every=2,
+        suptitle="trained policy",
+    )
     viz.save_gif(anim, out / "policy.gif")
 
     solved = result.solved_at
     # the 16 evaluation episodes use fixed starts (a steady curve); a mean over
     # many fresh starts says more about the final policy
-    many = float(np.mean(np.asarray(evaluate.evaluate(result.state.sac.actor_params, jax.random.key(seed + 1_000_003),
-                                                   config.sac, config.env, 1024))))
-    print(f"compile {result.compile_seconds:.1f} s; "
-          + (f"solved (eval >= {train.SOLVED_RETURN:.0f}) after {solved['env_steps']} env steps, "
-             f"{solved['wall_seconds']:.1f} s of training; " if solved else "not solved; ")
-          + f"final evaluation return {result.final_eval_return:.1f} over {config.eval_envs} episodes, "
-          + f"{many:.1f} over 1024 fresh episodes")
-    print(f"wrote {metrics_path}, {out / 'learning_curve.png'}, {out / 'policy.gif'}, {ckpt_dir}/")
+    many = float(
+        np.mean(
+            np.asarray(
+                evaluate.evaluate(
+                    result.state.sac.actor_params,
+                    jax.random.key(seed + 1_000_003),
+                    config.sac,
+                    config.env,
+                    1024,
+                )
+            )
+        )
+    )
+    print(
+        f"compile {result.compile_seconds:.1f} s; "
+        + (
+            f"solved (eval >= {train.SOLVED_RETURN:.0f}) after {solved['env_steps']} env steps, "
+            f"{solved['wall_seconds']:.1f} s of training; "
+            if solved
+            else "not solved; "
+        )
+        + f"final evaluation return {result.final_eval_return:.1f} over {config.eval_envs} episodes, "
+        + f"{many:.1f} over 1024 fresh episodes"
+    )
+    print(
+        f"wrote {metrics_path}, {out / 'learning_curve.png'}, {out / 'policy.gif'}, {ckpt_dir}/"
+    )
     return 0
 
 
@@ -379,8 +472,10 @@ def cmd_bench(args) -> int:
     sizes = tuple(args.sizes) if args.sizes else bench.SIM_SIZES
     report = {"device": bench.device_info()}
     log = (lambda *a: None) if args.json else print
-    log(f"device: {report['device']['platform']} ({report['device']['device']}), "
-        f"jax {report['device']['versions'].get('jax')}")
+    log(
+        f"device: {report['device']['platform']} ({report['device']['device']}), "
+        f"jax {report['device']['versions'].get('jax')}"
+    )
     if args.compare:
         report["compare"] = {}
     # Cold starts first, each in a fresh process, before this process does any
@@ -391,12 +486,17 @@ def cmd_bench(args) -> int:
 
         report["time_to_solve"] = []
         rejax = args.compare and _installed("rejax")
-        log("\ntime to solve (gymnasium preset, eval >= -200), each in a fresh process (compile included)"
+        log(
+            "\ntime to solve (gymnasium preset, eval >= -200), each in a fresh process (compile included)"
             + (", runs alternating with rejax's" if rejax else "")
-            + (f", median of {args.repeats} runs:" if args.repeats > 1 else ":"))
+            + (f", median of {args.repeats} runs:" if args.repeats > 1 else ":")
+        )
         # One round runs each recipe once, then rejax: ours and rejax alternate,
         # so a change in the machine's load falls on both sides of each ratio.
-        calls = [partial(bench.run_isolated, "time_to_solve", config=name) for name in args.solve]
+        calls = [
+            partial(bench.run_isolated, "time_to_solve", config=name)
+            for name in args.solve
+        ]
         if rejax:
             calls.append(partial(bench.run_isolated, "rejax_time_to_solve"))
         runs = bench.interleave(calls, args.repeats)
@@ -404,37 +504,59 @@ def cmd_bench(args) -> int:
             s = _median_of(name_runs)
             s["config"] = name
             report["time_to_solve"].append(s)
-            log(f"  sacbook {name:>8} (N = {s['num_envs']:>4}, B = {s['batch_size']}, "
+            log(
+                f"  sacbook {name:>8} (N = {s['num_envs']:>4}, B = {s['batch_size']}, "
                 f"K = {s['updates_per_iteration']}, tau = {s['tau']:g}): "
-                + (f"{s['solve_seconds_total']:.2f} s (compile {s['compile_seconds']:.2f} s), "
-                   f"{s['solve_env_steps']} env steps; that policy {s['solved_policy_return_many']:.1f}"
-                   if s["solved"] else "not solved")
-                + f", final policy {s['final_eval_return_many']:.1f} (mean returns over {s['final_eval_episodes']} fresh episodes)")
+                + (
+                    f"{s['solve_seconds_total']:.2f} s (compile {s['compile_seconds']:.2f} s), "
+                    f"{s['solve_env_steps']} env steps; that policy {s['solved_policy_return_many']:.1f}"
+                    if s["solved"]
+                    else "not solved"
+                )
+                + f", final policy {s['final_eval_return_many']:.1f} (mean returns over {s['final_eval_episodes']} fresh episodes)"
+            )
         if args.compare:
             row = _median_of(runs[-1]) if rejax else None
             report["compare"]["rejax"] = row
             if row is None:
                 log("  rejax: not installed")
             else:
-                solve = (f"eval >= -200 at {row['solve_env_steps']} steps, about "
-                         f"{row['solve_seconds_total']:.2f} s" if row["solve_env_steps"] is not None else "not solved")
-                log(f"  {row['name']}: {row['total_seconds']:.2f} s for its 10k steps "
-                    f"(compile {row['compile_seconds']:.2f} s); {solve}; final return {row['final_eval_return']:.1f}")
+                solve = (
+                    f"eval >= -200 at {row['solve_env_steps']} steps, about "
+                    f"{row['solve_seconds_total']:.2f} s"
+                    if row["solve_env_steps"] is not None
+                    else "not solved"
+                )
+                log(
+                    f"  {row['name']}: {row['total_seconds']:.2f} s for its 10k steps "
+                    f"(compile {row['compile_seconds']:.2f} s); {solve}; final return {row['final_eval_return']:.1f}"
+                )
                 # per pair (round): rejax's time / ours, so > 1 means sacbook is faster
                 row["ratio_by_recipe"] = {}
                 for name, name_runs in zip(args.solve, runs):
                     stats = bench.ratio_stats(
-                        [r["solve_seconds_total"] / o["solve_seconds_total"]
-                         if r["solve_seconds_total"] and o["solve_seconds_total"] else None
-                         for o, r in zip(name_runs, runs[-1])],
-                        "rejax solve_seconds_total / sacbook solve_seconds_total, per interleaved pair of runs")
+                        [
+                            r["solve_seconds_total"] / o["solve_seconds_total"]
+                            if r["solve_seconds_total"] and o["solve_seconds_total"]
+                            else None
+                            for o, r in zip(name_runs, runs[-1])
+                        ],
+                        "rejax solve_seconds_total / sacbook solve_seconds_total, per interleaved pair of runs",
+                    )
                     if stats:
                         stats["recipe"] = name
                     row["ratio_by_recipe"][name] = stats
-                    log(f"  time to solve, rejax / sacbook {name}: {bench.format_ratio(stats)}"
-                        if stats else f"  time to solve, rejax / sacbook {name}: no pair where both solved")
-                row["ratio"] = row["ratio_by_recipe"]["default" if "default" in args.solve else args.solve[0]]
-    report["simulation"] = bench.simulation_throughput(sizes, min_seconds=args.min_window)
+                    log(
+                        f"  time to solve, rejax / sacbook {name}: {bench.format_ratio(stats)}"
+                        if stats
+                        else f"  time to solve, rejax / sacbook {name}: no pair where both solved"
+                    )
+                row["ratio"] = row["ratio_by_recipe"][
+                    "default" if "default" in args.solve else args.solve[0]
+                ]
+    report["simulation"] = bench.simulation_throughput(
+        sizes, min_seconds=args.min_window
+    )
     log("\nsimulation (random actions, auto-reset), env-steps/s")
     for row in report["simulation"]:
         log(f"  N = {row['num_envs']:>7}: {row['env_steps_per_second']:12.4g}")
@@ -445,26 +567,36 @@ def cmd_bench(args) -> int:
         report["training"] = []
         for n in args.train_sizes:
             config = train.TrainConfig()
-            config = config.replace(num_envs=n, buffer_capacity=max(config.buffer_capacity, 2 * n))
+            config = config.replace(
+                num_envs=n, buffer_capacity=max(config.buffer_capacity, 2 * n)
+            )
             t = bench.training_throughput(config)
             report["training"].append(t)
-            log(f"  N = {n:>7}: {t['env_steps_per_second']:.4g} env-steps/s, "
-                f"{t['updates_per_second']:.4g} updates/s (compile {t['compile_seconds']:.2f} s)")
+            log(
+                f"  N = {n:>7}: {t['env_steps_per_second']:.4g} env-steps/s, "
+                f"{t['updates_per_second']:.4g} updates/s (compile {t['compile_seconds']:.2f} s)"
+            )
     if args.compare:
-        log(f"\nsimulation references at N = 1024, timed in turn with sacbook (sacbook, reference, "
+        log(
+            f"\nsimulation references at N = 1024, timed in turn with sacbook (sacbook, reference, "
             f"sacbook, ...; windows >= {args.min_window:g} s), env-steps/s of the fastest window, "
-            f"and sacbook / reference per pair:")
+            f"and sacbook / reference per pair:"
+        )
         ours = bench.sacbook_runner(1024)
         # Gymnasium's windows hold few steps and its pairs cost as much as gymnax's: at most 5
         for name, pairs in (("gymnax", args.pairs), ("gymnasium", min(args.pairs, 5))):
-            row = bench.compare_simulation(name, 1024, pairs=pairs, min_seconds=args.min_window, ours=ours)
+            row = bench.compare_simulation(
+                name, 1024, pairs=pairs, min_seconds=args.min_window, ours=ours
+            )
             report["compare"][name] = row
             if row is None:
                 log(f"  {name}: not installed")
             else:
-                log(f"  {row['name']}: {row['env_steps_per_second']:.4g} (sacbook "
+                log(
+                    f"  {row['name']}: {row['env_steps_per_second']:.4g} (sacbook "
                     f"{row['sacbook_env_steps_per_second']:.4g} in the same run)\n"
-                    f"    sacbook / {name}: {bench.format_ratio(row['ratio'])}")
+                    f"    sacbook / {name}: {bench.format_ratio(row['ratio'])}"
+                )
     if args.json:
         print(json.dumps(report, indent=1))
     if args.save:
@@ -478,54 +610,148 @@ def build_parser() -> argparse.ArgumentParser:
     from sacbook.bench import SIM_SIZES as SIM
     from sacbook.pendulum import PRESETS
 
-    parser = argparse.ArgumentParser(prog="sacbook", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="sacbook", description=__doc__.splitlines()[0]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("render", help="simulate pendulums and write an animated GIF")
-    p.add_argument("--out", default="pendulums.gif", help="GIF path (default: pendulums.gif)")
-    p.add_argument("--preset", default="point_mass", choices=PRESETS, help="physics preset (default point_mass)")
-    p.add_argument("--num-envs", type=_positive_int, default=4, help="pendulums to draw (default 4)")
-    p.add_argument("--steps", type=_positive_int, default=120, help="time steps (default 120)")
-    p.add_argument("--every", type=_positive_int, default=2, help="keep every k-th frame (default 2)")
-    p.add_argument("--torque", type=_finite_float, default=0.0, help="constant torque (default 0: free swing)")
+    p.add_argument(
+        "--out", default="pendulums.gif", help="GIF path (default: pendulums.gif)"
+    )
+    p.add_argument(
+        "--preset",
+        default="point_mass",
+        choices=PRESETS,
+        help="physics preset (default point_mass)",
+    )
+    p.add_argument(
+        "--num-envs",
+        type=_positive_int,
+        default=4,
+        help="pendulums to draw (default 4)",
+    )
+    p.add_argument(
+        "--steps", type=_positive_int, default=120, help="time steps (default 120)"
+    )
+    p.add_argument(
+        "--every",
+        type=_positive_int,
+        default=2,
+        help="keep every k-th frame (default 2)",
+    )
+    p.add_argument(
+        "--torque",
+        type=_finite_float,
+        default=0.0,
+        help="constant torque (default 0: free swing)",
+    )
     p.add_argument("--seed", type=_seed, default=0)
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("train", help="train SAC on many pendulums at once")
-    p.add_argument("--preset", choices=PRESETS, help="physics preset (default gymnasium)")
-    p.add_argument("--num-envs", type=_positive_int, help="parallel environments (default 1024)")
-    p.add_argument("--total-env-steps", type=_positive_int, help="training length in env steps, all envs together")
-    p.add_argument("--batch-size", type=_positive_int, help="transitions per gradient step")
-    p.add_argument("--buffer-capacity", type=_positive_int, help="replay buffer capacity in transitions")
-    p.add_argument("--updates-per-iteration", type=_positive_int, help="gradient updates per env step of all envs")
+    p.add_argument(
+        "--preset", choices=PRESETS, help="physics preset (default gymnasium)"
+    )
+    p.add_argument(
+        "--num-envs", type=_positive_int, help="parallel environments (default 1024)"
+    )
+    p.add_argument(
+        "--total-env-steps",
+        type=_positive_int,
+        help="training length in env steps, all envs together",
+    )
+    p.add_argument(
+        "--batch-size", type=_positive_int, help="transitions per gradient step"
+    )
+    p.add_argument(
+        "--buffer-capacity",
+        type=_positive_int,
+        help="replay buffer capacity in transitions",
+    )
+    p.add_argument(
+        "--updates-per-iteration",
+        type=_positive_int,
+        help="gradient updates per env step of all envs",
+    )
     p.add_argument("--seed", type=_seed, help="PRNG seed (default 0)")
-    p.add_argument("--out", default="runs/latest", help="output directory (default runs/latest)")
-    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
-    p.add_argument("--checkpoint-every", type=_positive_int, default=10, help="chunks between checkpoints (default 10)")
+    p.add_argument(
+        "--out", default="runs/latest", help="output directory (default runs/latest)"
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="continue from the checkpoint in --out"
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=_positive_int,
+        default=10,
+        help="chunks between checkpoints (default 10)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--no-cache", action="store_true", help="do not keep compiled programs in ~/.cache/sacbook")
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="do not keep compiled programs in ~/.cache/sacbook",
+    )
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("bench", help="measure simulation/training throughput and time-to-solve")
-    p.add_argument("--json", action="store_true", help="print machine-readable JSON only")
-    p.add_argument("--compare", action="store_true", help="also time gymnax, Gymnasium and rejax when installed")
-    p.add_argument("--sizes", type=_positive_int, nargs="+", help=f"simulation sizes (default {' '.join(map(str, SIM))})")
-    p.add_argument("--train-sizes", type=_positive_int, nargs="+", default=[1024],
-                   help="training-throughput sizes N (default 1024)")
-    p.add_argument("--solve", type=_recipe, nargs="+", default=["default", "few_envs"],
-                   help="time-to-solve recipes: default, few_envs, or changes to the default "
-                        "such as N=8192,B=4096,K=4,tau=0.1,it=600 (default: default few_envs)")
-    p.add_argument("--skip-training", action="store_true", help="only the simulation benchmark")
+    p = sub.add_parser(
+        "bench", help="measure simulation/training throughput and time-to-solve"
+    )
+    p.add_argument(
+        "--json", action="store_true", help="print machine-readable JSON only"
+    )
+    p.add_argument(
+        "--compare",
+        action="store_true",
+        help="also time gymnax, Gymnasium and rejax when installed",
+    )
+    p.add_argument(
+        "--sizes",
+        type=_positive_int,
+        nargs="+",
+        help=f"simulation sizes (default {' '.join(map(str, SIM))})",
+    )
+    p.add_argument(
+        "--train-sizes",
+        type=_positive_int,
+        nargs="+",
+        default=[1024],
+        help="training-throughput sizes N (default 1024)",
+    )
+    p.add_argument(
+        "--solve",
+        type=_recipe,
+        nargs="+",
+        default=["default", "few_envs"],
+        help="time-to-solve recipes: default, few_envs, or changes to the default "
+        "such as N=8192,B=4096,K=4,tau=0.1,it=600 (default: default few_envs)",
+    )
+    p.add_argument(
+        "--skip-training", action="store_true", help="only the simulation benchmark"
+    )
     p.add_argument("--save", help="also write the JSON report to this file")
-    p.add_argument("--repeats", type=_positive_int, default=1,
-                   help="time-to-solve runs per configuration, each in a fresh process, alternating with "
-                        "rejax's under --compare; reports the median and the ratio per pair (default 1)")
-    p.add_argument("--pairs", type=_positive_int, default=7,
-                   help="--compare: pairs of simulation windows, sacbook and reference timed in turn "
-                        "(default 7; Gymnasium at most 5)")
-    p.add_argument("--min-window", type=_seconds, default=0.5,
-                   help="shortest timed window of the simulation benchmarks, seconds (default 0.5; "
-                        "0 times single calls)")
+    p.add_argument(
+        "--repeats",
+        type=_positive_int,
+        default=1,
+        help="time-to-solve runs per configuration, each in a fresh process, alternating with "
+        "rejax's under --compare; reports the median and the ratio per pair (default 1)",
+    )
+    p.add_argument(
+        "--pairs",
+        type=_positive_int,
+        default=7,
+        help="--compare: pairs of simulation windows, sacbook and reference timed in turn "
+        "(default 7; Gymnasium at most 5)",
+    )
+    p.add_argument(
+        "--min-window",
+        type=_seconds,
+        default=0.5,
+        help="shortest timed window of the simulation benchmarks, seconds (default 0.5; "
+        "0 times single calls)",
+    )
     p.set_defaults(func=cmd_bench)
     return parser
 

@@ -97,8 +97,10 @@ def _meminfo_available() -> int | None:
 
 def _sysconf_available() -> tuple[int | None, str]:
     # free pages where the system reports them, else all physical pages
-    for name, source in (("SC_AVPHYS_PAGES", "host RAM: sysconf free pages"),
-                         ("SC_PHYS_PAGES", "host RAM: sysconf total pages")):
+    for name, source in (
+        ("SC_AVPHYS_PAGES", "host RAM: sysconf free pages"),
+        ("SC_PHYS_PAGES", "host RAM: sysconf total pages"),
+    ):
         try:
             pages, page_size = os.sysconf(name), os.sysconf("SC_PAGE_SIZE")
         except (AttributeError, ValueError, OSError):
@@ -114,8 +116,10 @@ def _cgroup_limit() -> int | None:
     The limit alone, not the limit minus usage: the usage counts page cache
     that the kernel would reclaim for the run.
     """
-    for path in ("/sys/fs/cgroup/memory.max",
-                 "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+    for path in (
+        "/sys/fs/cgroup/memory.max",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ):
         try:
             with open(path) as f:
                 text = f.read().strip()
@@ -131,7 +135,7 @@ def _nbytes(tree) -> int:
     return sum(math.prod(np.shape(x)) * x.dtype.itemsize for x in jax.tree.leaves(tree))
 
 
-def estimate_train_bytes(config: "LoopConfig", device=None) -> dict:
+def estimate_train_bytes(config: LoopConfig, device=None) -> dict:
     """The bytes a training run with ``config`` needs, by part.
 
     Computed from the shapes of :func:`sacbook.loop.abstract_state` and a
@@ -238,8 +242,16 @@ class RunTooLargeError(ValueError):
       options: the fields to lower, largest share first.
     """
 
-    def __init__(self, config, estimate: dict, available: int, source: str, where: str,
-                 fraction: float = SAFETY_FRACTION, part: str = "total"):
+    def __init__(
+        self,
+        config,
+        estimate: dict,
+        available: int,
+        source: str,
+        where: str,
+        fraction: float = SAFETY_FRACTION,
+        part: str = "total",
+    ):
         self.config, self.estimate, self.needed = config, estimate, estimate[part]
         self.available, self.source, self.where = available, source, where
         self.fraction, self.part = fraction, part
@@ -258,18 +270,23 @@ class RunTooLargeError(ValueError):
 
         e = self.estimate
         fb = format_bytes
-        parts = [f"replay buffer {fb(e['replay_buffer'])} at {at('buffer_capacity')}",
-                 f"environments {fb(e['environments'])} at {at('num_envs')}",
-                 f"networks {fb(e['networks'])}"]
+        parts = [
+            f"replay buffer {fb(e['replay_buffer'])} at {at('buffer_capacity')}",
+            f"environments {fb(e['environments'])} at {at('num_envs')}",
+            f"networks {fb(e['networks'])}",
+        ]
         if self.part == "total":
             parts.append(f"one chunk's working memory {fb(e['working'])}")
         if self.part == "host_copy" or e["total"] > e["state"] + e["working"]:
             parts.append(f"host copy while starting {fb(e['host_copy'])}")
-        lower = " or ".join(f"{names.get(f, f)} (now {_field(self.config, f)})"
-                            for f in self.options)
-        return (f"{subject} needs about {fb(self.needed)} ({', '.join(parts)}) but "
-                f"{self.where} has {fb(self.available)} available ({self.source}) "
-                f"and a run may use {self.fraction:.0%} of it; lower {lower}")
+        lower = " or ".join(
+            f"{names.get(f, f)} (now {_field(self.config, f)})" for f in self.options
+        )
+        return (
+            f"{subject} needs about {fb(self.needed)} ({', '.join(parts)}) but "
+            f"{self.where} has {fb(self.available)} available ({self.source}) "
+            f"and a run may use {self.fraction:.0%} of it; lower {lower}"
+        )
 
 
 def _field(config, field: str):
@@ -295,8 +312,9 @@ def _options_to_lower(config, estimate: dict) -> list[str]:
     return sorted(keep, key=lambda f: -shares[f])
 
 
-def check_fits(config: "LoopConfig", device=None, *,
-               fraction: float = SAFETY_FRACTION) -> dict:
+def check_fits(
+    config: LoopConfig, device=None, *, fraction: float = SAFETY_FRACTION
+) -> dict:
     """Raise :class:`RunTooLargeError` if a run with ``config`` needs more than
     ``fraction`` of the memory available on ``device`` (default: the first JAX
     device); on an accelerator, also if the host copy that
@@ -314,6 +332,13 @@ def check_fits(config: "LoopConfig", device=None, *,
     if is_accelerator(device):
         host, host_source = host_available_bytes()
         if host is not None and estimate["host_copy"] > fraction * host:
-            raise RunTooLargeError(config, estimate, host, host_source, "the host",
-                                   fraction, part="host_copy")
+            raise RunTooLargeError(
+                config,
+                estimate,
+                host,
+                host_source,
+                "the host",
+                fraction,
+                part="host_copy",
+            )
     return estimate

@@ -26,15 +26,18 @@ def eval_key(run_key: jax.Array) -> jax.Array:
     return jax.random.fold_in(run_key, _EVAL_STREAM)
 
 
-def policy_step(actor_params, theta, theta_dot, sac_config: SACConfig,
-                env_params: PendulumParams):
+def policy_step(
+    actor_params, theta, theta_dot, sac_config: SACConfig, env_params: PendulumParams
+):
     """One step of the deterministic policy on the bare pendulum.
 
     Args: ``theta``, ``theta_dot`` of shape ``(N,)``. Returns ``(theta,
     theta_dot)`` after the step and the step's ``torque`` and ``reward``,
     each ``(N,)``.
     """
-    action = sac.policy_action(actor_params, pendulum.observe(theta, theta_dot), sac_config)
+    action = sac.policy_action(
+        actor_params, pendulum.observe(theta, theta_dot), sac_config
+    )
     torque = networks.scale_action(action[:, 0], env_params.max_torque)
     reward = pendulum.reward(theta, theta_dot, torque, env_params)
     theta, theta_dot = pendulum.step(theta, theta_dot, torque, env_params)
@@ -42,8 +45,9 @@ def policy_step(actor_params, theta, theta_dot, sac_config: SACConfig,
 
 
 @jit.program(static_argnums=(2, 3, 4))
-def evaluate(actor_params, key, sac_config: SACConfig, env_params: PendulumParams,
-             num_envs: int):
+def evaluate(
+    actor_params, key, sac_config: SACConfig, env_params: PendulumParams, num_envs: int
+):
     """``num_envs`` episodes from fresh starts drawn with ``key``. Returns the
     episode returns, ``(num_envs,)``."""
     env_state = pendulum.reset_state(key, num_envs, env_params)
@@ -52,18 +56,26 @@ def evaluate(actor_params, key, sac_config: SACConfig, env_params: PendulumParam
     # same functions env_step uses) make a smaller program to compile.
     def body(carry, _):
         theta, theta_dot, total = carry
-        theta, theta_dot, _, reward = policy_step(actor_params, theta, theta_dot,
-                                                  sac_config, env_params)
+        theta, theta_dot, _, reward = policy_step(
+            actor_params, theta, theta_dot, sac_config, env_params
+        )
         return (theta, theta_dot, total + reward), None
 
     init = (env_state.theta, env_state.theta_dot, jnp.zeros(num_envs, jnp.float32))
-    (_, _, returns), _ = jax.lax.scan(body, init, None, length=env_params.episode_length)
+    (_, _, returns), _ = jax.lax.scan(
+        body, init, None, length=env_params.episode_length
+    )
     return returns
 
 
 @jit.program(static_argnums=(2, 3, 4))
-def evaluate_run(actor_params, run_key, sac_config: SACConfig, env_params: PendulumParams,
-                 num_envs: int):
+def evaluate_run(
+    actor_params,
+    run_key,
+    sac_config: SACConfig,
+    env_params: PendulumParams,
+    num_envs: int,
+):
     """:func:`evaluate` from a run's fixed starts, ``eval_key(run_key)``; the
     key is derived inside the compiled program, so a cold start has no
     separate little program to compile for it."""
@@ -71,16 +83,23 @@ def evaluate_run(actor_params, run_key, sac_config: SACConfig, env_params: Pendu
 
 
 @jit.program(static_argnums=(2, 3, 4, 5))
-def policy_rollout(actor_params, key, sac_config: SACConfig, env_params: PendulumParams,
-                   num_envs: int, steps: int):
+def policy_rollout(
+    actor_params,
+    key,
+    sac_config: SACConfig,
+    env_params: PendulumParams,
+    num_envs: int,
+    steps: int,
+):
     """The deterministic policy from fresh starts, without resets, for
     pictures. Returns ``(thetas (steps + 1, N), torques (steps, N),
     rewards (steps, N))``."""
     env_state, _ = pendulum.reset(key, num_envs, env_params)
 
     def body(carry, _):
-        theta, theta_dot, torque, reward = policy_step(actor_params, *carry,
-                                                       sac_config, env_params)
+        theta, theta_dot, torque, reward = policy_step(
+            actor_params, *carry, sac_config, env_params
+        )
         return (theta, theta_dot), (theta, torque, reward)
 
     start = (env_state.theta, env_state.theta_dot)

@@ -37,7 +37,9 @@ def generator(key: jax.Array, label: str) -> np.random.Generator:
     to draw on the host.
     """
     if isinstance(key, jax.core.Tracer):
-        raise ValueError("host_random.generator draws on the host: call it outside jit/vmap (key is traced)")
+        raise ValueError(
+            "host_random.generator draws on the host: call it outside jit/vmap (key is traced)"
+        )
     _check_single_key(key)
     if not isinstance(label, str):
         raise ValueError(f"host_random.generator: label must be a str, got {label!r}")
@@ -59,8 +61,12 @@ def _check_single_key(key) -> None:
     if not isinstance(key, jax.Array):
         raise ValueError(f"expected a JAX PRNG key, got {type(key).__name__}")
     typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
-    if (typed and key.shape != ()) or (not typed and (key.dtype != np.uint32 or key.ndim != 1)):
-        raise ValueError(f"expected a single PRNG key (jax.random.key(seed)), got shape {key.shape} dtype {key.dtype}")
+    if (typed and key.shape != ()) or (
+        not typed and (key.dtype != np.uint32 or key.ndim != 1)
+    ):
+        raise ValueError(
+            f"expected a single PRNG key (jax.random.key(seed)), got shape {key.shape} dtype {key.dtype}"
+        )
 
 
 # ----------------------------------------------------------------------------
@@ -147,8 +153,9 @@ def _default_dense_layout(module: nn.Module, example_inputs):
             inputs = args[0] if args else kwargs["inputs"]
             # TwinCritic's nn.vmap adds a leading axis of independent members
             # (split_rngs); no other lifted ensemble is known to draw that way
-            ensembles = tuple(m.num_critics for m in running
-                              if type(m) is networks.TwinCritic)
+            ensembles = tuple(
+                m.num_critics for m in running if type(m) is networks.TwinCritic
+            )
             fan_in = np.shape(inputs)[-1]
             dense_calls[tuple(called.scope.path)] = (called, fan_in, ensembles)
         running.append(called)
@@ -163,8 +170,10 @@ def _default_dense_layout(module: nn.Module, example_inputs):
     with nn.intercept_methods(record):
         abstract = jax.eval_shape(abstract_init, *example_inputs)
     if set(abstract) != {"params"}:
-        return (f"variable collections {sorted(abstract)}: only 'params' is drawn "
-                "on the host")
+        return (
+            f"variable collections {sorted(abstract)}: only 'params' is drawn "
+            "on the host"
+        )
     fan_ins = {}
     leaves = jax.tree_util.tree_flatten_with_path(abstract)[0]
     for path, leaf in leaves:
@@ -187,8 +196,10 @@ def _default_dense_layout(module: nn.Module, example_inputs):
         else:
             return f"parameter {where} is neither a kernel nor a bias"
         if tuple(leaf.shape) != expected:
-            return (f"parameter {where} has shape {tuple(leaf.shape)}, not the "
-                    f"{expected} of a Dense {names[-1]}")
+            return (
+                f"parameter {where} has shape {tuple(leaf.shape)}, not the "
+                f"{expected} of a Dense {names[-1]}"
+            )
     return abstract, fan_ins
 
 
@@ -206,6 +217,7 @@ def _same_initializer(init, reference) -> bool:
     try:
         pairs = zip(cells, reference_cells)
         return len(cells) == len(reference_cells) and all(
-            bool(a.cell_contents == b.cell_contents) for a, b in pairs)
+            bool(a.cell_contents == b.cell_contents) for a, b in pairs
+        )
     except (TypeError, ValueError):  # e.g. arrays held in the closure
         return False

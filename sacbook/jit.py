@@ -51,7 +51,8 @@ class Program:
         backend = jax.default_backend()
         if backend not in self._by_backend:
             self._by_backend[backend] = jax.jit(
-                self.fun, compiler_options=compiler_options(backend), **self.jit_kwargs)
+                self.fun, compiler_options=compiler_options(backend), **self.jit_kwargs
+            )
         return self._by_backend[backend]
 
     def __call__(self, *args, **kwargs):

@@ -70,20 +70,29 @@ class LoopConfig:
     def __post_init__(self):
         name = type(self).__name__
         if not isinstance(self.env, PendulumParams):
-            raise ValueError(f"{name}.env must be a PendulumParams, "
-                             f"got {type(self.env).__name__}")
+            raise ValueError(
+                f"{name}.env must be a PendulumParams, got {type(self.env).__name__}"
+            )
         if not isinstance(self.sac, SACConfig):
-            raise ValueError(f"{name}.sac must be a SACConfig, got {type(self.sac).__name__}")
+            raise ValueError(
+                f"{name}.sac must be a SACConfig, got {type(self.sac).__name__}"
+            )
         if self.sac.obs_dim != 3 or self.sac.action_dim != 1:
-            raise ValueError("SACConfig.obs_dim and action_dim must be 3 and 1 for the pendulum")
+            raise ValueError(
+                "SACConfig.obs_dim and action_dim must be 3 and 1 for the pendulum"
+            )
         # int32 on the device: the buffer's row indices reach capacity + N
         n = self._set_int("num_envs", 1, checks.INT32_MAX // 2)
         capacity = self._set_int("buffer_capacity", 1, checks.INT32_MAX - n)
         if capacity < n:
-            raise ValueError(f"{name}.buffer_capacity ({capacity}) must be >= num_envs ({n})")
+            raise ValueError(
+                f"{name}.buffer_capacity ({capacity}) must be >= num_envs ({n})"
+            )
         if self.sac.batch_size > capacity:
-            raise ValueError(f"SACConfig.batch_size ({self.sac.batch_size}) must be <= "
-                             f"buffer_capacity ({capacity})")
+            raise ValueError(
+                f"SACConfig.batch_size ({self.sac.batch_size}) must be <= "
+                f"buffer_capacity ({capacity})"
+            )
         self._set_int("warmup_env_steps", 0)
         self._set_int("learning_starts", 0, checks.INT32_MAX)
         for field in ("updates_per_iteration", "update_every", "chunk_iterations"):
@@ -92,7 +101,9 @@ class LoopConfig:
     def _set_int(self, field: str, low: int, high: int | None = None) -> int:
         """Check an integer field; store it as a Python int (so NumPy
         integers hash and print like the same config given as ints)."""
-        value = checks.integer(f"{type(self).__name__}.{field}", getattr(self, field), low, high)
+        value = checks.integer(
+            f"{type(self).__name__}.{field}", getattr(self, field), low, high
+        )
         object.__setattr__(self, field, value)
         return value
 
@@ -102,7 +113,9 @@ class LoopConfig:
         what the compiled chunk is keyed on."""
         if type(self) is LoopConfig:
             return self
-        return LoopConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(LoopConfig)})
+        return LoopConfig(
+            **{f.name: getattr(self, f.name) for f in dataclasses.fields(LoopConfig)}
+        )
 
     @property
     def updates_per_env_step(self) -> float:
@@ -138,7 +151,9 @@ class TrainState:
     iteration: jax.Array
 
 
-def init(config: LoopConfig, key: jax.Array, *, check_memory: bool = True) -> TrainState:
+def init(
+    config: LoopConfig, key: jax.Array, *, check_memory: bool = True
+) -> TrainState:
     """A fresh run: new networks, an empty buffer, N freshly reset envs.
 
     Built on the host with NumPy and moved to the device in one transfer:
@@ -178,7 +193,8 @@ def abstract_state(config: LoopConfig) -> TrainState:
     return TrainState(
         sac=jax.tree.map(spec, tiny.sac),
         buffer=jax.tree.map(spec, tiny.buffer).replace(
-            data=rows(tiny.buffer.data, config.buffer_capacity)),
+            data=rows(tiny.buffer.data, config.buffer_capacity)
+        ),
         env=rows(tiny.env, config.num_envs),
         obs=spec(tiny.obs, config.num_envs),
         key=jax.eval_shape(lambda: jax.random.key(0)),  # default key type, not compiled
@@ -192,18 +208,24 @@ def check_state(state: TrainState, config: LoopConfig) -> None:
     can reach the compiled program as a shape error."""
     have = getattr(getattr(state, "sac", None), "config", None)
     if isinstance(have, SACConfig) and have != config.sac:
-        diff = [f"{f.name} {getattr(have, f.name)!r} in the state, "
-                f"{getattr(config.sac, f.name)!r} in the config"
-                for f in dataclasses.fields(SACConfig)
-                if getattr(have, f.name) != getattr(config.sac, f.name)]
-        raise ValueError(f"the state does not fit the config: its SAC settings differ "
-                         f"({'; '.join(diff)})")
+        diff = [
+            f"{f.name} {getattr(have, f.name)!r} in the state, "
+            f"{getattr(config.sac, f.name)!r} in the config"
+            for f in dataclasses.fields(SACConfig)
+            if getattr(have, f.name) != getattr(config.sac, f.name)
+        ]
+        raise ValueError(
+            f"the state does not fit the config: its SAC settings differ "
+            f"({'; '.join(diff)})"
+        )
     expected = abstract_state(config)
     got_leaves, got_tree = jax.tree_util.tree_flatten_with_path(state)
     want_leaves, want_tree = jax.tree_util.tree_flatten_with_path(expected)
     if got_tree != want_tree:
-        raise ValueError("the state does not fit the config: its structure differs "
-                         "(a state of another kind)")
+        raise ValueError(
+            "the state does not fit the config: its structure differs "
+            "(a state of another kind)"
+        )
     for (path, got), (_, want) in zip(got_leaves, want_leaves):
         shape, dtype = np.shape(got), getattr(got, "dtype", None)
         if shape != want.shape or (dtype is not None and dtype != want.dtype):
@@ -211,7 +233,8 @@ def check_state(state: TrainState, config: LoopConfig) -> None:
             raise ValueError(
                 f"the state does not fit the config: {where} is {shape} {dtype} but "
                 f"the config needs {want.shape} {want.dtype} "
-                f"(check {_field_for(where)})")
+                f"(check {_field_for(where)})"
+            )
 
 
 def _field_for(where: str) -> str:
@@ -226,14 +249,23 @@ def _field_for(where: str) -> str:
 def _init_host(config: LoopConfig, key: jax.Array) -> TrainState:
     """:func:`init` as NumPy arrays (the run key is already a JAX key)."""
     rng = host_random.generator(key, "train")
-    state = _host_state(config, host_random.generator(key, "sac"), rng,
-                        config.num_envs, config.buffer_capacity)
+    state = _host_state(
+        config,
+        host_random.generator(key, "sac"),
+        rng,
+        config.num_envs,
+        config.buffer_capacity,
+    )
     return state.replace(key=host_random.new_key(rng, like=key))  # drawn after the envs
 
 
-def _host_state(config: LoopConfig, sac_rng: np.random.Generator,
-                rng: np.random.Generator, num_envs: int,
-                buffer_capacity: int) -> TrainState:
+def _host_state(
+    config: LoopConfig,
+    sac_rng: np.random.Generator,
+    rng: np.random.Generator,
+    num_envs: int,
+    buffer_capacity: int,
+) -> TrainState:
     """The state as NumPy arrays for ``num_envs`` envs and ``buffer_capacity``
     buffer rows, networks drawn from ``sac_rng``, envs from ``rng``; its
     ``key`` is None (the caller draws it)."""
@@ -319,8 +351,9 @@ def _iteration(state: TrainState, _, config: LoopConfig):
         sac_state, metrics = _update_round(state.sac, buffer, k_update, config)
     else:
         update = partial(_update_round, config=config)
-        sac_state, metrics = jax.lax.cond(should_update, update, skip,
-                                          state.sac, buffer, k_update)
+        sac_state, metrics = jax.lax.cond(
+            should_update, update, skip, state.sac, buffer, k_update
+        )
     done = result.terminated | result.truncated
     metrics = {
         **metrics,
@@ -329,8 +362,14 @@ def _iteration(state: TrainState, _, config: LoopConfig):
         "episode_return_sum": jnp.sum(jnp.where(done, result.episode_return, 0.0)),
         "reward_mean": jnp.mean(result.reward),
     }
-    new_state = TrainState(sac=sac_state, buffer=buffer, env=env_state, obs=result.obs,
-                           key=key, iteration=state.iteration + 1)
+    new_state = TrainState(
+        sac=sac_state,
+        buffer=buffer,
+        env=env_state,
+        obs=result.obs,
+        key=key,
+        iteration=state.iteration + 1,
+    )
     return new_state, metrics
 
 
@@ -344,8 +383,11 @@ def run_chunk(state: TrainState, config: LoopConfig):
     """
     step = partial(_iteration, config=config)
     state, metrics = jax.lax.scan(step, state, None, length=config.chunk_iterations)
-    finite = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(state.sac)
-              if jnp.issubdtype(x.dtype, jnp.floating)]
+    finite = [
+        jnp.all(jnp.isfinite(x))
+        for x in jax.tree.leaves(state.sac)
+        if jnp.issubdtype(x.dtype, jnp.floating)
+    ]
     return state, {**metrics, "params_finite": jnp.all(jnp.stack(finite))}
 
 

@@ -14,7 +14,7 @@ for actions in ``[-1, 1]``.
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -60,7 +60,9 @@ class Actor(nn.Module):
     def __call__(self, obs):
         out = MLP(self.hidden_sizes, 2 * self.action_dim, self.activation)(obs)
         mean, raw_log_std = jnp.split(out, 2, axis=-1)
-        log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (jnp.tanh(raw_log_std) + 1.0)
+        log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (
+            jnp.tanh(raw_log_std) + 1.0
+        )
         return mean, log_std
 
 

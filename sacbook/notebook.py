@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import sys
 
-GPU_HOWTO = "On Colab: Runtime > Change runtime type > a GPU (T4 is free), then run again."
+GPU_HOWTO = (
+    "On Colab: Runtime > Change runtime type > a GPU (T4 is free), then run again."
+)
 
 
 def on_colab() -> bool:
@@ -42,13 +44,19 @@ def setup(*, widgets: bool = False, wants_accelerator: bool = False) -> str:
     from sacbook import device
 
     devices = jax.devices()
-    lines = [f"sacbook {sacbook.__version__}, JAX {jax.__version__}, devices: {devices}"]
+    lines = [
+        f"sacbook {sacbook.__version__}, JAX {jax.__version__}, devices: {devices}"
+    ]
     if not device.is_accelerator(devices[0]):
         if wants_accelerator:
-            lines.append("No GPU or TPU: this chapter runs on the CPU, at smaller sizes.")
+            lines.append(
+                "No GPU or TPU: this chapter runs on the CPU, at smaller sizes."
+            )
             lines.append(GPU_HOWTO)
         else:
-            lines.append("No GPU or TPU, and none needed: this chapter runs well on a CPU.")
+            lines.append(
+                "No GPU or TPU, and none needed: this chapter runs well on a CPU."
+            )
     if widgets and on_colab():
         import ipywidgets
 
@@ -56,8 +64,10 @@ def setup(*, widgets: bool = False, wants_accelerator: bool = False) -> str:
             from google.colab import output
 
             output.enable_custom_widget_manager()
-            lines.append(f"ipywidgets {ipywidgets.__version__}: "
-                         "Colab's custom widget manager is on")
+            lines.append(
+                f"ipywidgets {ipywidgets.__version__}: "
+                "Colab's custom widget manager is on"
+            )
     text = "\n".join(lines)
     print(text)
     return text

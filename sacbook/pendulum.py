@@ -69,16 +69,22 @@ class PendulumParams:
         for name in ("g", "l", "m", "dt", "max_torque", "max_speed"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"PendulumParams.{name} must be a real number, got {value!r}")
+                raise ValueError(
+                    f"PendulumParams.{name} must be a real number, got {value!r}"
+                )
             if math.isnan(value):
                 raise ValueError(f"PendulumParams.{name} must not be NaN")
             if math.isinf(value) and name != "max_speed":
                 raise ValueError(f"PendulumParams.{name} must be finite, got {value}")
         for name in ("g", "l", "m", "dt", "max_speed"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"PendulumParams.{name} must be > 0, got {getattr(self, name)}")
+                raise ValueError(
+                    f"PendulumParams.{name} must be > 0, got {getattr(self, name)}"
+                )
         if self.max_torque < 0:
-            raise ValueError(f"PendulumParams.max_torque must be >= 0, got {self.max_torque}")
+            raise ValueError(
+                f"PendulumParams.max_torque must be >= 0, got {self.max_torque}"
+            )
         if (
             isinstance(self.episode_length, bool)
             or not isinstance(self.episode_length, int)
@@ -88,43 +94,83 @@ class PendulumParams:
                 f"PendulumParams.episode_length must be an integer >= 1, got {self.episode_length!r}"
             )
         if self.body not in BODIES:
-            raise ValueError(f"PendulumParams.body must be one of {BODIES}, got {self.body!r}")
+            raise ValueError(
+                f"PendulumParams.body must be one of {BODIES}, got {self.body!r}"
+            )
 
     @classmethod
-    def point_mass(cls, **overrides) -> "PendulumParams":
+    def point_mass(cls, **overrides) -> PendulumParams:
         """The plan's point-mass pendulum (g = 9.81, l = m = 1, dt = 0.05).
 
         The plan leaves the torque and speed limits open; we take Gymnasium's
         values (2 N m, 8 rad/s) so the swing-up needs several pumping swings.
         """
-        return cls(**{**dict(g=9.81, l=1.0, m=1.0, dt=0.05, max_torque=2.0, max_speed=8.0,
-                             episode_length=200, body="point_mass"), **overrides})
+        return cls(
+            **{
+                **dict(
+                    g=9.81,
+                    l=1.0,
+                    m=1.0,
+                    dt=0.05,
+                    max_torque=2.0,
+                    max_speed=8.0,
+                    episode_length=200,
+                    body="point_mass",
+                ),
+                **overrides,
+            }
+        )
 
     @classmethod
-    def gymnasium(cls, **overrides) -> "PendulumParams":
+    def gymnasium(cls, **overrides) -> PendulumParams:
         """Gymnasium's ``Pendulum-v1``: uniform rod, g = 10, 200-step episodes."""
-        return cls(**{**dict(g=10.0, l=1.0, m=1.0, dt=0.05, max_torque=2.0, max_speed=8.0,
-                             episode_length=200, body="rod"), **overrides})
+        return cls(
+            **{
+                **dict(
+                    g=10.0,
+                    l=1.0,
+                    m=1.0,
+                    dt=0.05,
+                    max_torque=2.0,
+                    max_speed=8.0,
+                    episode_length=200,
+                    body="rod",
+                ),
+                **overrides,
+            }
+        )
 
     @classmethod
-    def preset(cls, name: str, **overrides) -> "PendulumParams":
+    def preset(cls, name: str, **overrides) -> PendulumParams:
         """A preset by name: ``"point_mass"`` or ``"gymnasium"``."""
         if name == "seed":
-            raise ValueError('the preset "seed" is now called "point_mass"; '
-                             'use PendulumParams.preset("point_mass") or PendulumParams.point_mass()')
+            raise ValueError(
+                'the preset "seed" is now called "point_mass"; '
+                'use PendulumParams.preset("point_mass") or PendulumParams.point_mass()'
+            )
         if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+            raise ValueError(
+                f"unknown preset {name!r}; choose one of {sorted(PRESETS)}"
+            )
         return getattr(cls, name)(**overrides)
 
     @property
     def gravity_coefficient(self) -> float:
         """``a`` in ``theta_ddot = a sin(theta) + b torque``: g/l, or 3g/(2l) for a rod."""
-        return self.g / self.l if self.body == "point_mass" else 3.0 * self.g / (2.0 * self.l)
+        return (
+            self.g / self.l
+            if self.body == "point_mass"
+            else 3.0 * self.g / (2.0 * self.l)
+        )
 
     @property
     def torque_coefficient(self) -> float:
         """``b`` in ``theta_ddot = a sin(theta) + b torque``: 1/(m l^2), or 3/(m l^2) for a rod."""
-        inertia = self.m * self.l**2 if self.body == "point_mass" else self.m * self.l**2 / 3.0
+        inertia = (
+            self.m * self.l**2
+            if self.body == "point_mass"
+            else self.m * self.l**2 / 3.0
+        )
         return 1.0 / inertia
 
 
@@ -136,7 +182,10 @@ def angular_acceleration(theta, torque, params: PendulumParams):
 
     ``torque`` is used as given (clip it first). Any broadcastable shapes.
     """
-    return params.gravity_coefficient * sin_cos(theta)[0] + params.torque_coefficient * torque
+    return (
+        params.gravity_coefficient * sin_cos(theta)[0]
+        + params.torque_coefficient * torque
+    )
 
 
 def step(theta, theta_dot, torque, params: PendulumParams):
@@ -270,13 +319,22 @@ def reset_host(rng: np.random.Generator, num_envs: int, params: PendulumParams):
     del params  # same distribution for every preset, as in reset_state
     u = rng.uniform(-1.0, 1.0, (2, num_envs)).astype(np.float32)
     theta, theta_dot = u[0] * np.float32(np.pi), u[1] * np.float32(RESET_MAX_SPEED)
-    state = EnvState(theta=theta, theta_dot=theta_dot, time=np.zeros(num_envs, np.int32),
-                     episode_return=np.zeros(num_envs, np.float32))
-    obs = np.stack([np.cos(theta.astype(np.float64)), np.sin(theta.astype(np.float64)), theta_dot], axis=-1)
+    state = EnvState(
+        theta=theta,
+        theta_dot=theta_dot,
+        time=np.zeros(num_envs, np.int32),
+        episode_return=np.zeros(num_envs, np.float32),
+    )
+    obs = np.stack(
+        [np.cos(theta.astype(np.float64)), np.sin(theta.astype(np.float64)), theta_dot],
+        axis=-1,
+    )
     return state, obs.astype(np.float32)
 
 
-def env_step(state: EnvState, torque: jax.Array, key: jax.Array, params: PendulumParams):
+def env_step(
+    state: EnvState, torque: jax.Array, key: jax.Array, params: PendulumParams
+):
     """Step N environments with auto-reset at the time limit.
 
     Args:
@@ -306,7 +364,9 @@ def env_step(state: EnvState, torque: jax.Array, key: jax.Array, params: Pendulu
     final_obs = observe(theta, theta_dot)
 
     def restart(_):
-        u = jax.random.uniform(key, (2,) + theta.shape, jnp.float32, -1.0, 1.0)  # one RNG call
+        u = jax.random.uniform(
+            key, (2,) + theta.shape, jnp.float32, -1.0, 1.0
+        )  # one RNG call
         new_theta = jnp.where(done, u[0] * jnp.pi, theta)
         new_theta_dot = jnp.where(done, u[1] * RESET_MAX_SPEED, theta_dot)
         return new_theta, new_theta_dot, observe(new_theta, new_theta_dot)
@@ -315,7 +375,9 @@ def env_step(state: EnvState, torque: jax.Array, key: jax.Array, params: Pendulu
     # (1 step in 200), so draw reset states (and observe them) only when some
     # episode ends. (Under vmap, cond becomes a select and both branches run:
     # still correct.)
-    theta, theta_dot, obs = jax.lax.cond(jnp.any(done), restart, lambda _: (theta, theta_dot, final_obs), None)
+    theta, theta_dot, obs = jax.lax.cond(
+        jnp.any(done), restart, lambda _: (theta, theta_dot, final_obs), None
+    )
     new_state = EnvState(
         theta=theta,
         theta_dot=theta_dot,
@@ -352,7 +414,9 @@ def rollout(theta0, theta_dot0, torques, params: PendulumParams, step_fn=None):
 
     theta0 = jnp.asarray(theta0, jnp.float32)
     theta_dot0 = jnp.asarray(theta_dot0, jnp.float32)
-    _, (thetas, theta_dots) = jax.lax.scan(body, (theta0, theta_dot0), jnp.asarray(torques, jnp.float32))
+    _, (thetas, theta_dots) = jax.lax.scan(
+        body, (theta0, theta_dot0), jnp.asarray(torques, jnp.float32)
+    )
     return (
         jnp.concatenate([theta0[None], thetas]),
         jnp.concatenate([theta_dot0[None], theta_dots]),

@@ -7,11 +7,9 @@ of the arrays' shapes, so it is fixed once the buffer is created.
 
 from __future__ import annotations
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
-
 from flax import struct
 
 from sacbook import checks
@@ -63,10 +61,18 @@ def init(capacity: int, example_transition, *, on_host: bool = False) -> ReplayB
     """
     capacity = checks.integer("capacity", capacity, 1)
     if on_host:  # NumPy only: not even the example goes to the device
-        data = jax.tree.map(lambda x: np.zeros((capacity,) + np.shape(x), jax.dtypes.canonicalize_dtype(np.asarray(x).dtype)),
-                            example_transition)
+        data = jax.tree.map(
+            lambda x: np.zeros(
+                (capacity,) + np.shape(x),
+                jax.dtypes.canonicalize_dtype(np.asarray(x).dtype),
+            ),
+            example_transition,
+        )
         return ReplayBuffer(data=data, position=np.int32(0), size=np.int32(0))
-    data = jax.tree.map(lambda x: jnp.zeros((capacity,) + jnp.shape(x), jnp.asarray(x).dtype), example_transition)
+    data = jax.tree.map(
+        lambda x: jnp.zeros((capacity,) + jnp.shape(x), jnp.asarray(x).dtype),
+        example_transition,
+    )
     return ReplayBuffer(data=data, position=jnp.int32(0), size=jnp.int32(0))
 
 
@@ -82,13 +88,19 @@ def add(buffer: ReplayBuffer, transitions) -> ReplayBuffer:
     if n is None or any(jnp.ndim(x) == 0 or x.shape[0] != n for x in leaves):
         raise ValueError("transitions must share a leading batch axis N on every field")
     if n > capacity:
-        raise ValueError(f"cannot add {n} transitions at once to a buffer of capacity {capacity}")
+        raise ValueError(
+            f"cannot add {n} transitions at once to a buffer of capacity {capacity}"
+        )
     expected = jax.tree.map(lambda d: d.shape[1:], buffer.data)
     got = jax.tree.map(lambda x: x.shape[1:], transitions)
     if expected != got:
-        raise ValueError(f"transition shapes {got} do not match the buffer's {expected}")
+        raise ValueError(
+            f"transition shapes {got} do not match the buffer's {expected}"
+        )
     rows = (buffer.position + jnp.arange(n)) % capacity
-    data = jax.tree.map(lambda d, x: d.at[rows].set(x.astype(d.dtype)), buffer.data, transitions)
+    data = jax.tree.map(
+        lambda d, x: d.at[rows].set(x.astype(d.dtype)), buffer.data, transitions
+    )
     return ReplayBuffer(
         data=data,
         position=(buffer.position + n) % capacity,

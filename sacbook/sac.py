@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from functools import partial
 
 import flax.linen as nn
 import jax
@@ -70,15 +69,26 @@ class SACConfig:
             value = checks.integer(f"SACConfig.{name}", getattr(self, name), 1)
             object.__setattr__(self, name, value)
         hidden = tuple(self.hidden_sizes)
-        if not hidden or not all(isinstance(h, int) and not isinstance(h, bool) and h >= 1
-                                 for h in hidden):
-            raise ValueError(f"SACConfig.hidden_sizes must be a non-empty tuple of integers >= 1, got {self.hidden_sizes!r}")
-        object.__setattr__(self, "hidden_sizes", hidden)  # lists -> tuple, to stay hashable
+        if not hidden or not all(
+            isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in hidden
+        ):
+            raise ValueError(
+                f"SACConfig.hidden_sizes must be a non-empty tuple of integers >= 1, got {self.hidden_sizes!r}"
+            )
+        object.__setattr__(
+            self, "hidden_sizes", hidden
+        )  # lists -> tuple, to stay hashable
         if self.activation not in ACTIVATIONS:
-            raise ValueError(f"SACConfig.activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+            raise ValueError(
+                f"SACConfig.activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}"
+            )
         for name in ("gamma", "tau", "actor_lr", "critic_lr", "alpha_lr", "init_alpha"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            if (
+                isinstance(v, bool)
+                or not isinstance(v, (int, float))
+                or not math.isfinite(v)
+            ):
                 raise ValueError(f"SACConfig.{name} must be a finite number, got {v!r}")
         if not 0.0 <= self.gamma < 1.0:
             raise ValueError(f"SACConfig.gamma must be in [0, 1), got {self.gamma}")
@@ -86,30 +96,44 @@ class SACConfig:
             raise ValueError(f"SACConfig.tau must be in (0, 1], got {self.tau}")
         for name in ("actor_lr", "critic_lr", "alpha_lr", "init_alpha"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"SACConfig.{name} must be > 0, got {getattr(self, name)}")
+                raise ValueError(
+                    f"SACConfig.{name} must be > 0, got {getattr(self, name)}"
+                )
         if self.target_entropy is not None and (
             isinstance(self.target_entropy, bool)
             or not isinstance(self.target_entropy, (int, float))
             or not math.isfinite(self.target_entropy)
         ):
-            raise ValueError(f"SACConfig.target_entropy must be a finite number or None, got {self.target_entropy!r}")
+            raise ValueError(
+                f"SACConfig.target_entropy must be a finite number or None, got {self.target_entropy!r}"
+            )
 
     @property
     def entropy_target(self) -> float:
         """The target entropy in use: ``target_entropy`` or ``-action_dim``."""
-        return float(-self.action_dim if self.target_entropy is None else self.target_entropy)
+        return float(
+            -self.action_dim if self.target_entropy is None else self.target_entropy
+        )
 
     def actor(self) -> networks.Actor:
-        return networks.Actor(self.action_dim, self.hidden_sizes, ACTIVATIONS[self.activation])
+        return networks.Actor(
+            self.action_dim, self.hidden_sizes, ACTIVATIONS[self.activation]
+        )
 
     def critic(self) -> networks.TwinCritic:
-        return networks.TwinCritic(self.hidden_sizes, self.num_critics, ACTIVATIONS[self.activation])
+        return networks.TwinCritic(
+            self.hidden_sizes, self.num_critics, ACTIVATIONS[self.activation]
+        )
 
     def optimizers(self):
         """``(actor, critic, alpha)`` optax optimizers (Adam). :func:`init`
         builds Adam's all-zero states on the host without running optax; for
         other optimizers it falls back to their own ``init``."""
-        return optax.adam(self.actor_lr), optax.adam(self.critic_lr), optax.adam(self.alpha_lr)
+        return (
+            optax.adam(self.actor_lr),
+            optax.adam(self.critic_lr),
+            optax.adam(self.alpha_lr),
+        )
 
 
 @struct.dataclass
@@ -203,7 +227,15 @@ def soft_td_target(reward, terminated, next_q, next_log_prob, alpha, gamma):
     return reward + gamma * not_done * (next_q - alpha * next_log_prob)
 
 
-def critic_loss(critic_params, target_critic_params, actor_params, log_alpha, batch: Transition, key, config: SACConfig):
+def critic_loss(
+    critic_params,
+    target_critic_params,
+    actor_params,
+    log_alpha,
+    batch: Transition,
+    key,
+    config: SACConfig,
+):
     """``0.5 * sum_i mean_B (Q_i(s, a) - y)^2`` with ``y`` from :func:`soft_td_target`.
 
     The target (next action, target critics, alpha) carries no gradient.
@@ -211,10 +243,21 @@ def critic_loss(critic_params, target_critic_params, actor_params, log_alpha, ba
     """
     next_mean, next_log_std = config.actor().apply(actor_params, batch.next_obs)
     next_action, next_log_prob = networks.sample_action(key, next_mean, next_log_std)
-    next_q = jnp.min(config.critic().apply(target_critic_params, batch.next_obs, next_action), axis=0)
-    target = soft_td_target(batch.reward, batch.terminated, next_q, next_log_prob, jnp.exp(log_alpha), config.gamma)
+    next_q = jnp.min(
+        config.critic().apply(target_critic_params, batch.next_obs, next_action), axis=0
+    )
+    target = soft_td_target(
+        batch.reward,
+        batch.terminated,
+        next_q,
+        next_log_prob,
+        jnp.exp(log_alpha),
+        config.gamma,
+    )
     target = jax.lax.stop_gradient(target)
-    q = config.critic().apply(critic_params, batch.obs, batch.action)  # (num_critics, B)
+    q = config.critic().apply(
+        critic_params, batch.obs, batch.action
+    )  # (num_critics, B)
     loss = 0.5 * jnp.sum(jnp.mean((q - target) ** 2, axis=-1))
     return loss, {"q_mean": jnp.mean(q), "target_mean": jnp.mean(target)}
 
@@ -263,22 +306,38 @@ def update(state: SACState, batch: Transition, key: jax.Array):
     k_critic, k_actor = jax.random.split(key)
 
     (c_loss, c_aux), c_grads = jax.value_and_grad(critic_loss, has_aux=True)(
-        state.critic_params, state.target_critic_params, state.actor_params, state.log_alpha, batch, k_critic, config
+        state.critic_params,
+        state.target_critic_params,
+        state.actor_params,
+        state.log_alpha,
+        batch,
+        k_critic,
+        config,
     )
-    updates, critic_opt_state = critic_opt.update(c_grads, state.critic_opt_state, state.critic_params)
+    updates, critic_opt_state = critic_opt.update(
+        c_grads, state.critic_opt_state, state.critic_params
+    )
     critic_params = optax.apply_updates(state.critic_params, updates)
 
     (a_loss, log_prob), a_grads = jax.value_and_grad(actor_loss, has_aux=True)(
         state.actor_params, critic_params, state.log_alpha, batch.obs, k_actor, config
     )
-    updates, actor_opt_state = actor_opt.update(a_grads, state.actor_opt_state, state.actor_params)
+    updates, actor_opt_state = actor_opt.update(
+        a_grads, state.actor_opt_state, state.actor_params
+    )
     actor_params = optax.apply_updates(state.actor_params, updates)
 
-    t_loss, t_grad = jax.value_and_grad(temperature_loss)(state.log_alpha, log_prob, config.entropy_target)
-    updates, alpha_opt_state = alpha_opt.update(t_grad, state.alpha_opt_state, state.log_alpha)
+    t_loss, t_grad = jax.value_and_grad(temperature_loss)(
+        state.log_alpha, log_prob, config.entropy_target
+    )
+    updates, alpha_opt_state = alpha_opt.update(
+        t_grad, state.alpha_opt_state, state.log_alpha
+    )
     log_alpha = optax.apply_updates(state.log_alpha, updates)
 
-    target_critic_params = polyak_update(state.target_critic_params, critic_params, config.tau)
+    target_critic_params = polyak_update(
+        state.target_critic_params, critic_params, config.tau
+    )
 
     new_state = state.replace(
         actor_params=actor_params,
@@ -303,8 +362,16 @@ def update(state: SACState, batch: Transition, key: jax.Array):
     return new_state, metrics
 
 
-METRIC_NAMES = ("critic_loss", "actor_loss", "alpha_loss", "alpha", "q_mean", "entropy",
-                "actor_grad_norm", "critic_grad_norm")
+METRIC_NAMES = (
+    "critic_loss",
+    "actor_loss",
+    "alpha_loss",
+    "alpha",
+    "q_mean",
+    "entropy",
+    "actor_grad_norm",
+    "critic_grad_norm",
+)
 
 
 def policy_action(state_or_params, obs, config: SACConfig | None = None):

@@ -12,9 +12,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterable
 
 import jax
 import numpy as np
@@ -23,8 +23,18 @@ from sacbook import checks, evaluate, loop, sac
 from sacbook.loop import LoopConfig, TrainState, abstract_state, init, run_chunk_jit
 from sacbook.sac import SACConfig
 
-__all__ = ["SOLVED_RETURN", "TrainConfig", "TrainResult", "TrainState", "NonFiniteError",
-           "abstract_state", "init", "run_chunk_jit", "summarize_chunk", "train"]
+__all__ = [
+    "SOLVED_RETURN",
+    "TrainConfig",
+    "TrainResult",
+    "TrainState",
+    "NonFiniteError",
+    "abstract_state",
+    "init",
+    "run_chunk_jit",
+    "summarize_chunk",
+    "train",
+]
 
 SOLVED_RETURN = -200.0  # Pendulum-v1 counts as solved at a mean return of -200
 
@@ -51,19 +61,28 @@ class TrainConfig(LoopConfig):
         self._set_int("eval_envs", 1, checks.INT32_MAX)
         if self.total_iterations > checks.INT32_MAX:  # the iteration counter is int32
             limit = checks.INT32_MAX // self.chunk_iterations * self.chunk_iterations
-            raise ValueError(f"TrainConfig.total_env_steps must be at most "
-                             f"{limit * self.num_envs} with num_envs={self.num_envs} "
-                             f"(2**31 - 1 iterations), got {self.total_env_steps}")
+            raise ValueError(
+                f"TrainConfig.total_env_steps must be at most "
+                f"{limit * self.num_envs} with num_envs={self.num_envs} "
+                f"(2**31 - 1 iterations), got {self.total_env_steps}"
+            )
 
     @classmethod
     def few_envs(cls, **overrides) -> TrainConfig:
         """Chapter 3's setting: 4 envs, one update per iteration (one update
         per 4 env steps), 20k env steps. Reaches -200 in 6k-13k env steps
         (seeds 0-2)."""
-        setting = dict(sac=SACConfig(), num_envs=4, total_env_steps=20_000,
-                       buffer_capacity=100_000, warmup_env_steps=1_000,
-                       learning_starts=1_000, updates_per_iteration=1, update_every=1,
-                       chunk_iterations=250)
+        setting = dict(
+            sac=SACConfig(),
+            num_envs=4,
+            total_env_steps=20_000,
+            buffer_capacity=100_000,
+            warmup_env_steps=1_000,
+            learning_starts=1_000,
+            updates_per_iteration=1,
+            update_every=1,
+            chunk_iterations=250,
+        )
         return cls(**{**setting, **overrides})
 
     @property
@@ -190,8 +209,9 @@ def train(
     lowered_chunk = loop.chunk_program.lower(state, config.loop)
     with ThreadPoolExecutor(max_workers=1) as pool:
         chunk_future = pool.submit(lowered_chunk.compile)
-        eval_fn = evaluate.evaluate_run.lower(state.sac.actor_params, run_key, config.sac,
-                                              config.env, config.eval_envs).compile()
+        eval_fn = evaluate.evaluate_run.lower(
+            state.sac.actor_params, run_key, config.sac, config.env, config.eval_envs
+        ).compile()
         chunk_fn = chunk_future.result()
     compile_seconds = time.perf_counter() - t0
 
@@ -203,19 +223,28 @@ def train(
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total * config.num_envs, initial=iterations_done * config.num_envs,
-                   unit="step", unit_scale=True, desc="env steps", dynamic_ncols=True)
+        bar = tqdm(
+            total=total * config.num_envs,
+            initial=iterations_done * config.num_envs,
+            unit="step",
+            unit_scale=True,
+            desc="env steps",
+            dynamic_ncols=True,
+        )
     # a resumed run may have been solved before it stopped
-    solved_at = next((dict(h) for h in history
-                      if h.get("eval_return", -np.inf) >= target_return), None)
+    solved_at = next(
+        (dict(h) for h in history if h.get("eval_return", -np.inf) >= target_return),
+        None,
+    )
     elapsed = history[-1]["wall_seconds"] if history else 0.0
     chunk_index = len(history)
     interrupted = False
 
     def save():
         if checkpoint.latest_step(checkpoint_dir) != iterations_done:  # not saved yet
-            checkpoint.save(checkpoint_dir, state, config=config, seed=seed,
-                            history=history)
+            checkpoint.save(
+                checkpoint_dir, state, config=config, seed=seed, history=history
+            )
 
     try:
         while iterations_done < total:
@@ -230,7 +259,8 @@ def train(
                     f"training became non-finite in chunk {chunk_index} "
                     f"(iterations {iterations_done + 1}-"
                     f"{iterations_done + config.chunk_iterations}): {bad}; "
-                    f"last good checkpoint: {last}")
+                    f"last good checkpoint: {last}"
+                )
             record = summarize_chunk(metrics, config)
             iterations_done += config.chunk_iterations
             if chunk_index % eval_every == 0 or iterations_done >= total:
@@ -238,19 +268,29 @@ def train(
                 record["eval_return"] = float(np.mean(np.asarray(returns)))
             seconds = time.perf_counter() - t_start
             elapsed += seconds
-            record.update(chunk=chunk_index, iterations=iterations_done,
-                          env_steps=iterations_done * config.num_envs,
-                          wall_seconds=elapsed,
-                          env_steps_per_second=steps_per_chunk / seconds)
+            record.update(
+                chunk=chunk_index,
+                iterations=iterations_done,
+                env_steps=iterations_done * config.num_envs,
+                wall_seconds=elapsed,
+                env_steps_per_second=steps_per_chunk / seconds,
+            )
             history.append(record)
             if bar is not None:
                 bar.update(steps_per_chunk)
                 shown = record.get("eval_return", record["episode_return"])
-                bar.set_postfix({"return": f"{shown:.0f}",
-                                 "steps/s": f"{record['env_steps_per_second']:.3g}"})
+                bar.set_postfix(
+                    {
+                        "return": f"{shown:.0f}",
+                        "steps/s": f"{record['env_steps_per_second']:.3g}",
+                    }
+                )
             for callback in callbacks:
                 callback(record, state)
-            if solved_at is None and record.get("eval_return", -np.inf) >= target_return:
+            if (
+                solved_at is None
+                and record.get("eval_return", -np.inf) >= target_return
+            ):
                 solved_at = dict(record)
             if checkpoint_dir is not None and chunk_index % checkpoint_every == 0:
                 save()
@@ -265,6 +305,12 @@ def train(
     finally:
         if bar is not None:
             bar.close()
-    return TrainResult(state=state, history=history, config=config, seed=seed,
-                       compile_seconds=compile_seconds, solved_at=solved_at,
-                       interrupted=interrupted)
+    return TrainResult(
+        state=state,
+        history=history,
+        config=config,
+        seed=seed,
+        compile_seconds=compile_seconds,
+        solved_at=solved_at,
+        interrupted=interrupted,
+    )

@@ -9,7 +9,7 @@ writes a GIF with Pillow, so no ffmpeg is needed.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -62,23 +62,39 @@ def animate_pendulums(
     if thetas.ndim == 1:
         thetas = thetas[:, None]
     if thetas.ndim != 2 or thetas.shape[0] < 1:
-        raise ValueError(f"thetas must have shape (T, N) with T >= 1, got {thetas.shape}")
+        raise ValueError(
+            f"thetas must have shape (T, N) with T >= 1, got {thetas.shape}"
+        )
     every = checks.integer("every", every, 1)
     if torques is not None:
         torques = np.asarray(torques, dtype=float)
         if torques.ndim == 1:
             torques = torques[:, None]
-        if torques.shape[1] != thetas.shape[1] or torques.shape[0] < thetas.shape[0] - 1:
-            raise ValueError(f"torques must have shape (T, N) like thetas {thetas.shape}, got {torques.shape}")
+        if (
+            torques.shape[1] != thetas.shape[1]
+            or torques.shape[0] < thetas.shape[0] - 1
+        ):
+            raise ValueError(
+                f"torques must have shape (T, N) like thetas {thetas.shape}, got {torques.shape}"
+            )
     num_steps, num = thetas.shape
     if titles is not None and len(titles) != num:
-        raise ValueError(f"titles must have one entry per pendulum ({num}), got {len(titles)}")
+        raise ValueError(
+            f"titles must have one entry per pendulum ({num}), got {len(titles)}"
+        )
     if cols is not None:
         cols = checks.integer("cols", cols, 1)
     frames = list(range(0, num_steps, every))
-    rows, cols = _grid(num) if cols is None else (math.ceil(num / cols), min(int(cols), num))
-    fig, axes = plt.subplots(rows, cols, figsize=(panel_size * cols, panel_size * rows + 0.3),
-                             dpi=dpi, squeeze=False)
+    rows, cols = (
+        _grid(num) if cols is None else (math.ceil(num / cols), min(int(cols), num))
+    )
+    fig, axes = plt.subplots(
+        rows,
+        cols,
+        figsize=(panel_size * cols, panel_size * rows + 0.3),
+        dpi=dpi,
+        squeeze=False,
+    )
     rods, tips, arcs = [], [], []
     for i, ax in enumerate(axes.flat):
         ax.set_xlim(-1.25, 1.25)
@@ -89,7 +105,9 @@ def animate_pendulums(
         if i >= num:
             ax.axis("off")
             continue
-        ax.plot([0, 0], [0, 1.15], color="0.85", lw=1, ls="--", zorder=0)  # the upright target
+        ax.plot(
+            [0, 0], [0, 1.15], color="0.85", lw=1, ls="--", zorder=0
+        )  # the upright target
         (rod,) = ax.plot([], [], color="tab:blue", lw=3, solid_capstyle="round")
         (tip,) = ax.plot([], [], "o", color="tab:red", ms=6)
         (arc,) = ax.plot([], [], color="tab:orange", lw=2)
@@ -116,7 +134,10 @@ def animate_pendulums(
 
     fig.tight_layout()
     anim = animation.FuncAnimation(
-        fig, draw, frames=frames, interval=interval_ms if interval_ms is not None else 1000 * dt * every,
+        fig,
+        draw,
+        frames=frames,
+        interval=interval_ms if interval_ms is not None else 1000 * dt * every,
         blit=False,
     )
     plt.close(fig)  # the animation owns the figure; do not also show a still
@@ -137,7 +158,14 @@ def save_gif(anim: animation.FuncAnimation, path, fps: int | None = None) -> Non
     anim.save(str(path), writer=animation.PillowWriter(fps=fps))
 
 
-def simulate(theta0, theta_dot0, torque, steps: int, params: pendulum.PendulumParams, integrator: str = "semi_implicit"):
+def simulate(
+    theta0,
+    theta_dot0,
+    torque,
+    steps: int,
+    params: pendulum.PendulumParams,
+    integrator: str = "semi_implicit",
+):
     """Simulate under a constant torque, with no resets. Returns numpy
     ``(thetas, theta_dots)`` of shape ``(steps + 1, ...)``.
 
@@ -145,9 +173,13 @@ def simulate(theta0, theta_dot0, torque, steps: int, params: pendulum.PendulumPa
     or ``"explicit"`` (:func:`pendulum.explicit_euler_step`, for comparison).
     """
     if integrator not in ("semi_implicit", "explicit"):
-        raise ValueError(f"integrator must be 'semi_implicit' or 'explicit', got {integrator!r}")
+        raise ValueError(
+            f"integrator must be 'semi_implicit' or 'explicit', got {integrator!r}"
+        )
     steps = checks.integer("steps", steps, 1)
-    step_fn = pendulum.step if integrator == "semi_implicit" else pendulum.explicit_euler_step
+    step_fn = (
+        pendulum.step if integrator == "semi_implicit" else pendulum.explicit_euler_step
+    )
     theta0 = np.asarray(theta0, np.float32)
     torques = np.broadcast_to(np.asarray(torque, np.float32), (steps,) + theta0.shape)
     thetas, theta_dots = pendulum.rollout(theta0, theta_dot0, torques, params, step_fn)
@@ -170,8 +202,16 @@ def pendulum_explorer(params: pendulum.PendulumParams | None = None):
     layout = widgets.Layout(width="340px")
 
     def slider(description, value, lo, hi, step):
-        return widgets.FloatSlider(value=value, min=lo, max=hi, step=step, description=description,
-                                   continuous_update=False, style=style, layout=layout)
+        return widgets.FloatSlider(
+            value=value,
+            min=lo,
+            max=hi,
+            step=step,
+            description=description,
+            continuous_update=False,
+            style=style,
+            layout=layout,
+        )
 
     controls = dict(
         g=slider("g [m/s²]", params.g, 0.5, 25.0, 0.1),
@@ -181,15 +221,30 @@ def pendulum_explorer(params: pendulum.PendulumParams | None = None):
         theta_dot0=slider("θ̇₀ [rad/s]", 0.0, -8.0, 8.0, 0.1),
         torque=slider("torque [N m]", 0.0, -params.max_torque, params.max_torque, 0.05),
         dt=slider("dt [s]", params.dt, 0.005, 0.2, 0.005),
-        steps=widgets.IntSlider(value=200, min=10, max=1000, step=10, description="steps",
-                                continuous_update=False, style=style, layout=layout),
+        steps=widgets.IntSlider(
+            value=200,
+            min=10,
+            max=1000,
+            step=10,
+            description="steps",
+            continuous_update=False,
+            style=style,
+            layout=layout,
+        ),
     )
     out = widgets.Output()
 
     def redraw(g, l, m, theta0, theta_dot0, torque, dt, steps):
-        p = pendulum.PendulumParams(g=g, l=l, m=m, dt=dt, max_torque=params.max_torque,
-                                    max_speed=params.max_speed, episode_length=params.episode_length,
-                                    body=params.body)
+        p = pendulum.PendulumParams(
+            g=g,
+            l=l,
+            m=m,
+            dt=dt,
+            max_torque=params.max_torque,
+            max_speed=params.max_speed,
+            episode_length=params.episode_length,
+            body=params.body,
+        )
         th, thd = simulate(theta0, theta_dot0, torque, steps, p)
         t = np.arange(steps + 1) * dt
         fig, (a0, a1, a2) = plt.subplots(1, 3, figsize=(10, 3), dpi=70)
@@ -202,7 +257,13 @@ def pendulum_explorer(params: pendulum.PendulumParams | None = None):
         a1.set_title("phase portrait", fontsize=9)
         for k, idx in enumerate(np.linspace(0, steps, 6).astype(int)):
             x, y = pendulum_xy(th[idx], 1.0)
-            a2.plot([0, x], [0, y], color=plt.cm.viridis(k / 5), lw=2, label=f"t={idx * dt:.1f}s")
+            a2.plot(
+                [0, x],
+                [0, y],
+                color=plt.cm.viridis(k / 5),
+                lw=2,
+                label=f"t={idx * dt:.1f}s",
+            )
         a2.set_xlim(-1.2, 1.2)
         a2.set_ylim(-1.2, 1.2)
         a2.set_aspect("equal")
@@ -232,15 +293,24 @@ class LivePlot:
     ``env_steps`` key. Outside a notebook it only keeps the last figure.
     """
 
-    def __init__(self, keys: Sequence[str], *, x_key: str = "env_steps", ncols: int = 3,
-                 reference: dict[str, tuple[float, str]] | None = None, dpi: int = 70):
+    def __init__(
+        self,
+        keys: Sequence[str],
+        *,
+        x_key: str = "env_steps",
+        ncols: int = 3,
+        reference: dict[str, tuple[float, str]] | None = None,
+        dpi: int = 70,
+    ):
         self.keys = list(keys)
         self.x_key = x_key
         self.reference = reference or {}
         rows = math.ceil(len(self.keys) / ncols)
-        self.fig, axes = plt.subplots(rows, ncols, figsize=(3.4 * ncols, 2.4 * rows), dpi=dpi, squeeze=False)
+        self.fig, axes = plt.subplots(
+            rows, ncols, figsize=(3.4 * ncols, 2.4 * rows), dpi=dpi, squeeze=False
+        )
         self.axes = list(axes.flat)
-        for ax in self.axes[len(self.keys):]:
+        for ax in self.axes[len(self.keys) :]:
             ax.axis("off")
         self._handle = None
         plt.close(self.fig)

@@ -54,10 +54,30 @@ NOTEBOOK_PACKAGES = ("ipykernel", "nbclient", "nbformat", "ipywidgets")
 WHEEL_PACKAGES = NOTEBOOK_PACKAGES + ("nbval",)
 
 # sacbook bench's arguments: accelerator sizes, and tiny ones for --smoke.
-FULL_BENCH = ["--sizes", "1", "16", "256", "1024", "16384", "131072", "1048576",
-              "--train-sizes", "1024", "4096", "16384", "65536"]
-SMOKE_BENCH = ["--sizes", "1", "16", "--train-sizes", "16",
-               "--solve", "N=16,B=16,K=2,it=20"]
+FULL_BENCH = [
+    "--sizes",
+    "1",
+    "16",
+    "256",
+    "1024",
+    "16384",
+    "131072",
+    "1048576",
+    "--train-sizes",
+    "1024",
+    "4096",
+    "16384",
+    "65536",
+]
+SMOKE_BENCH = [
+    "--sizes",
+    "1",
+    "16",
+    "--train-sizes",
+    "16",
+    "--solve",
+    "N=16,B=16,K=2,it=20",
+]
 
 
 def log(message: str) -> None:
@@ -66,9 +86,19 @@ def log(message: str) -> None:
 
 def download_wheels(folder: Path, python_version: str, platforms: list[str]) -> int:
     """``pip download`` the notebook packages and their dependencies as wheels."""
-    command = [sys.executable, "-m", "pip", "download", "--only-binary=:all:",
-               "--python-version", python_version, "--implementation", "cp",
-               "-d", str(folder)]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--only-binary=:all:",
+        "--python-version",
+        python_version,
+        "--implementation",
+        "cp",
+        "-d",
+        str(folder),
+    ]
     for platform in platforms:
         command += ["--platform", platform]
     proc = subprocess.run(command + list(WHEEL_PACKAGES))
@@ -80,7 +110,9 @@ def download_wheels(folder: Path, python_version: str, platforms: list[str]) -> 
 
 
 def missing_packages() -> list[str]:
-    return [name for name in NOTEBOOK_PACKAGES if importlib.util.find_spec(name) is None]
+    return [
+        name for name in NOTEBOOK_PACKAGES if importlib.util.find_spec(name) is None
+    ]
 
 
 def install_notebook_packages(wheels: Path | None) -> None:
@@ -91,11 +123,25 @@ def install_notebook_packages(wheels: Path | None) -> None:
         log("notebook packages: all installed")
         return
     if wheels is None or not wheels.is_dir():
-        raise RuntimeError(f"missing {', '.join(missing)} and no --wheels folder; "
-                           "prepare one with --download-wheels on a machine with network")
+        raise RuntimeError(
+            f"missing {', '.join(missing)} and no --wheels folder; "
+            "prepare one with --download-wheels on a machine with network"
+        )
     log(f"installing {', '.join(missing)} from {wheels} (offline)")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-index",
-                    "--find-links", str(wheels), *NOTEBOOK_PACKAGES], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-index",
+            "--find-links",
+            str(wheels),
+            *NOTEBOOK_PACKAGES,
+        ],
+        check=True,
+    )
     importlib.invalidate_caches()
     still = missing_packages()
     if still:
@@ -135,7 +181,9 @@ def run_chapter(out: Path, smoke: bool, cell_timeout: int) -> None:
 
     target = out / CHAPTER.name
     if smoke:  # tiny sizes, written to --out only: the checkout stays as it was
-        ok = run_notebook.run(CHAPTER, cell_timeout, "python3", target, ["SMOKE = True"])
+        ok = run_notebook.run(
+            CHAPTER, cell_timeout, "python3", target, ["SMOKE = True"]
+        )
     else:
         ok = run_notebook.run(CHAPTER, cell_timeout, "python3")
         shutil.copy(CHAPTER, target)
@@ -145,30 +193,51 @@ def run_chapter(out: Path, smoke: bool, cell_timeout: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, help="folder for the JSON, notebook and log")
-    parser.add_argument("--smoke", action="store_true",
-                        help="tiny sizes on any device, in about a minute (what CI runs)")
-    parser.add_argument("--wheels", type=Path, default=ROOT / ".whl",
-                        help="wheels to install missing notebook packages from "
-                             "(default .whl)")
+    parser.add_argument(
+        "--out", type=Path, help="folder for the JSON, notebook and log"
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny sizes on any device, in about a minute (what CI runs)",
+    )
+    parser.add_argument(
+        "--wheels",
+        type=Path,
+        default=ROOT / ".whl",
+        help="wheels to install missing notebook packages from (default .whl)",
+    )
     parser.add_argument("--skip-notebook", action="store_true", help="only the bench")
-    parser.add_argument("--download-wheels", type=Path, metavar="FOLDER",
-                        help="only download the wheels the suite may need, then exit")
-    parser.add_argument("--python-version", default="3.12",
-                        help="for --download-wheels (default 3.12)")
-    parser.add_argument("--platform", action="append",
-                        help="for --download-wheels (default: manylinux x86_64 tags)")
+    parser.add_argument(
+        "--download-wheels",
+        type=Path,
+        metavar="FOLDER",
+        help="only download the wheels the suite may need, then exit",
+    )
+    parser.add_argument(
+        "--python-version", default="3.12", help="for --download-wheels (default 3.12)"
+    )
+    parser.add_argument(
+        "--platform",
+        action="append",
+        help="for --download-wheels (default: manylinux x86_64 tags)",
+    )
     args = parser.parse_args(argv)
     if args.download_wheels:
-        platforms = args.platform or ["manylinux_2_28_x86_64", "manylinux_2_17_x86_64",
-                                      "manylinux2014_x86_64", "any"]
+        platforms = args.platform or [
+            "manylinux_2_28_x86_64",
+            "manylinux_2_17_x86_64",
+            "manylinux2014_x86_64",
+            "any",
+        ]
         return download_wheels(args.download_wheels, args.python_version, platforms)
     if args.out is None:
         parser.error("--out is required")
     args.out.mkdir(parents=True, exist_ok=True)
     # sacbook from this checkout, for this process, the bench and the kernel
     os.environ["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+        filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])
+    )
     sys.path.insert(0, str(ROOT))
 
     started = time.perf_counter()
@@ -183,8 +252,14 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as err:  # record it, and go on with the next phase
             result, ok, error = None, False, f"{type(err).__name__}: {err}"
             log(f"{name} FAILED: {error}")
-        phases.append({"phase": name, "ok": ok, "seconds": round(time.perf_counter() - t0, 1),
-                       "error": error})
+        phases.append(
+            {
+                "phase": name,
+                "ok": ok,
+                "seconds": round(time.perf_counter() - t0, 1),
+                "error": error,
+            }
+        )
         return result
 
     facts = phase("device facts", device_facts)
@@ -192,17 +267,36 @@ def main(argv: list[str] | None = None) -> int:
         log(json.dumps(facts, indent=1))
         if not args.smoke and facts["platform"] == "cpu":
             log("warning: no accelerator found; the figures will be CPU figures")
-    bench_path = args.out / bench_name(facts or {"platform": "unknown", "device": "device",
-                                                 "date": datetime.date.today().isoformat()},
-                                       args.smoke)
-    phase("sacbook bench", run_bench, bench_path, args.smoke, 150 if args.smoke else 330)
+    bench_path = args.out / bench_name(
+        facts
+        or {
+            "platform": "unknown",
+            "device": "device",
+            "date": datetime.date.today().isoformat(),
+        },
+        args.smoke,
+    )
+    phase(
+        "sacbook bench", run_bench, bench_path, args.smoke, 150 if args.smoke else 330
+    )
     if not args.skip_notebook:
         phase("notebook packages", install_notebook_packages, args.wheels)
         if phases[-1]["ok"]:
-            phase("Chapter 4", run_chapter, args.out, args.smoke, 300 if args.smoke else 600)
+            phase(
+                "Chapter 4",
+                run_chapter,
+                args.out,
+                args.smoke,
+                300 if args.smoke else 600,
+            )
     total = time.perf_counter() - started
-    summary = {"smoke": args.smoke, "seconds": round(total, 1), "phases": phases,
-               "device": facts, "bench_json": bench_path.name}
+    summary = {
+        "smoke": args.smoke,
+        "seconds": round(total, 1),
+        "phases": phases,
+        "device": facts,
+        "bench_json": bench_path.name,
+    }
     (args.out / "suite.json").write_text(json.dumps(summary, indent=1) + "\n")
     for p in phases:
         log(f"{p['phase']:>18}: {'ok' if p['ok'] else 'FAILED'} in {p['seconds']} s")

@@ -35,8 +35,12 @@ def coalesce_streams(nb) -> None:
         merged = []
         for out in cell.outputs:
             last = merged[-1] if merged else None
-            if (out.output_type == "stream" and last is not None
-                    and last.output_type == "stream" and last.name == out.name):
+            if (
+                out.output_type == "stream"
+                and last is not None
+                and last.output_type == "stream"
+                and last.name == out.name
+            ):
                 last.text += out.text
             else:
                 merged.append(out)
@@ -45,8 +49,14 @@ def coalesce_streams(nb) -> None:
 
 def inject_parameters(nb, assignments: list[str]) -> None:
     """Insert a cell with ``assignments`` after the cell tagged ``parameters``."""
-    index = next((i for i, c in enumerate(nb.cells)
-                  if "parameters" in c.get("metadata", {}).get("tags", [])), None)
+    index = next(
+        (
+            i
+            for i, c in enumerate(nb.cells)
+            if "parameters" in c.get("metadata", {}).get("tags", [])
+        ),
+        None,
+    )
     if index is None:
         raise ValueError("--set: the notebook has no cell tagged 'parameters'")
     cell = nbformat.v4.new_code_cell("\n".join(assignments))
@@ -54,16 +64,25 @@ def inject_parameters(nb, assignments: list[str]) -> None:
     nb.cells.insert(index + 1, cell)
 
 
-def run(path: Path, timeout: int, kernel_name: str, out: Path | None = None,
-        assignments: list[str] = ()) -> bool:
+def run(
+    path: Path,
+    timeout: int,
+    kernel_name: str,
+    out: Path | None = None,
+    assignments: list[str] = (),
+) -> bool:
     """Execute one notebook; write it to ``out`` (default: in place).
     Returns True when every cell ran."""
     nb = nbformat.read(path, as_version=4)
     if assignments:
         inject_parameters(nb, list(assignments))
-    client = NotebookClient(nb, timeout=timeout, kernel_name=kernel_name,
-                            store_widget_state=True,
-                            resources={"metadata": {"path": str(path.parent.resolve())}})
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name=kernel_name,
+        store_widget_state=True,
+        resources={"metadata": {"path": str(path.parent.resolve())}},
+    )
     start = time.perf_counter()
     ok = True
     try:
@@ -73,41 +92,72 @@ def run(path: Path, timeout: int, kernel_name: str, out: Path | None = None,
         print(f"{path}: a cell failed\n{err}", file=sys.stderr)
     except Exception as err:  # a cell timed out, the kernel died, ...
         ok = False
-        print(f"{path}: execution stopped: {type(err).__name__}: {err}", file=sys.stderr)
+        print(
+            f"{path}: execution stopped: {type(err).__name__}: {err}", file=sys.stderr
+        )
     finally:
         coalesce_streams(nb)
         out = out or path
         nbformat.write(nb, out)
     elapsed = time.perf_counter() - start
-    print(f"{path}: {'ok' if ok else 'FAILED'} in {elapsed:.1f} s, "
-          f"{out.stat().st_size / 1e6:.2f} MB -> {out}")
+    print(
+        f"{path}: {'ok' if ok else 'FAILED'} in {elapsed:.1f} s, "
+        f"{out.stat().st_size / 1e6:.2f} MB -> {out}"
+    )
     return ok
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="+", type=Path, help="notebooks to execute")
-    parser.add_argument("--timeout", type=int, default=600,
-                        help="per-cell timeout in seconds (default 600; -1 for none)")
-    parser.add_argument("--kernel", default="python3",
-                        help="kernel name (default python3: ipykernel's kernel, launched "
-                             "with this interpreter, so run the script with the venv's python)")
-    parser.add_argument("--out-dir", type=Path,
-                        help="write the executed notebooks here instead of in place")
-    parser.add_argument("--set", dest="assignments", action="append", default=[],
-                        metavar="NAME=VALUE", help="a parameter set after the 'parameters' cell")
+    parser.add_argument(
+        "--timeout",
+        type=int,
+        default=600,
+        help="per-cell timeout in seconds (default 600; -1 for none)",
+    )
+    parser.add_argument(
+        "--kernel",
+        default="python3",
+        help="kernel name (default python3: ipykernel's kernel, launched "
+        "with this interpreter, so run the script with the venv's python)",
+    )
+    parser.add_argument(
+        "--out-dir",
+        type=Path,
+        help="write the executed notebooks here instead of in place",
+    )
+    parser.add_argument(
+        "--set",
+        dest="assignments",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a parameter set after the 'parameters' cell",
+    )
     args = parser.parse_args(argv)
     missing = [str(p) for p in args.notebooks if not p.is_file()]
     if missing:
         parser.error(f"no such notebook: {', '.join(missing)}")
-    bad = [a for a in args.assignments if "=" not in a or not a.split("=")[0].isidentifier()]
+    bad = [
+        a
+        for a in args.assignments
+        if "=" not in a or not a.split("=")[0].isidentifier()
+    ]
     if bad:
         parser.error(f"--set expects NAME=VALUE, got {bad[0]!r}")
     if args.out_dir:
         args.out_dir.mkdir(parents=True, exist_ok=True)
-    results = [run(p, args.timeout, args.kernel,
-                   args.out_dir / p.name if args.out_dir else None, args.assignments)
-               for p in args.notebooks]
+    results = [
+        run(
+            p,
+            args.timeout,
+            args.kernel,
+            args.out_dir / p.name if args.out_dir else None,
+            args.assignments,
+        )
+        for p in args.notebooks
+    ]
     return 0 if all(results) else 1
 
 

@@ -13,7 +13,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-INSTALL = re.compile(r"git\+https://github\.com/[\w.-]+/[\w.-]+?(?:\.git)?(?:@[\w.-]+)?(?=[\"'\s]|$)")
+INSTALL = re.compile(
+    r"git\+https://github\.com/[\w.-]+/[\w.-]+?(?:\.git)?(?:@[\w.-]+)?(?=[\"'\s]|$)"
+)
 COLAB = re.compile(r"colab\.research\.google\.com/github/[\w.-]+/[\w.-]+/")
 
 
@@ -25,7 +27,9 @@ def configured() -> tuple[str, str]:
         sys.exit("no repository: section in _config.yml")
     values = dict(re.findall(r"^\s+(url|release):\s*(\S+)", section.group(1), re.M))
     if "url" not in values or "release" not in values:
-        sys.exit("repository.url and repository.release must both be set in _config.yml")
+        sys.exit(
+            "repository.url and repository.release must both be set in _config.yml"
+        )
     return values["url"].rstrip("/"), values["release"]
 
 
@@ -39,7 +43,9 @@ def rewrite(text: str, url: str, release: str) -> str:
 def main() -> None:
     url, release = configured()
     if not re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+", url):
-        sys.exit(f"repository.url must be a https://github.com/OWNER/REPO address, got {url}")
+        sys.exit(
+            f"repository.url must be a https://github.com/OWNER/REPO address, got {url}"
+        )
     for path in sorted((ROOT / "book").glob("*.ipynb")):
         nb = json.loads(path.read_text())
         first = next(c for c in nb["cells"] if c["cell_type"] == "code")

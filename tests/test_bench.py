@@ -7,10 +7,17 @@ from sacbook import bench, train
 
 def test_recipe_names_and_changes_to_the_default():
     assert bench.recipe("default") == train.TrainConfig()
-    assert bench.recipe("N=1024") == train.TrainConfig()  # the same program, compiled once
+    assert (
+        bench.recipe("N=1024") == train.TrainConfig()
+    )  # the same program, compiled once
     assert bench.recipe("few_envs") == train.TrainConfig.few_envs()
     c = bench.recipe("N=8192,B=4096,K=4,tau=0.1,it=600")
-    assert (c.num_envs, c.sac.batch_size, c.updates_per_iteration, c.sac.tau) == (8192, 4096, 4, 0.1)
+    assert (c.num_envs, c.sac.batch_size, c.updates_per_iteration, c.sac.tau) == (
+        8192,
+        4096,
+        4,
+        0.1,
+    )
     assert c.total_iterations == 600 and c.buffer_capacity >= 2 * 8192
     # every recipe the GPU suite runs keeps K * tau <= 0.5, Chapter 4's rule
     for spec in bench.ACCELERATOR_RECIPES:
@@ -18,10 +25,18 @@ def test_recipe_names_and_changes_to_the_default():
         assert c.updates_per_iteration * c.sac.tau <= 0.5 + 1e-9, spec
 
 
-@pytest.mark.parametrize("spec, words", [
-    ("X=1", "KEY in N, B, K, tau, it"), ("B=abc", "B must be an integer"),
-    ("tau=fast", "tau must be a number"), ("", "empty"), ("N=0", "N and it must be"),
-    ("B=0", "batch_size"), ("tau=2", "tau")])
+@pytest.mark.parametrize(
+    "spec, words",
+    [
+        ("X=1", "KEY in N, B, K, tau, it"),
+        ("B=abc", "B must be an integer"),
+        ("tau=fast", "tau must be a number"),
+        ("", "empty"),
+        ("N=0", "N and it must be"),
+        ("B=0", "batch_size"),
+        ("tau=2", "tau"),
+    ],
+)
 def test_bad_recipes_are_refused_with_a_clear_line(spec, words):
     with pytest.raises(ValueError, match=words) as info:
         bench.recipe(spec)
@@ -29,19 +44,41 @@ def test_bad_recipes_are_refused_with_a_clear_line(spec, words):
 
 
 def _report(platform="cpu", device="cpu", solves=()):
-    return {"device": {"date": "2026-11-30", "platform": platform, "device": device,
-                       "cpu_count": 2, "versions": {"jax": "0.7.2"}},
-            "simulation": [{"num_envs": 1024, "env_steps_per_second": 4.5e7},
-                           {"num_envs": 1_048_576, "env_steps_per_second": 2.0e10}],
-            "training": [{"num_envs": 1024, "env_steps_per_second": 2e5, "updates_per_second": 3100},
-                         {"num_envs": 65536, "env_steps_per_second": 9e6, "updates_per_second": 2000}],
-            "time_to_solve": list(solves)}
+    return {
+        "device": {
+            "date": "2026-11-30",
+            "platform": platform,
+            "device": device,
+            "cpu_count": 2,
+            "versions": {"jax": "0.7.2"},
+        },
+        "simulation": [
+            {"num_envs": 1024, "env_steps_per_second": 4.5e7},
+            {"num_envs": 1_048_576, "env_steps_per_second": 2.0e10},
+        ],
+        "training": [
+            {"num_envs": 1024, "env_steps_per_second": 2e5, "updates_per_second": 3100},
+            {
+                "num_envs": 65536,
+                "env_steps_per_second": 9e6,
+                "updates_per_second": 2000,
+            },
+        ],
+        "time_to_solve": list(solves),
+    }
 
 
 def test_summarize_report_reads_old_and_new_shapes():
-    solves = [{"num_envs": 1024, "batch_size": 96, "solve_env_steps": 102400,
-               "solve_seconds_total": 3.3, "compile_seconds": 2.5},
-              {"num_envs": 8192, "batch_size": 4096, "solve_seconds_total": 1.7}]
+    solves = [
+        {
+            "num_envs": 1024,
+            "batch_size": 96,
+            "solve_env_steps": 102400,
+            "solve_seconds_total": 3.3,
+            "compile_seconds": 2.5,
+        },
+        {"num_envs": 8192, "batch_size": 4096, "solve_seconds_total": 1.7},
+    ]
     new = bench.summarize_report(_report("gpu", "NVIDIA H200", solves))
     assert new["device"] == "NVIDIA H200"
     assert new["sim steps/s, largest N"] == "2e+10 (1,048,576)"
@@ -64,12 +101,15 @@ def test_reference_table_fits_88_columns_and_shows_every_column():
 
 def test_shipped_references_load():
     refs = bench.load_references()
-    assert refs and all(name.startswith("bench_") and "device" in rep for name, rep in refs)
+    assert refs and all(
+        name.startswith("bench_") and "device" in rep for name, rep in refs
+    )
 
 
 # ----------------------------------------------------------------------------
 # Timing on a noisy machine: calibrated windows, interleaved pairs, ratios
 # ----------------------------------------------------------------------------
+
 
 class FakeClock:
     """A clock that moves only when a fake workload runs."""
@@ -91,7 +131,9 @@ def test_calibrate_finds_a_window_of_at_least_min_seconds():
     count = bench.calibrate(run, min_seconds=0.5, clock=clock)
     assert 0.1 + 0.003 * count >= 0.5  # scaled towards 1.25 x 0.5 s, the margin
     assert 0.1 + 0.003 * count < 0.5 * 1.25 * 1.5  # and not much longer
-    assert counts[0] == 1 and len(counts) <= 6  # a few geometric tries (the fixed cost slows them)
+    assert (
+        counts[0] == 1 and len(counts) <= 6
+    )  # a few geometric tries (the fixed cost slows them)
     assert counts == sorted(counts)
     # a call already longer than the window: one unit, no more tries
     clock, counts = FakeClock(), []
@@ -119,7 +161,9 @@ def test_ratio_stats_from_pairs():
     stats = bench.ratio_stats([4.0, None, 6.0, 5.0, 8.0, 7.0], "a / b")
     assert stats["median"] == 6.0 and stats["iqr"] == [5.0, 7.0]
     assert (stats["min"], stats["max"], stats["pairs"]) == (4.0, 8.0, 5)
-    assert stats["values"] == [4.0, 6.0, 5.0, 8.0, 7.0] and stats["definition"] == "a / b"
+    assert (
+        stats["values"] == [4.0, 6.0, 5.0, 8.0, 7.0] and stats["definition"] == "a / b"
+    )
     assert bench.ratio_stats([None]) is None
     assert bench.format_ratio(stats) == "6x (IQR 5-7x, range 4-8x, 5 pairs)"
     assert bench.format_ratio(None) == "-"
@@ -129,26 +173,42 @@ def test_compare_throughput_interleaves_windows_and_reports_the_ratio_per_pair()
     """Both sides see the same load in a pair: the load changes from pair to
     pair (x1, x3, x1.5, ...), the ratio of each pair does not."""
     clock, order = FakeClock(), []
-    load = iter([1.0] * 2 + [1.0, 1.0, 3.0, 3.0, 1.5, 1.5, 2.0, 2.0, 1.0, 1.0])  # 2 calibration calls, then pairs
+    load = iter(
+        [1.0] * 2 + [1.0, 1.0, 3.0, 3.0, 1.5, 1.5, 2.0, 2.0, 1.0, 1.0]
+    )  # 2 calibration calls, then pairs
 
     def runner(name, seconds_per_unit, env_steps_per_unit):
         def run(count):
             order.append(name)
             clock.now += count * seconds_per_unit * next(load)
+
         return bench.Runner(name, run, env_steps_per_unit, num_envs=1024, version="0")
 
     ours = runner("A", 0.7, 70_000)  # 1e5 env-steps/s unloaded
     ref = runner("B", 1.0, 20_000)  # 2e4 env-steps/s unloaded: ratio 5
     row = bench.compare_throughput(ours, ref, pairs=5, min_seconds=0.5, clock=clock)
-    assert order == ["A", "B"] + ["A", "B"] * 5  # calibrations (each long enough at once), then pairs
+    assert (
+        order == ["A", "B"] + ["A", "B"] * 5
+    )  # calibrations (each long enough at once), then pairs
     stats = row["ratio"]
     assert stats["pairs"] == 5 and len(row["rounds"]) == 5
-    assert stats["median"] == pytest.approx(5.0) and stats["iqr"] == pytest.approx([5.0, 5.0])
-    assert stats["values"] == pytest.approx([r["sacbook_env_steps_per_second"] / r["reference_env_steps_per_second"]
-                                             for r in row["rounds"]])
-    assert row["env_steps_per_second"] == pytest.approx(2e4)  # the fastest window, as older reports
+    assert stats["median"] == pytest.approx(5.0) and stats["iqr"] == pytest.approx(
+        [5.0, 5.0]
+    )
+    assert stats["values"] == pytest.approx(
+        [
+            r["sacbook_env_steps_per_second"] / r["reference_env_steps_per_second"]
+            for r in row["rounds"]
+        ]
+    )
+    assert row["env_steps_per_second"] == pytest.approx(
+        2e4
+    )  # the fastest window, as older reports
     assert row["sacbook_env_steps_per_second"] == pytest.approx(1e5)
-    assert all(r["sacbook_seconds"] >= 0.5 and r["reference_seconds"] >= 0.5 for r in row["rounds"])
+    assert all(
+        r["sacbook_seconds"] >= 0.5 and r["reference_seconds"] >= 0.5
+        for r in row["rounds"]
+    )
 
 
 def test_a_window_is_extended_when_the_machine_got_faster_since_calibration():
@@ -162,7 +222,10 @@ def test_a_window_is_extended_when_the_machine_got_faster_since_calibration():
     speed[0] = 4.0
     units, seconds = bench.timed(run, count, clock, min_seconds=0.5)
     assert (units, seconds) == (16, 0.5)  # 5 units, then one at a time up to 0.5 s
-    assert bench.timed(run, count, clock) == (5, 0.15625)  # no min_seconds: as calibrated
+    assert bench.timed(run, count, clock) == (
+        5,
+        0.15625,
+    )  # no min_seconds: as calibrated
 
 
 def test_summarize_report_shows_median_ratios_within_88_columns():
@@ -170,15 +233,24 @@ def test_summarize_report_shows_median_ratios_within_88_columns():
     ratio = bench.ratio_stats([5.8, 6.1, 6.0, 6.4, 5.9])
     report["compare"] = {
         "gymnax": {"num_envs": 1024, "env_steps_per_second": 7.7e6, "ratio": ratio},
-        "gymnasium": {"num_envs": 1024, "env_steps_per_second": 5.1e4,
-                      "ratio": bench.ratio_stats([925.0, 1010.5, 880.25])},
-        "rejax": {"solve_seconds_total": 10.8, "ratio": dict(bench.ratio_stats([3.2, 3.3]), recipe="default")},
+        "gymnasium": {
+            "num_envs": 1024,
+            "env_steps_per_second": 5.1e4,
+            "ratio": bench.ratio_stats([925.0, 1010.5, 880.25]),
+        },
+        "rejax": {
+            "solve_seconds_total": 10.8,
+            "ratio": dict(bench.ratio_stats([3.2, 3.3]), recipe="default"),
+        },
     }
     row = bench.summarize_report(report)
     assert row["x gymnax, N=1024 (median)"] == "6 (5.9-6.1)"
     assert row["x gymnasium, N=1024 (median)"] == "925 (903-968)"
     assert row["x rejax, default to -200 (median)"] == "3.25 (3.23-3.27)"
-    assert row["gymnax sim steps/s, N=1024"] == "7.7e+06" and row["rejax: cold s to -200"] == "10.8"
+    assert (
+        row["gymnax sim steps/s, N=1024"] == "7.7e+06"
+        and row["rejax: cold s to -200"] == "10.8"
+    )
     text = bench.format_table([(f"reference {i}", row) for i in range(5)])
     assert max(map(len, text.splitlines())) <= 88
     old = _report()  # reports before the ratios: no ratio rows

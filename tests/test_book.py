@@ -22,7 +22,9 @@ def _config_url() -> str:
 
 
 def _toc_files() -> list[str]:
-    return re.findall(r"^\s*(?:-\s*)?(?:root|file):\s*(\S+)", (ROOT / "_toc.yml").read_text(), re.M)
+    return re.findall(
+        r"^\s*(?:-\s*)?(?:root|file):\s*(\S+)", (ROOT / "_toc.yml").read_text(), re.M
+    )
 
 
 def test_toc_lists_exactly_the_existing_chapters():
@@ -30,7 +32,9 @@ def test_toc_lists_exactly_the_existing_chapters():
     entries = _toc_files()
     assert entries[0] == "book/intro"
     for entry in entries:
-        assert any((ROOT / f"{entry}{ext}").exists() for ext in (".md", ".ipynb")), entry
+        assert any((ROOT / f"{entry}{ext}").exists() for ext in (".md", ".ipynb")), (
+            entry
+        )
     assert {f"book/{nb.stem}" for nb in NOTEBOOKS} <= set(entries)
 
 
@@ -42,14 +46,22 @@ def test_notebook_committed_executed_small_and_clean(path):
     counts = [c["execution_count"] for c in code]
     assert all(n is not None for n in counts), "some code cells were never executed"
     assert counts == sorted(counts), "cells were not executed top to bottom"
-    assert not [o for c in code for o in c.get("outputs", []) if o["output_type"] == "error"]
+    assert not [
+        o for c in code for o in c.get("outputs", []) if o["output_type"] == "error"
+    ]
     assert path.stat().st_size < 3e6
-    assert not any("# NBVAL" in "".join(c["source"]) for c in code), "use cell tags, not # NBVAL comments"
-    assert any("nbval-check-output" in c.get("metadata", {}).get("tags", []) for c in code)
+    assert not any("# NBVAL" in "".join(c["source"]) for c in code), (
+        "use cell tags, not # NBVAL comments"
+    )
+    assert any(
+        "nbval-check-output" in c.get("metadata", {}).get("tags", []) for c in code
+    )
 
 
 def _uses_widgets(nb) -> bool:
-    code = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    code = "".join(
+        "".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"
+    )
     return "pendulum_explorer(" in code or "import ipywidgets" in code
 
 
@@ -66,7 +78,9 @@ def test_first_cell_installs_the_configured_release_on_colab(path):
     assert '%pip install -q "{SACBOOK}" "{KEEP_JAX}"' in first
     assert "enable_custom_widget_manager" not in first  # sacbook.notebook decides
     widgets = "widgets=True" in first
-    assert widgets == _uses_widgets(nb), "widgets=True exactly where ipywidgets are shown"
+    assert widgets == _uses_widgets(nb), (
+        "widgets=True exactly where ipywidgets are shown"
+    )
     assert ("wants_accelerator=True" in first) == (path.stem == "04_gpu_scaling")
 
 
@@ -80,4 +94,7 @@ def test_release_tag_matches_the_package_version():
 def test_readme_points_at_the_configured_repository():
     """README's Colab link uses the configured repository (scripts/set_repo_url.py keeps it so)."""
     owner_repo = _config_url().removeprefix("https://github.com/")
-    assert f"colab.research.google.com/github/{owner_repo}/" in (ROOT / "README.md").read_text()
+    assert (
+        f"colab.research.google.com/github/{owner_repo}/"
+        in (ROOT / "README.md").read_text()
+    )

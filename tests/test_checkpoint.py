@@ -11,22 +11,33 @@ import tensorstore as ts
 
 from sacbook import checkpoint, sac, train
 
-CONFIG = train.TrainConfig.few_envs(total_env_steps=1600, chunk_iterations=100, warmup_env_steps=200,
-                                    learning_starts=256)
+CONFIG = train.TrainConfig.few_envs(
+    total_env_steps=1600,
+    chunk_iterations=100,
+    warmup_env_steps=200,
+    learning_starts=256,
+)
 
 
 def _comparable(history):
     """Records without wall-clock fields, NaN made comparable."""
     out = []
     for record in history:
-        out.append({k: ("nan" if isinstance(v, float) and math.isnan(v) else v)
-                    for k, v in record.items() if "second" not in k})
+        out.append(
+            {
+                k: ("nan" if isinstance(v, float) and math.isnan(v) else v)
+                for k, v in record.items()
+                if "second" not in k
+            }
+        )
     return out
 
 
 def _leaves_equal(a, b):
-    return all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in
-               zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
+    return all(
+        np.array_equal(np.asarray(x), np.asarray(y))
+        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -72,12 +83,25 @@ def test_resume_is_bit_identical(tmp_path, uninterrupted):
     state, config, seed, history = checkpoint.restore(tmp_path)
     assert config == CONFIG.replace(total_env_steps=800) and seed == 7
     assert int(state.iteration) == 200 and len(history) == 2
-    resumed = train.train(config.replace(total_env_steps=1600), seed, state=state, history=history, progress=False)
+    resumed = train.train(
+        config.replace(total_env_steps=1600),
+        seed,
+        state=state,
+        history=history,
+        progress=False,
+    )
     assert _comparable(resumed.history) == _comparable(uninterrupted.history)
-    assert _leaves_equal(jax.random.key_data(resumed.state.key), jax.random.key_data(uninterrupted.state.key))
+    assert _leaves_equal(
+        jax.random.key_data(resumed.state.key),
+        jax.random.key_data(uninterrupted.state.key),
+    )
     resumed_state = resumed.state.replace(key=jax.random.key_data(resumed.state.key))
-    full_state = uninterrupted.state.replace(key=jax.random.key_data(uninterrupted.state.key))
-    assert _leaves_equal(resumed_state, full_state)  # params, optimizers, buffer, envs, counters
+    full_state = uninterrupted.state.replace(
+        key=jax.random.key_data(uninterrupted.state.key)
+    )
+    assert _leaves_equal(
+        resumed_state, full_state
+    )  # params, optimizers, buffer, envs, counters
 
 
 def test_interrupted_save_keeps_last_good_checkpoint(tmp_path, uninterrupted):
@@ -101,7 +125,10 @@ def test_keeps_previous_checkpoint_and_loads_policy(tmp_path, half, uninterrupte
     the saved actor's deterministic torque, of the newest step or of one asked for."""
     checkpoint.save(tmp_path, half)
     checkpoint.save(tmp_path, uninterrupted)
-    assert sorted(int(p.name) for p in tmp_path.iterdir() if p.name.isdigit()) == [200, 400]
+    assert sorted(int(p.name) for p in tmp_path.iterdir() if p.name.isdigit()) == [
+        200,
+        400,
+    ]
     act = checkpoint.load_policy(tmp_path)
     expected = _saved_policy_torque(uninterrupted)
     np.testing.assert_allclose(np.asarray(act(OBS)), expected, rtol=1e-6)
@@ -111,10 +138,12 @@ def test_keeps_previous_checkpoint_and_loads_policy(tmp_path, half, uninterrupte
     np.testing.assert_allclose(np.asarray(act_half(OBS)), expected_half, rtol=1e-6)
 
 
-@pytest.mark.parametrize("partial_restore", [True, False],
-                         ids=["partial_restore", "transforms"])
-def test_load_policy_reads_only_the_actor(tmp_path, uninterrupted, partial_restore,
-                                          monkeypatch):
+@pytest.mark.parametrize(
+    "partial_restore", [True, False], ids=["partial_restore", "transforms"]
+)
+def test_load_policy_reads_only_the_actor(
+    tmp_path, uninterrupted, partial_restore, monkeypatch
+):
     """Delete every saved array but the actor's (the replay buffer, critics,
     optimizer states, envs): a full restore now fails, load_policy still
     gives the saved policy's actions. Both of orbax's ways of a partial
@@ -139,8 +168,9 @@ def test_load_policy_reads_only_the_actor(tmp_path, uninterrupted, partial_resto
     np.testing.assert_allclose(np.asarray(act(OBS)), expected, rtol=1e-6)
 
 
-def test_policy_parameters_are_arguments_of_one_compiled_program(tmp_path, half,
-                                                                 uninterrupted):
+def test_policy_parameters_are_arguments_of_one_compiled_program(
+    tmp_path, half, uninterrupted
+):
     """Two policies of one architecture share policy_torque's compiled program
     (the parameters are its arguments, not constants baked into it): the
     second compiles nothing, and their actions differ."""
@@ -159,8 +189,9 @@ def test_policy_parameters_are_arguments_of_one_compiled_program(tmp_path, half,
     np.testing.assert_allclose(torque_full, expected, rtol=1e-6)
     # the lowered program takes every actor parameter as an input
     params, config = checkpoint.restore_actor(tmp_path / "full")
-    lowered = checkpoint.policy_torque.lower(params, obs, sac_config=config.sac,
-                                             max_torque=config.env.max_torque)
+    lowered = checkpoint.policy_torque.lower(
+        params, obs, sac_config=config.sac, max_torque=config.env.max_torque
+    )
     param_inputs = jax.tree.leaves(lowered.args_info[0][0])
     assert len(param_inputs) == len(jax.tree.leaves(params)) > 0
 

@@ -38,8 +38,26 @@ def test_render_gymnasium_preset_with_torque(tmp_path, capsys):
     from PIL import Image
 
     out = tmp_path / "g.gif"
-    assert cli.main(["render", "--out", str(out), "--preset", "gymnasium", "--steps", "3",
-                     "--num-envs", "1", "--every", "1", "--torque", "1.5"]) == 0
+    assert (
+        cli.main(
+            [
+                "render",
+                "--out",
+                str(out),
+                "--preset",
+                "gymnasium",
+                "--steps",
+                "3",
+                "--num-envs",
+                "1",
+                "--every",
+                "1",
+                "--torque",
+                "1.5",
+            ]
+        )
+        == 0
+    )
     with Image.open(out) as im:
         assert im.n_frames == 4  # steps + 1 rows, every one kept
 
@@ -50,7 +68,10 @@ def test_preset_choices_and_defaults():
     parser = cli.build_parser()
     assert parser.parse_args(["render"]).preset == "point_mass"
     for command in ("render", "train"):
-        assert parser.parse_args([command, "--preset", "point_mass"]).preset == "point_mass"
+        assert (
+            parser.parse_args([command, "--preset", "point_mass"]).preset
+            == "point_mass"
+        )
         with pytest.raises(SystemExit):
             parser.parse_args([command, "--preset", "seed"])
 
@@ -84,10 +105,16 @@ def test_out_inside_a_file_is_a_one_line_error_in_process(tmp_path, capsys):
     one line on stderr and writes nothing."""
     afile = tmp_path / "afile"
     afile.write_text("x")
-    rc = cli.main(["render", "--out", str(afile / "x.gif"), "--steps", "2", "--num-envs", "1"])
+    rc = cli.main(
+        ["render", "--out", str(afile / "x.gif"), "--steps", "2", "--num-envs", "1"]
+    )
     assert rc == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("sacbook render: error:") and "--out" in err
+    assert (
+        err.count("\n") == 1
+        and err.startswith("sacbook render: error:")
+        and "--out" in err
+    )
     assert afile.read_text() == "x"
 
 
@@ -95,16 +122,27 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run_cli(args, cwd):
-    pythonpath = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    pythonpath = os.pathsep.join(
+        filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])
+    )
     env = dict(os.environ, MPLBACKEND="Agg", PYTHONPATH=pythonpath)
-    return subprocess.run([sys.executable, "-m", "sacbook.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "sacbook.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.mark.parametrize(
     "args, one_line",
     [
-        (["render", "--num-envs", "-1"], False),  # argparse: usage lines, then one error line
+        (
+            ["render", "--num-envs", "-1"],
+            False,
+        ),  # argparse: usage lines, then one error line
         (["render", "--preset", "nope"], False),
         (["render", "--out", "afile/x.gif", "--steps", "2"], True),
     ],
@@ -127,7 +165,17 @@ def test_bad_options_subprocess_no_traceback(tmp_path, args, one_line):
 def test_unknown_gif_extension_is_a_one_line_error(tmp_path, capsys):
     """An --out whose extension Pillow cannot write ends with status 2 and
     one error line (the ValueError path of main), not a traceback."""
-    rc = cli.main(["render", "--out", str(tmp_path / "x.notanimage"), "--steps", "2", "--num-envs", "1"])
+    rc = cli.main(
+        [
+            "render",
+            "--out",
+            str(tmp_path / "x.notanimage"),
+            "--steps",
+            "2",
+            "--num-envs",
+            "1",
+        ]
+    )
     assert rc == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("sacbook render: error:")
@@ -148,20 +196,31 @@ def test_out_is_an_existing_directory(tmp_path, capsys):
 # sacbook train / bench
 # ----------------------------------------------------------------------------
 
+
 def _sacbook(*args, timeout=600):
     import subprocess
 
-    return subprocess.run([sys.executable, "-m", "sacbook.cli", *args], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "sacbook.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--num-envs", "-4"], "--num-envs"),
-    (["--num-envs", "0"], "--num-envs"),
-    (["--total-env-steps", "-1"], "--total-env-steps"),
-    (["--preset", "moon"], "--preset"),
-    (["--batch-size", "5000", "--buffer-capacity", "4096"], "batch_size"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--num-envs", "-4"], "--num-envs"),
+        (["--num-envs", "0"], "--num-envs"),
+        (["--total-env-steps", "-1"], "--total-env-steps"),
+        (["--preset", "moon"], "--preset"),
+        (
+            ["--batch-size", "5000", "--buffer-capacity", "4096"],
+            "--batch-size (5000) must be <= --buffer-capacity (4096)",
+        ),
+    ],
+)
 def test_train_bad_options_one_line_error(args, needle, tmp_path, capsys):
     """Bad train options end with status 2 and one error line naming the option, no traceback."""
     with pytest.raises(SystemExit) as exit_info:
@@ -177,28 +236,48 @@ def test_train_unwritable_out_and_missing_resume(tmp_path):
     """An --out that cannot be a directory, or --resume with no checkpoint: one line, status 2."""
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    for args in (["--out", str(blocker / "run")], ["--out", str(tmp_path / "empty"), "--resume"]):
+    for args in (
+        ["--out", str(blocker / "run")],
+        ["--out", str(tmp_path / "empty"), "--resume"],
+    ):
         proc = _sacbook("train", *args, "--quiet")
         assert proc.returncode == 2
-        assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+        assert (
+            "Traceback" not in proc.stderr
+            and len(proc.stderr.strip().splitlines()) == 1
+        )
 
 
 def test_train_writes_outputs_and_resumes(tmp_path):
     """A short run writes metrics, curve, GIF and checkpoint; --resume continues to a longer total."""
     out = tmp_path / "run"
-    common = ["--num-envs", "64", "--batch-size", "64", "--updates-per-iteration", "1", "--quiet", "--no-cache",
-              "--out", str(out)]
+    common = [
+        "--num-envs",
+        "64",
+        "--batch-size",
+        "64",
+        "--updates-per-iteration",
+        "1",
+        "--quiet",
+        "--no-cache",
+        "--out",
+        str(out),
+    ]
     proc = _sacbook("train", "--total-env-steps", str(64 * 20), *common)
     assert proc.returncode == 0, proc.stderr
     assert "final evaluation return" in proc.stdout
     for name in ("metrics.jsonl", "learning_curve.png", "policy.gif"):
         assert (out / name).stat().st_size > 0
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    records = [
+        json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()
+    ]
     assert records[-1]["env_steps"] == 64 * 20 and "eval_return" in records[-1]
     proc = _sacbook("train", "--resume", "--total-env-steps", str(64 * 40), *common)
     assert proc.returncode == 0, proc.stderr
     assert "resuming" in proc.stdout
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    records = [
+        json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()
+    ]
     assert [r["env_steps"] for r in records] == [64 * 20 * k for k in (1, 2)]
     # a fresh run into the same --out replaces the old one (the README's main command, run twice)
     proc = _sacbook("train", "--total-env-steps", str(64 * 20), *common)
@@ -212,7 +291,9 @@ def test_bench_json_simulation_only():
     proc = _sacbook("bench", "--json", "--skip-training", "--sizes", "1", "64")
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
-    assert report["device"]["platform"] == "cpu" and "jax" in report["device"]["versions"]
+    assert (
+        report["device"]["platform"] == "cpu" and "jax" in report["device"]["versions"]
+    )
     assert [row["num_envs"] for row in report["simulation"]] == [1, 64]
     assert all(row["env_steps_per_second"] > 0 for row in report["simulation"])
 
@@ -223,7 +304,11 @@ def test_bench_repeats_report_the_median_run(monkeypatch):
     from sacbook import bench
 
     times = iter([3.0, None, 1.0])
-    monkeypatch.setattr(bench, "run_isolated", lambda function, **kw: {"solve_seconds_total": next(times), "id": function})
+    monkeypatch.setattr(
+        bench,
+        "run_isolated",
+        lambda function, **kw: {"solve_seconds_total": next(times), "id": function},
+    )
     row = cli._median_run("time_to_solve", 3, config="default")
     assert row["solve_seconds_total"] == 3.0
     assert row["runs_solve_seconds_total"] == [3.0, None, 1.0]
@@ -231,30 +316,64 @@ def test_bench_repeats_report_the_median_run(monkeypatch):
     assert cli._median_run("rejax_time_to_solve", 2) is None
 
 
-def test_bench_compare_alternates_ours_and_rejax_and_reports_the_ratio(monkeypatch, capsys):
+def test_bench_compare_alternates_ours_and_rejax_and_reports_the_ratio(
+    monkeypatch, capsys
+):
     """--compare --repeats 3: one round runs each recipe, then rejax, each in a
     fresh process (faked here), three rounds; the JSON holds the ratio of each
     round, rejax's time / ours, and its median and spread."""
     from sacbook import bench
 
-    order, times = [], {"default": iter([3.0, 6.0, 3.5]), "few_envs": iter([20.0, 40.0, None]),
-                        "rejax_time_to_solve": iter([9.0, 24.0, 14.0])}
+    order, times = (
+        [],
+        {
+            "default": iter([3.0, 6.0, 3.5]),
+            "few_envs": iter([20.0, 40.0, None]),
+            "rejax_time_to_solve": iter([9.0, 24.0, 14.0]),
+        },
+    )
 
     def run_isolated(function, config=None):
         name = config or function
         order.append(name)
         t = next(times[name])
-        row = {"solve_seconds_total": t, "solved": t is not None, "compile_seconds": 1.0, "solve_env_steps": 1,
-               "num_envs": 1024, "batch_size": 96, "updates_per_iteration": 16, "tau": 0.03,
-               "solved_policy_return_many": -150.0, "final_eval_return_many": -150.0, "final_eval_episodes": 1}
-        return row if config else {**row, "name": "rejax", "total_seconds": 20.0, "final_eval_return": -150.0}
+        row = {
+            "solve_seconds_total": t,
+            "solved": t is not None,
+            "compile_seconds": 1.0,
+            "solve_env_steps": 1,
+            "num_envs": 1024,
+            "batch_size": 96,
+            "updates_per_iteration": 16,
+            "tau": 0.03,
+            "solved_policy_return_many": -150.0,
+            "final_eval_return_many": -150.0,
+            "final_eval_episodes": 1,
+        }
+        return (
+            row
+            if config
+            else {
+                **row,
+                "name": "rejax",
+                "total_seconds": 20.0,
+                "final_eval_return": -150.0,
+            }
+        )
 
     monkeypatch.setattr(cli, "_installed", lambda module: True)
     monkeypatch.setattr(bench, "run_isolated", run_isolated)
     monkeypatch.setattr(bench, "simulation_throughput", lambda sizes, min_seconds: [])
-    monkeypatch.setattr(bench, "training_throughput", lambda config: {
-        "num_envs": config.num_envs, "env_steps_per_second": 1.0, "updates_per_second": 1.0,
-        "compile_seconds": 1.0})
+    monkeypatch.setattr(
+        bench,
+        "training_throughput",
+        lambda config: {
+            "num_envs": config.num_envs,
+            "env_steps_per_second": 1.0,
+            "updates_per_second": 1.0,
+            "compile_seconds": 1.0,
+        },
+    )
     monkeypatch.setattr(bench, "sacbook_runner", lambda n: None)
     monkeypatch.setattr(bench, "compare_simulation", lambda *a, **kw: None)
     assert cli.main(["bench", "--compare", "--repeats", "3", "--json"]) == 0
@@ -262,10 +381,20 @@ def test_bench_compare_alternates_ours_and_rejax_and_reports_the_ratio(monkeypat
     assert order == ["default", "few_envs", "rejax_time_to_solve"] * 3
     rejax = report["compare"]["rejax"]
     assert rejax["solve_seconds_total"] == 14.0  # the median run, as before
-    assert rejax["ratio"]["values"] == [3.0, 4.0, 4.0] and rejax["ratio"]["recipe"] == "default"
+    assert (
+        rejax["ratio"]["values"] == [3.0, 4.0, 4.0]
+        and rejax["ratio"]["recipe"] == "default"
+    )
     assert rejax["ratio"]["median"] == 4.0 and rejax["ratio"]["iqr"] == [3.5, 4.0]
-    assert (rejax["ratio"]["min"], rejax["ratio"]["max"], rejax["ratio"]["pairs"]) == (3.0, 4.0, 3)
-    assert rejax["ratio_by_recipe"]["few_envs"]["values"] == [0.45, 0.6]  # the unsolved pair left out
+    assert (rejax["ratio"]["min"], rejax["ratio"]["max"], rejax["ratio"]["pairs"]) == (
+        3.0,
+        4.0,
+        3,
+    )
+    assert rejax["ratio_by_recipe"]["few_envs"]["values"] == [
+        0.45,
+        0.6,
+    ]  # the unsolved pair left out
     assert "x rejax, default to -200 (median)" in bench.summarize_report(report)
 
 
@@ -275,8 +404,18 @@ def test_bench_compare_json_has_the_interleaved_ratios():
     interleaved pair, and their median and spread."""
     pytest.importorskip("gymnax")
     pytest.importorskip("gymnasium")
-    proc = _sacbook("bench", "--json", "--compare", "--skip-training", "--sizes", "1024",
-                    "--pairs", "3", "--min-window", "0.05")
+    proc = _sacbook(
+        "bench",
+        "--json",
+        "--compare",
+        "--skip-training",
+        "--sizes",
+        "1024",
+        "--pairs",
+        "3",
+        "--min-window",
+        "0.05",
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["simulation"][0]["calls"] >= 1
@@ -285,20 +424,39 @@ def test_bench_compare_json_has_the_interleaved_ratios():
         assert row["num_envs"] == 1024 and row["env_steps_per_second"] > 0
         stats = row["ratio"]
         assert stats["pairs"] == pairs == len(stats["values"]) == len(row["rounds"])
-        assert stats["min"] <= stats["iqr"][0] <= stats["median"] <= stats["iqr"][1] <= stats["max"]
-        assert all(r["sacbook_seconds"] > 0 and r["reference_seconds"] > 0 for r in row["rounds"])
+        assert (
+            stats["min"]
+            <= stats["iqr"][0]
+            <= stats["median"]
+            <= stats["iqr"][1]
+            <= stats["max"]
+        )
+        assert all(
+            r["sacbook_seconds"] > 0 and r["reference_seconds"] > 0
+            for r in row["rounds"]
+        )
 
 
 # ----------------------------------------------------------------------------
 # Hardening: run lengths, interruptions, non-finite training, resume mismatches
 # ----------------------------------------------------------------------------
 
-SMALL = ["--num-envs", "64", "--batch-size", "64", "--updates-per-iteration", "1", "--quiet",
-         "--no-cache"]
+SMALL = [
+    "--num-envs",
+    "64",
+    "--batch-size",
+    "64",
+    "--updates-per-iteration",
+    "1",
+    "--quiet",
+    "--no-cache",
+]
 
 
 def _records(out):
-    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [
+        json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()
+    ]
 
 
 def test_train_run_ending_on_a_checkpoint_step_finishes(tmp_path):
@@ -308,26 +466,56 @@ def test_train_run_ending_on_a_checkpoint_step_finishes(tmp_path):
     from sacbook import checkpoint
 
     out = tmp_path / "run"
-    proc = _sacbook("train", "--total-env-steps", str(64 * 40), "--checkpoint-every", "2",
-                    "--out", str(out), *SMALL)
+    proc = _sacbook(
+        "train",
+        "--total-env-steps",
+        str(64 * 40),
+        "--checkpoint-every",
+        "2",
+        "--out",
+        str(out),
+        *SMALL,
+    )
     assert proc.returncode == 0, proc.stderr
     assert checkpoint.latest_step(out / "checkpoint") == 40
-    assert (out / "policy.gif").stat().st_size > 0 and "final evaluation return" in proc.stdout
+    assert (
+        out / "policy.gif"
+    ).stat().st_size > 0 and "final evaluation return" in proc.stdout
 
 
-@pytest.mark.parametrize("steps", ["99999999999999999999", str(64 * (2**31 - 1) + 64 * 20)])
+@pytest.mark.parametrize(
+    "steps", ["99999999999999999999", str(64 * (2**31 - 1) + 64 * 20)]
+)
 def test_train_refuses_run_lengths_past_the_counters(tmp_path, capsys, steps):
-    rc = cli.main(["train", "--total-env-steps", steps, "--out", str(tmp_path / "r"), *SMALL])
+    rc = cli.main(
+        ["train", "--total-env-steps", steps, "--out", str(tmp_path / "r"), *SMALL]
+    )
     err = capsys.readouterr().err
-    assert rc == 2 and "total_env_steps must be at most" in err and len(err.splitlines()) == 1
+    assert (
+        rc == 2
+        and "--total-env-steps must be at most" in err
+        and len(err.splitlines()) == 1
+    )
 
 
 def test_train_resume_refuses_options_that_change_the_run(tmp_path, capsys):
     out = tmp_path / "run"
-    assert cli.main(["train", "--total-env-steps", str(64 * 20), "--out", str(out), *SMALL]) == 0
+    assert (
+        cli.main(
+            ["train", "--total-env-steps", str(64 * 20), "--out", str(out), *SMALL]
+        )
+        == 0
+    )
     capsys.readouterr()
-    for option, value in (("--num-envs", "128"), ("--seed", "3"), ("--preset", "point_mass")):
-        small = [value if previous == option else arg for previous, arg in zip([None] + SMALL, SMALL)]
+    for option, value in (
+        ("--num-envs", "128"),
+        ("--seed", "3"),
+        ("--preset", "point_mass"),
+    ):
+        small = [
+            value if previous == option else arg
+            for previous, arg in zip([None] + SMALL, SMALL)
+        ]
         extra = [] if option in SMALL else [option, value]
         assert cli.main(["train", "--resume", "--out", str(out), *small, *extra]) == 2
         err = capsys.readouterr().err
@@ -349,9 +537,23 @@ def test_train_signal_saves_a_checkpoint_and_resume_loses_no_line(tmp_path, sign
 
     out = tmp_path / "run"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sacbook.cli", "train", "--total-env-steps", str(64 * 20 * 10_000),
-         "--checkpoint-every", "1000", "--out", str(out), *SMALL],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "sacbook.cli",
+            "train",
+            "--total-env-steps",
+            str(64 * 20 * 10_000),
+            "--checkpoint-every",
+            "1000",
+            "--out",
+            str(out),
+            *SMALL,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         if (out / "metrics.jsonl").exists() and len(_records(out)) >= 3:
@@ -370,14 +572,16 @@ def test_train_signal_saves_a_checkpoint_and_resume_loses_no_line(tmp_path, sign
     with (out / "metrics.jsonl").open("a") as f:
         f.write(json.dumps({**done[-1], "chunk": len(done) + 1}) + "\n")
     total = 64 * 20 * (len(done) + 2)
-    resumed = _sacbook("train", "--resume", "--total-env-steps", str(total), "--out", str(out),
-                       *SMALL)
+    resumed = _sacbook(
+        "train", "--resume", "--total-env-steps", str(total), "--out", str(out), *SMALL
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert [r["chunk"] for r in _records(out)] == list(range(1, len(done) + 3))
 
 
 def test_train_non_finite_run_exits_with_one_line_and_keeps_the_checkpoint(
-        tmp_path, capsys, monkeypatch):
+    tmp_path, capsys, monkeypatch
+):
     """When the losses turn NaN (forced here after iteration 30), `sacbook
     train` stops with one line naming the metric and the chunk, exit status 1,
     and the checkpoint of the last good chunk still loads."""
@@ -391,15 +595,27 @@ def test_train_non_finite_run_exits_with_one_line_and_keeps_the_checkpoint(
     def poisoned(sac_state, buffer, key, config):
         sac_state, metrics = original(sac_state, buffer, key, config)
         late = buffer.size > 64 * 30
-        return sac_state, {**metrics, "critic_loss": jnp.where(late, jnp.nan,
-                                                               metrics["critic_loss"])}
+        return sac_state, {
+            **metrics,
+            "critic_loss": jnp.where(late, jnp.nan, metrics["critic_loss"]),
+        }
 
     monkeypatch.setattr(loop, "_update_round", poisoned)
     jax.clear_caches()  # trace the chunk again, with the poisoned update
     out = tmp_path / "run"
     try:
-        rc = cli.main(["train", "--total-env-steps", str(64 * 80), "--checkpoint-every", "1",
-                       "--out", str(out), *SMALL])
+        rc = cli.main(
+            [
+                "train",
+                "--total-env-steps",
+                str(64 * 80),
+                "--checkpoint-every",
+                "1",
+                "--out",
+                str(out),
+                *SMALL,
+            ]
+        )
     finally:
         monkeypatch.undo()
         jax.clear_caches()

@@ -23,11 +23,19 @@ from sacbook.train import TrainConfig
 CONFIGS = [
     TrainConfig(),
     TrainConfig.few_envs(),
-    TrainConfig(env=PendulumParams.gymnasium(episode_length=7),
-                sac=SACConfig(hidden_sizes=(8, 16, 4), batch_size=8, num_critics=3),
-                num_envs=37, buffer_capacity=500, chunk_iterations=3),
-    TrainConfig(sac=SACConfig(hidden_sizes=(32,), batch_size=64), num_envs=5000,
-                buffer_capacity=5000, updates_per_iteration=3),
+    TrainConfig(
+        env=PendulumParams.gymnasium(episode_length=7),
+        sac=SACConfig(hidden_sizes=(8, 16, 4), batch_size=8, num_critics=3),
+        num_envs=37,
+        buffer_capacity=500,
+        chunk_iterations=3,
+    ),
+    TrainConfig(
+        sac=SACConfig(hidden_sizes=(32,), batch_size=64),
+        num_envs=5000,
+        buffer_capacity=5000,
+        updates_per_iteration=3,
+    ),
 ]
 
 
@@ -48,7 +56,7 @@ def _leaf_bytes(tree) -> int:
 
 
 # The largest run a config accepts (int32 counters): far too large for any device
-HUGE_N = 2**30
+HUGE_N = 2**30 - 1
 HUGE_CAPACITY = 2**31 - 1 - HUGE_N
 
 # ----------------------------------------------------------------------------
@@ -110,8 +118,9 @@ def test_abstract_state_matches_the_real_state(config):
     full = loop._init_host(config, jax.random.key(0))
     abstract = train.abstract_state(config)
     assert jax.tree.structure(abstract) == jax.tree.structure(full)
-    assert jax.tree.leaves(abstract) == [jax.ShapeDtypeStruct(np.shape(x), x.dtype)
-                                         for x in jax.tree.leaves(full)]
+    assert jax.tree.leaves(abstract) == [
+        jax.ShapeDtypeStruct(np.shape(x), x.dtype) for x in jax.tree.leaves(full)
+    ]
     estimate = device.estimate_train_bytes(config)
     real = train.init(config, jax.random.key(0), check_memory=False)
     assert estimate["state"] == device._nbytes(abstract) == _leaf_bytes(real)
@@ -125,7 +134,7 @@ def test_abstract_state_matches_the_real_state(config):
 
 
 def test_estimate_allocates_nothing_for_any_size():
-    """2**30 envs could never be allocated here: the estimate still answers,
+    """2**30 - 1 envs could never be allocated here: the estimate still answers,
     with Python and NumPy allocating under 50 MB on the way (tracemalloc
     sees NumPy's arrays), and scales exactly with N and the capacity."""
     config = TrainConfig(num_envs=HUGE_N, buffer_capacity=HUGE_CAPACITY)
@@ -144,12 +153,26 @@ def test_estimate_allocates_nothing_for_any_size():
     assert estimate["total"] > 10**11
 
 
-@pytest.mark.parametrize("config", [
-    TrainConfig(sac=SACConfig(hidden_sizes=(128, 128), batch_size=256), num_envs=4096,
-                buffer_capacity=8192, updates_per_iteration=2, chunk_iterations=2),
-    TrainConfig(sac=SACConfig(hidden_sizes=(512, 512), batch_size=1024), num_envs=64,
-                buffer_capacity=4096, learning_starts=2048, chunk_iterations=2),
-], ids=["many-envs", "wide-nets"])
+@pytest.mark.parametrize(
+    "config",
+    [
+        TrainConfig(
+            sac=SACConfig(hidden_sizes=(128, 128), batch_size=256),
+            num_envs=4096,
+            buffer_capacity=8192,
+            updates_per_iteration=2,
+            chunk_iterations=2,
+        ),
+        TrainConfig(
+            sac=SACConfig(hidden_sizes=(512, 512), batch_size=1024),
+            num_envs=64,
+            buffer_capacity=4096,
+            learning_starts=2048,
+            chunk_iterations=2,
+        ),
+    ],
+    ids=["many-envs", "wide-nets"],
+)
 def test_working_memory_bounds_xla_figures(config):
     """The compiled chunk's own memory figures: its arguments are the state
     (exactly the estimate's), and its temporaries fit in the estimate's
@@ -201,8 +224,10 @@ def test_check_fits_on_an_accelerator_with_a_safety_fraction():
 
     def gpu_with(available):
         in_use = 10**6
-        return FakeDevice("gpu", stats={"bytes_limit": int(available) + in_use,
-                                        "bytes_in_use": in_use})
+        return FakeDevice(
+            "gpu",
+            stats={"bytes_limit": int(available) + in_use, "bytes_in_use": in_use},
+        )
 
     device.check_fits(config, gpu_with(estimate["total"] / 0.85))
     where = r"the gpu \(Fake H200\) has .*\(memory_stats"
@@ -251,13 +276,15 @@ def test_init_and_train_check_before_allocating(monkeypatch):
 # ----------------------------------------------------------------------------
 
 
-def test_cli_train_too_large_is_one_line_and_writes_nothing(tmp_path, capsys,
-                                                             monkeypatch):
+def test_cli_train_too_large_is_one_line_and_writes_nothing(
+    tmp_path, capsys, monkeypatch
+):
     """`sacbook train --num-envs 1000000000` (on a host with 64 GB free):
     status 2, one stderr line naming --num-envs, and the previous run's
     checkpoint in --out left alone."""
-    monkeypatch.setattr(device, "host_available_bytes",
-                        lambda: (64 * 10**9, "host RAM: test"))
+    monkeypatch.setattr(
+        device, "host_available_bytes", lambda: (64 * 10**9, "host RAM: test")
+    )
     out = tmp_path / "run"
     (out / "checkpoint").mkdir(parents=True)
     (out / "checkpoint" / "previous").write_text("kept")
@@ -278,8 +305,16 @@ def test_cli_train_too_large_subprocess(tmp_path):
     paths = filter(None, [str(root), os.environ.get("PYTHONPATH")])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "sacbook.cli", "train", "--num-envs", str(10**9),
-               "--out", str(out)]
+    command = [
+        sys.executable,
+        "-m",
+        "sacbook.cli",
+        "train",
+        "--num-envs",
+        str(10**9),
+        "--out",
+        str(out),
+    ]
     proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1 and "--num-envs" in proc.stderr, proc.stderr

@@ -32,7 +32,8 @@ wrap_angle = jax.jit(fastmath.wrap_angle)
 sin_cos = jax.jit(fastmath.sin_cos)
 # Under jit XLA may fuse multiplies and adds (FMA), op by op it cannot: test both.
 COMPILED_AND_EAGER = pytest.mark.parametrize(
-    "compiled", [True, False], ids=["jit", "eager"])
+    "compiled", [True, False], ids=["jit", "eager"]
+)
 
 
 def _x64():
@@ -114,9 +115,27 @@ def test_wrap_angle_edge_inputs():
         assert -float(PI32) <= wrapped < -float(PI32) + 1e-6
     assert float(fastmath.wrap_angle(jnp.float32(0.0))) == 0.0
 
-    edges = np.array([np.pi, -np.pi, 3 * np.pi, -3 * np.pi, 5 * np.pi, -5 * np.pi,
-                      2 * np.pi, -2 * np.pi, 1e3, -1e3, 1e5, -1e5, 1e7, -1e7,
-                      3.4e38, -3.4e38], np.float32)
+    edges = np.array(
+        [
+            np.pi,
+            -np.pi,
+            3 * np.pi,
+            -3 * np.pi,
+            5 * np.pi,
+            -5 * np.pi,
+            2 * np.pi,
+            -2 * np.pi,
+            1e3,
+            -1e3,
+            1e5,
+            -1e5,
+            1e7,
+            -1e7,
+            3.4e38,
+            -3.4e38,
+        ],
+        np.float32,
+    )
     # the float32 neighbours (+-40 ulp) of odd multiples of pi, where rounding
     # could reach +pi
     neighbours = _ulp_neighbours((np.arange(-500, 501) * 2 + 1) * np.pi, 40)

@@ -24,17 +24,24 @@ def test_generator_is_a_function_of_key_and_label():
 
 def test_generator_refuses_traced_keys_batches_and_bad_labels():
     with pytest.raises(ValueError, match="outside jit"):
-        jax.jit(lambda k: host_random.generator(k, "x").standard_normal())(jax.random.key(0))
+        jax.jit(lambda k: host_random.generator(k, "x").standard_normal())(
+            jax.random.key(0)
+        )
     with pytest.raises(ValueError, match="single PRNG key"):
         host_random.generator(jax.random.split(jax.random.key(0), 2), "x")
     with pytest.raises(ValueError, match="single PRNG key"):
-        host_random.new_key(np.random.default_rng(0), like=jax.random.split(jax.random.key(0), 2))
+        host_random.new_key(
+            np.random.default_rng(0), like=jax.random.split(jax.random.key(0), 2)
+        )
     with pytest.raises(ValueError, match="PRNG key"):
         host_random.generator(np.uint32([0, 1]), "x")
     with pytest.raises(ValueError, match="label"):
         host_random.generator(jax.random.key(0), 7)
     legacy = jax.random.PRNGKey(0)  # a raw uint32 key works too
-    assert host_random.generator(legacy, "x").standard_normal() == host_random.generator(legacy, "x").standard_normal()
+    assert (
+        host_random.generator(legacy, "x").standard_normal()
+        == host_random.generator(legacy, "x").standard_normal()
+    )
 
 
 @pytest.mark.parametrize("impl", ["threefry2x32", "rbg"])
@@ -56,9 +63,18 @@ def test_train_init_streams_are_independent_and_repeatable():
     cfg = train.TrainConfig(num_envs=8, buffer_capacity=64, sac=SACConfig(batch_size=8))
     a, b = train.init(cfg, jax.random.key(3)), train.init(cfg, jax.random.key(3))
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-        np.testing.assert_array_equal(jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x,
-                                      jax.random.key_data(y) if jax.dtypes.issubdtype(y.dtype, jax.dtypes.prng_key) else y)
-    run_key, eval_key = jax.random.key_data(a.key), jax.random.key_data(evaluate.eval_key(jax.random.key(3)))
+        np.testing.assert_array_equal(
+            jax.random.key_data(x)
+            if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+            else x,
+            jax.random.key_data(y)
+            if jax.dtypes.issubdtype(y.dtype, jax.dtypes.prng_key)
+            else y,
+        )
+    run_key, eval_key = (
+        jax.random.key_data(a.key),
+        jax.random.key_data(evaluate.eval_key(jax.random.key(3))),
+    )
     assert not np.array_equal(run_key, eval_key)
     assert not np.array_equal(run_key, jax.random.key_data(jax.random.key(3)))
     c = train.init(cfg, jax.random.key(4))
@@ -90,8 +106,13 @@ class LayerNormCritic(nn.Module):
 
     @nn.compact
     def __call__(self, obs, action):
-        ensemble = nn.vmap(LayerNormMLP, variable_axes={"params": 0},
-                           split_rngs={"params": True}, in_axes=None, axis_size=2)
+        ensemble = nn.vmap(
+            LayerNormMLP,
+            variable_axes={"params": 0},
+            split_rngs={"params": True},
+            in_axes=None,
+            axis_size=2,
+        )
         return ensemble(32, 1)(jnp.concatenate([obs, action], axis=-1))[..., 0]
 
 
@@ -187,11 +208,18 @@ def test_orthogonal_kernel_falls_back_to_flax_init():
     np.testing.assert_allclose(kernel.T @ kernel, np.eye(16), atol=1e-5)
 
 
-@pytest.mark.parametrize("kernel_init, bias_init, reason", [
-    (nn.initializers.variance_scaling(2.0, "fan_in", "truncated_normal"),
-     nn.initializers.zeros_init(), "kernel_init"),  # He normal: a scale of 2
-    (nn.initializers.lecun_normal(), nn.initializers.constant(0.1), "bias_init"),
-], ids=["he-normal-kernel", "constant-bias"])
+@pytest.mark.parametrize(
+    "kernel_init, bias_init, reason",
+    [
+        (
+            nn.initializers.variance_scaling(2.0, "fan_in", "truncated_normal"),
+            nn.initializers.zeros_init(),
+            "kernel_init",
+        ),  # He normal: a scale of 2
+        (nn.initializers.lecun_normal(), nn.initializers.constant(0.1), "bias_init"),
+    ],
+    ids=["he-normal-kernel", "constant-bias"],
+)
 def test_other_initialisers_fall_back_to_flax_init(kernel_init, bias_init, reason):
     """Another scale or a nonzero bias: module.init draws them (a bias of 0.1
     stays 0.1, He normal has std sqrt(2/fan_in))."""
@@ -222,8 +250,13 @@ def test_ensemble_sharing_its_initial_parameters_falls_back_to_flax_init():
     class SharedStart(nn.Module):
         @nn.compact
         def __call__(self, obs):
-            ensemble = nn.vmap(nn.Dense, variable_axes={"params": 0},
-                               split_rngs={"params": False}, in_axes=None, axis_size=2)
+            ensemble = nn.vmap(
+                nn.Dense,
+                variable_axes={"params": 0},
+                split_rngs={"params": False},
+                in_axes=None,
+                axis_size=2,
+            )
             return ensemble(8)(obs)
 
     module = SharedStart()

@@ -7,8 +7,14 @@ import pytest
 from sacbook import sac, train
 
 CONFIG = train.TrainConfig(
-    num_envs=64, total_env_steps=64 * 40, buffer_capacity=4096, warmup_env_steps=128, learning_starts=128,
-    updates_per_iteration=2, chunk_iterations=10, sac=sac.SACConfig(hidden_sizes=(16, 16), batch_size=64),
+    num_envs=64,
+    total_env_steps=64 * 40,
+    buffer_capacity=4096,
+    warmup_env_steps=128,
+    learning_starts=128,
+    updates_per_iteration=2,
+    chunk_iterations=10,
+    sac=sac.SACConfig(hidden_sizes=(16, 16), batch_size=64),
 )
 
 
@@ -45,7 +51,10 @@ def test_chunk_runs_under_transfer_guard():
 
 def test_transfer_guard_would_catch_a_host_sync():
     """Control: the same guard does reject an implicit host->device transfer."""
-    with jax.transfer_guard("disallow"), pytest.raises(Exception, match="[Dd]isallowed"):
+    with (
+        jax.transfer_guard("disallow"),
+        pytest.raises(Exception, match="[Dd]isallowed"),
+    ):
         jax.jit(lambda x: x + 1)(np.ones(3))
 
 
@@ -89,7 +98,9 @@ def test_update_ratio_below_one():
     updated = np.asarray(metrics["updated"])
     iterations = np.arange(10, 20)
     np.testing.assert_array_equal(updated, iterations % 4 == 0)
-    assert int(state.sac.step) == config.updates_per_iteration * int(np.sum(np.arange(20) % 4 == 0))
+    assert int(state.sac.step) == config.updates_per_iteration * int(
+        np.sum(np.arange(20) % 4 == 0)
+    )
 
 
 def test_longer_run_reuses_the_compiled_program():
@@ -97,7 +108,11 @@ def test_longer_run_reuses_the_compiled_program():
     train.train(CONFIG, 0, progress=False)
     COUNTER.count, COUNTER.active = 0, True
     try:
-        result = train.train(CONFIG.replace(total_env_steps=2 * CONFIG.total_env_steps), 1, progress=False)
+        result = train.train(
+            CONFIG.replace(total_env_steps=2 * CONFIG.total_env_steps),
+            1,
+            progress=False,
+        )
     finally:
         COUNTER.active = False
     assert result.history[-1]["env_steps"] == 2 * CONFIG.total_env_steps
@@ -123,7 +138,11 @@ state = train.init(train.TrainConfig(num_envs=37, buffer_capacity=500, sac=sac.S
 jax.block_until_ready(state)
 print('compiles', count[0] - before, 'control', before)
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     words = out.split()
     assert words[:2] == ["compiles", "0"], out
-    assert int(words[3]) >= 1, out  # control: the counter does see jax.random.key compile
+    assert int(words[3]) >= 1, (
+        out
+    )  # control: the counter does see jax.random.key compile

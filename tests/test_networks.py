@@ -52,7 +52,9 @@ def _atanh_signed(sign, d):
 
 def _cdf_tail(z, upper):
     """Phi(z) where ``upper`` is False, 1 - Phi(z) where True, both via erfc (no cancellation)."""
-    return np.where(upper, 0.5 * erfc(z / math.sqrt(2.0)), 0.5 * erfc(-z / math.sqrt(2.0)))
+    return np.where(
+        upper, 0.5 * erfc(z / math.sqrt(2.0)), 0.5 * erfc(-z / math.sqrt(2.0))
+    )
 
 
 def reference_density(u, mu, sigma, rel_step=1e-5):
@@ -100,7 +102,9 @@ def test_squashed_log_prob_matches_numerical_density(mu, log_std):
     ref = reference_density(u32.astype(np.float64), float(mu32), sigma)
     got = np.asarray(
         networks.squashed_log_prob(
-            jnp.asarray(u32)[:, None], jnp.full((u32.size, 1), mu32), jnp.full((u32.size, 1), ls32)
+            jnp.asarray(u32)[:, None],
+            jnp.full((u32.size, 1), mu32),
+            jnp.full((u32.size, 1), ls32),
         ),
         np.float64,
     )
@@ -125,7 +129,9 @@ def test_squashed_density_integrates_to_one(mu, log_std):
     ref = reference_density(u64, float(mu32), sigma)
     assert integrate_over_actions(ref, u64) == pytest.approx(1.0, abs=2e-4)
     log_p = networks.squashed_log_prob(
-        jnp.asarray(u32)[:, None], jnp.full((u32.size, 1), mu32), jnp.full((u32.size, 1), ls32)
+        jnp.asarray(u32)[:, None],
+        jnp.full((u32.size, 1), mu32),
+        jnp.full((u32.size, 1), ls32),
     )
     pkg = np.exp(np.asarray(log_p, np.float64))
     assert integrate_over_actions(pkg, u64) == pytest.approx(1.0, abs=2e-4)
@@ -146,11 +152,20 @@ def test_squashed_log_prob_finite_when_saturated(u):
     assert float(jnp.tanh(jnp.float32(u))) == math.copysign(1.0, u)  # really saturated
     for mean, log_std in ((u, 0.0), (0.0, LOG_STD_MAX), (u - 1.0, -1.0)):
         m32, l32, u32 = np.float32(mean), np.float32(log_std), np.float32(u)
-        got = float(networks.squashed_log_prob(jnp.array([u32]), jnp.array([m32]), jnp.array([l32])))
+        got = float(
+            networks.squashed_log_prob(
+                jnp.array([u32]), jnp.array([m32]), jnp.array([l32])
+            )
+        )
         assert math.isfinite(got)
         sigma = math.exp(float(l32))
         z = (float(u32) - float(m32)) / sigma
-        ref = -0.5 * z * z - float(l32) - 0.5 * math.log(2 * math.pi) - _decimal_log_one_minus_tanh_sq(float(u32))
+        ref = (
+            -0.5 * z * z
+            - float(l32)
+            - 0.5 * math.log(2 * math.pi)
+            - _decimal_log_one_minus_tanh_sq(float(u32))
+        )
         assert got == pytest.approx(ref, rel=1e-6, abs=1e-4)
 
 
@@ -171,24 +186,36 @@ def test_sample_log_prob_gradients_finite_for_large_means(mean):
     # (the Gaussian term depends on eps only), so the mean-gradient is 2 tanh(u).
     eps = np.asarray(jax.random.normal(key, shape, jnp.float32), np.float64)
     u = mean + math.exp(0.5) * eps
-    np.testing.assert_allclose(np.asarray(g_mean, np.float64), 2.0 * np.tanh(u), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(g_mean, np.float64), 2.0 * np.tanh(u), rtol=1e-4, atol=1e-5
+    )
     # d/dlog_std = -1 (Gaussian normaliser) + 2 tanh(u) * std * eps.
     np.testing.assert_allclose(
-        np.asarray(g_log_std, np.float64), -1.0 + 2.0 * np.tanh(u) * math.exp(0.5) * eps, rtol=1e-4, atol=1e-4
+        np.asarray(g_log_std, np.float64),
+        -1.0 + 2.0 * np.tanh(u) * math.exp(0.5) * eps,
+        rtol=1e-4,
+        atol=1e-4,
     )
 
 
 def test_tanh_log_det_jacobian_matches_float64():
     """tanh_log_det_jacobian equals float64 log(1 - tanh(u)^2), summed over the last axis, for moderate u."""
     u = np.linspace(-8.0, 8.0, 1601, dtype=np.float32)
-    got = np.asarray(networks.tanh_log_det_jacobian(jnp.asarray(u)[:, None]), np.float64)
+    got = np.asarray(
+        networks.tanh_log_det_jacobian(jnp.asarray(u)[:, None]), np.float64
+    )
     u64 = u.astype(np.float64)
     ref = np.log(1.0 - np.tanh(u64) ** 2)
     assert got.shape == u.shape
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
-    u3 = u.reshape(-1, 1)[: 1599].reshape(533, 3)  # sums over the last axis
+    u3 = u.reshape(-1, 1)[:1599].reshape(533, 3)  # sums over the last axis
     got3 = np.asarray(networks.tanh_log_det_jacobian(jnp.asarray(u3)), np.float64)
-    np.testing.assert_allclose(got3, np.log(1.0 - np.tanh(u3.astype(np.float64)) ** 2).sum(-1), rtol=1e-5, atol=3e-5)
+    np.testing.assert_allclose(
+        got3,
+        np.log(1.0 - np.tanh(u3.astype(np.float64)) ** 2).sum(-1),
+        rtol=1e-5,
+        atol=3e-5,
+    )
 
 
 def test_sample_action_shapes_range_and_reparameterisation():
@@ -196,7 +223,9 @@ def test_sample_action_shapes_range_and_reparameterisation():
     key = jax.random.key(7)
     shape = (4, 5, 2)
     mean = jax.random.normal(jax.random.key(1), shape) * 10.0
-    log_std = jax.random.uniform(jax.random.key(2), shape, minval=LOG_STD_MIN, maxval=LOG_STD_MAX)
+    log_std = jax.random.uniform(
+        jax.random.key(2), shape, minval=LOG_STD_MIN, maxval=LOG_STD_MAX
+    )
     action, log_prob = networks.sample_action(key, mean, log_std)
     assert action.shape == shape and log_prob.shape == shape[:-1]
     assert action.dtype == jnp.float32 and log_prob.dtype == jnp.float32
@@ -207,8 +236,12 @@ def test_sample_action_shapes_range_and_reparameterisation():
     u = np.asarray(mean, np.float64) + np.exp(np.asarray(log_std, np.float64)) * eps
     np.testing.assert_allclose(a, np.tanh(u), atol=1e-6)
     np.testing.assert_allclose(
-        np.asarray(log_prob), np.asarray(networks.squashed_log_prob(jnp.asarray(u, jnp.float32), mean, log_std)),
-        rtol=1e-5, atol=1e-4,
+        np.asarray(log_prob),
+        np.asarray(
+            networks.squashed_log_prob(jnp.asarray(u, jnp.float32), mean, log_std)
+        ),
+        rtol=1e-5,
+        atol=1e-4,
     )
 
 
@@ -229,7 +262,9 @@ def test_actor_shapes_and_log_std_bounds():
     """Actor maps (..., obs_dim) to mean and log_std of shape (..., action_dim), log_std in its bounds even for huge inputs."""
     actor = networks.Actor(action_dim=2, hidden_sizes=(16, 16))
     obs = jax.random.normal(jax.random.key(0), (7, 3))
-    params = jax.jit(actor.init)(jax.random.key(1), obs)  # jit: eager flax init is slow on CPU
+    params = jax.jit(actor.init)(
+        jax.random.key(1), obs
+    )  # jit: eager flax init is slow on CPU
     apply = jax.jit(actor.apply)
     mean, log_std = apply(params, obs)
     assert mean.shape == (7, 2) and log_std.shape == (7, 2)
@@ -242,7 +277,10 @@ def test_actor_shapes_and_log_std_bounds():
         assert np.all(ls >= LOG_STD_MIN) and np.all(ls <= LOG_STD_MAX)
     # With huge inputs the raw head saturates: log_std reaches the bounds themselves.
     _, ls_big = apply(params, obs * 1e3)
-    assert np.any(np.isclose(np.asarray(ls_big), LOG_STD_MIN, atol=1e-3) | np.isclose(np.asarray(ls_big), LOG_STD_MAX, atol=1e-3))
+    assert np.any(
+        np.isclose(np.asarray(ls_big), LOG_STD_MIN, atol=1e-3)
+        | np.isclose(np.asarray(ls_big), LOG_STD_MAX, atol=1e-3)
+    )
 
 
 def test_twin_critic_independent_critics():
@@ -263,15 +301,21 @@ def test_twin_critic_independent_critics():
     (inner,) = params["params"].values()  # the vmapped Critic's parameters
     for i in range(2):
         params_i = {"params": jax.tree.map(lambda x: x[i], inner)}
-        np.testing.assert_allclose(single_apply(params_i, obs, act), q[i], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            single_apply(params_i, obs, act), q[i], rtol=1e-5, atol=1e-5
+        )
 
 
 def test_param_count_matches_hand_count():
     """param_count gives the hand-counted sizes of the (64, 64) actor and twin critic for the pendulum."""
     obs, act = jnp.zeros((1, 3)), jnp.zeros((1, 1))
     # Shapes suffice to count parameters: eval_shape runs no computation.
-    actor_params = jax.eval_shape(networks.Actor(1, (64, 64)).init, jax.random.key(0), obs)
-    critic_params = jax.eval_shape(networks.TwinCritic((64, 64)).init, jax.random.key(0), obs, act)
+    actor_params = jax.eval_shape(
+        networks.Actor(1, (64, 64)).init, jax.random.key(0), obs
+    )
+    critic_params = jax.eval_shape(
+        networks.TwinCritic((64, 64)).init, jax.random.key(0), obs, act
+    )
     actor_hand = (3 * 64 + 64) + (64 * 64 + 64) + (64 * 2 + 2)  # = 4546
     critic_hand = 2 * ((4 * 64 + 64) + (64 * 64 + 64) + (64 * 1 + 1))  # = 9090
     assert networks.param_count(actor_params) == actor_hand == 4546

@@ -22,7 +22,9 @@ def fake_colab(monkeypatch):
     return calls
 
 
-@pytest.mark.parametrize("version, needed", [("7.7.1", False), ("8.1.5", True), ("9.0", True)])
+@pytest.mark.parametrize(
+    "version, needed", [("7.7.1", False), ("8.1.5", True), ("9.0", True)]
+)
 def test_custom_widget_manager_only_from_ipywidgets_8(version, needed):
     assert notebook.needs_custom_widget_manager(version) == needed
 
@@ -40,7 +42,8 @@ def test_setup_on_a_cpu_prints_the_devices_and_how_to_get_a_gpu(capsys):
 
 @pytest.mark.parametrize("version, enabled", [("7.7.1", 0), ("8.1.5", 1)])
 def test_setup_on_colab_enables_the_widget_manager_only_when_needed(
-        fake_colab, monkeypatch, version, enabled):
+    fake_colab, monkeypatch, version, enabled
+):
     import ipywidgets
 
     monkeypatch.setattr(ipywidgets, "__version__", version)

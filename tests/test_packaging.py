@@ -50,12 +50,22 @@ def _on_colab(group: str, req: Requirement) -> bool:
     if req.marker is None:
         return True
     extra = group.strip("[]") if group.startswith("[") else ""
-    return req.marker.evaluate({"python_version": COLAB_PYTHON, "python_full_version": f"{COLAB_PYTHON}.0",
-                                "sys_platform": "linux", "platform_system": "Linux", "extra": extra})
+    return req.marker.evaluate(
+        {
+            "python_version": COLAB_PYTHON,
+            "python_full_version": f"{COLAB_PYTHON}.0",
+            "sys_platform": "linux",
+            "platform_system": "Linux",
+            "extra": extra,
+        }
+    )
 
 
-PINNED = [(group, req) for group, req in _requirements()
-          if canonicalize_name(req.name) in _colab_pins() and _on_colab(group, req)]
+PINNED = [
+    (group, req)
+    for group, req in _requirements()
+    if canonicalize_name(req.name) in _colab_pins() and _on_colab(group, req)
+]
 
 
 @pytest.mark.parametrize("group,req", PINNED, ids=[f"{g}:{r}" for g, r in PINNED])
@@ -63,11 +73,18 @@ def test_floor_at_or_below_colab(group, req):
     """Every floor is at or below Colab's version, and Colab's version satisfies
     the whole specifier, so pip keeps what Colab has instead of replacing it."""
     colab = _colab_pins()[canonicalize_name(req.name)]
-    floors = [Version(s.version) for s in req.specifier if s.operator in (">=", ">", "==", "~=", "===")]
+    floors = [
+        Version(s.version)
+        for s in req.specifier
+        if s.operator in (">=", ">", "==", "~=", "===")
+    ]
     for floor in floors:
-        assert floor <= colab, f"{group}: {req} has a floor above Colab's {req.name} {colab}"
+        assert floor <= colab, (
+            f"{group}: {req} has a floor above Colab's {req.name} {colab}"
+        )
     assert req.specifier.contains(colab, prereleases=True), (
-        f"{group}: {req} excludes Colab's {req.name} {colab} (.ci/colab-constraints.txt)")
+        f"{group}: {req} excludes Colab's {req.name} {colab} (.ci/colab-constraints.txt)"
+    )
 
 
 def test_the_check_covers_the_stack_colab_preinstalls():

@@ -81,9 +81,16 @@ def gym_episodes():
                 rewards.append(float(r))
                 terminated.append(bool(term))
                 truncated.append(bool(trunc))
-            episodes.append(dict(states=np.array(states), obs=np.array(observations),
-                                 rewards=np.array(rewards), terminated=np.array(terminated),
-                                 truncated=np.array(truncated), torques=torques))
+            episodes.append(
+                dict(
+                    states=np.array(states),
+                    obs=np.array(observations),
+                    rewards=np.array(rewards),
+                    terminated=np.array(terminated),
+                    truncated=np.array(truncated),
+                    torques=torques,
+                )
+            )
         env.close()
     return episodes
 
@@ -101,12 +108,20 @@ def test_gymnasium_preset_matches_pendulum_v1_step_by_step(gym_episodes):
         u = ep["torques"]
         assert np.any(np.abs(u) > params.max_torque)  # the clip is exercised
         nth, nthd = step(th, thd, u, params)
-        np.testing.assert_allclose(_angle_diff(nth, ep["states"][1:, 0]), 0.0, atol=1e-5)
+        np.testing.assert_allclose(
+            _angle_diff(nth, ep["states"][1:, 0]), 0.0, atol=1e-5
+        )
         np.testing.assert_allclose(nthd, ep["states"][1:, 1], rtol=1e-5, atol=1e-5)
-        np.testing.assert_allclose(pendulum.observe(nth, nthd), ep["obs"][1:], rtol=1e-5, atol=1e-5)
-        np.testing.assert_allclose(reward(th, thd, u, params), ep["rewards"], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            pendulum.observe(nth, nthd), ep["obs"][1:], rtol=1e-5, atol=1e-5
+        )
+        np.testing.assert_allclose(
+            reward(th, thd, u, params), ep["rewards"], rtol=1e-5, atol=1e-5
+        )
         # the first observation after reset, too
-        np.testing.assert_allclose(pendulum.observe(s[0, 0], s[0, 1]), ep["obs"][0], atol=1e-6)
+        np.testing.assert_allclose(
+            pendulum.observe(s[0, 0], s[0, 1]), ep["obs"][0], atol=1e-6
+        )
 
 
 def test_gymnasium_and_env_step_truncate_at_step_200(gym_episodes):
@@ -132,17 +147,25 @@ def test_gymnasium_and_env_step_truncate_at_step_200(gym_episodes):
         assert not ep["terminated"].any()
 
         s0 = ep["states"][0].astype(np.float32)
-        state = EnvState(theta=jnp.array([s0[0]]), theta_dot=jnp.array([s0[1]]),
-                         time=jnp.zeros(1, jnp.int32), episode_return=jnp.zeros(1, jnp.float32))
+        state = EnvState(
+            theta=jnp.array([s0[0]]),
+            theta_dot=jnp.array([s0[1]]),
+            time=jnp.zeros(1, jnp.int32),
+            episode_return=jnp.zeros(1, jnp.float32),
+        )
         keys = jax.random.split(jax.random.key(0), GYM_STEPS)
         _, res = run(state, jnp.asarray(ep["torques"])[:, None], keys)
         np.testing.assert_array_equal(np.asarray(res.truncated[:, 0]), expected_trunc)
         assert not np.asarray(res.terminated).any()
         # a float32 rollout drifts from Gymnasium's float64 one (the dynamics
         # amplify rounding; measured up to ~4e-3 in the reward here), so loose
-        np.testing.assert_allclose(res.reward[:, 0], ep["rewards"], rtol=1e-2, atol=1e-2)
+        np.testing.assert_allclose(
+            res.reward[:, 0], ep["rewards"], rtol=1e-2, atol=1e-2
+        )
         np.testing.assert_allclose(res.final_obs[-1, 0], ep["obs"][-1], atol=1e-2)
-        np.testing.assert_allclose(res.episode_return[-1, 0], ep["rewards"].sum(), rtol=1e-4)
+        np.testing.assert_allclose(
+            res.episode_return[-1, 0], ep["rewards"].sum(), rtol=1e-4
+        )
 
 
 def test_gymnasium_preset_float64_rollout_matches_pendulum_v1(gym_episodes):
@@ -162,11 +185,16 @@ def test_gymnasium_preset_float64_rollout_matches_pendulum_v1(gym_episodes):
 
         for ep in gym_episodes:
             s0 = ep["states"][0]
-            th, thd = run(jnp.asarray(s0[0], jnp.float64), jnp.asarray(s0[1], jnp.float64),
-                          jnp.asarray(ep["torques"], jnp.float64))
+            th, thd = run(
+                jnp.asarray(s0[0], jnp.float64),
+                jnp.asarray(s0[1], jnp.float64),
+                jnp.asarray(ep["torques"], jnp.float64),
+            )
             th, thd = np.asarray(th), np.asarray(thd)
             assert th.dtype == np.float64 and thd.dtype == np.float64
-            np.testing.assert_allclose(_angle_diff(th, ep["states"][1:, 0]), 0.0, atol=1e-9)
+            np.testing.assert_allclose(
+                _angle_diff(th, ep["states"][1:, 0]), 0.0, atol=1e-9
+            )
             np.testing.assert_allclose(thd, ep["states"][1:, 1], rtol=0, atol=1e-9)
 
 
@@ -175,12 +203,16 @@ def test_gymnasium_preset_float64_rollout_matches_pendulum_v1(gym_episodes):
 # -----------------------------------------------------------------------------
 
 
-def numpy_step(theta, theta_dot, torque, g, l, m, dt, max_torque, max_speed, body="point_mass"):
+def numpy_step(
+    theta, theta_dot, torque, g, l, m, dt, max_torque, max_speed, body="point_mass"
+):
     """The plan's equations in float64: theta_ddot = g/l sin(theta) + u/(m l^2)
     (a uniform rod: 3g/(2l) sin(theta) + 3u/(m l^2)); clip the torque, update
     the velocity, clip the speed, update the angle with the new velocity, wrap
     the angle to [-pi, pi)."""
-    theta, theta_dot, torque = (np.asarray(x, np.float64) for x in (theta, theta_dot, torque))
+    theta, theta_dot, torque = (
+        np.asarray(x, np.float64) for x in (theta, theta_dot, torque)
+    )
     u = np.clip(torque, -max_torque, max_torque)
     if body == "point_mass":
         acc = g / l * np.sin(theta) + u / (m * l**2)
@@ -192,15 +224,27 @@ def numpy_step(theta, theta_dot, torque, g, l, m, dt, max_torque, max_speed, bod
 
 
 def _numpy_kwargs(p: PendulumParams):
-    return dict(g=p.g, l=p.l, m=p.m, dt=p.dt, max_torque=p.max_torque, max_speed=p.max_speed, body=p.body)
+    return dict(
+        g=p.g,
+        l=p.l,
+        m=p.m,
+        dt=p.dt,
+        max_torque=p.max_torque,
+        max_speed=p.max_speed,
+        body=p.body,
+    )
 
 
 @pytest.mark.parametrize(
     "params",
     [
         PendulumParams.point_mass(),
-        PendulumParams.point_mass(g=3.7, l=0.5, m=2.0, dt=0.02, max_torque=5.0, max_speed=6.0),
-        PendulumParams.point_mass(g=3.7, l=0.5, m=2.0, dt=0.02, max_torque=5.0, max_speed=6.0, body="rod"),
+        PendulumParams.point_mass(
+            g=3.7, l=0.5, m=2.0, dt=0.02, max_torque=5.0, max_speed=6.0
+        ),
+        PendulumParams.point_mass(
+            g=3.7, l=0.5, m=2.0, dt=0.02, max_torque=5.0, max_speed=6.0, body="rod"
+        ),
     ],
     ids=["point_mass", "point_mass-other-constants", "rod-other-constants"],
 )
@@ -212,7 +256,9 @@ def test_step_matches_numpy_reference_one_step(params):
     n = 10_000
     theta = rng.uniform(-np.pi, np.pi, n).astype(np.float32)
     theta_dot = rng.uniform(-10.0, 10.0, n).astype(np.float32)
-    torque = rng.uniform(-2 * params.max_torque, 2 * params.max_torque, n).astype(np.float32)
+    torque = rng.uniform(-2 * params.max_torque, 2 * params.max_torque, n).astype(
+        np.float32
+    )
     ref_th, ref_thd = numpy_step(theta, theta_dot, torque, **_numpy_kwargs(params))
     th, thd = jax.jit(pendulum.step, static_argnums=3)(theta, theta_dot, torque, params)
     assert th.dtype == jnp.float32 and th.shape == (n,)
@@ -261,7 +307,11 @@ def test_energy_bounded_semi_implicit_grows_explicit():
             nxt = step_fn(carry[0], carry[1], jnp.float32(0.0), params)
             return nxt, pendulum.energy(nxt[0], nxt[1], params)
 
-        run = jax.jit(lambda: jax.lax.scan(body, (jnp.float32(2.0), jnp.float32(0.0)), None, length=steps)[1])
+        run = jax.jit(
+            lambda: jax.lax.scan(
+                body, (jnp.float32(2.0), jnp.float32(0.0)), None, length=steps
+            )[1]
+        )
         return np.asarray(run(), np.float64)
 
     e0 = float(pendulum.energy(2.0, 0.0, params))
@@ -270,7 +320,9 @@ def test_energy_bounded_semi_implicit_grows_explicit():
     semi = energies(pendulum.step)
     rel_dev = np.abs(semi - e0).max() / (2 * a)
     assert rel_dev < 0.04, rel_dev
-    assert rel_dev > 1e-4  # it is not exactly conserved (sanity check of the measurement)
+    assert (
+        rel_dev > 1e-4
+    )  # it is not exactly conserved (sanity check of the measurement)
     # no secular drift: first and last 1,000 steps have the same mean energy
     assert abs(semi[-1000:].mean() - semi[:1000].mean()) < 0.01 * 2 * a
 
@@ -288,8 +340,11 @@ def test_energy_bounded_semi_implicit_grows_explicit():
 
 @pytest.mark.parametrize(
     "params",
-    [PendulumParams.point_mass(), PendulumParams.gymnasium(),
-     PendulumParams.point_mass(max_speed=math.inf, max_torque=100.0)],
+    [
+        PendulumParams.point_mass(),
+        PendulumParams.gymnasium(),
+        PendulumParams.point_mass(max_speed=math.inf, max_torque=100.0),
+    ],
     ids=["point_mass", "gymnasium", "no-speed-clip-huge-torque"],
 )
 def test_long_random_rollouts_stay_wrapped(params):
@@ -299,12 +354,19 @@ def test_long_random_rollouts_stay_wrapped(params):
     key_th, key_u = jax.random.split(jax.random.key(11))
     n, steps = 64, 3000
     theta0 = jax.random.uniform(key_th, (n,), jnp.float32, -jnp.pi, jnp.pi)
-    torques = jax.random.uniform(key_u, (steps, n), jnp.float32, -1.5, 1.5) * params.max_torque
-    thetas, theta_dots = jax.jit(pendulum.rollout, static_argnums=3)(theta0, jnp.zeros(n), torques, params)
+    torques = (
+        jax.random.uniform(key_u, (steps, n), jnp.float32, -1.5, 1.5)
+        * params.max_torque
+    )
+    thetas, theta_dots = jax.jit(pendulum.rollout, static_argnums=3)(
+        theta0, jnp.zeros(n), torques, params
+    )
     assert np.isfinite(np.asarray(theta_dots)).all()
     _assert_in_wrapped_range(thetas)
     if math.isinf(params.max_speed):
-        assert np.abs(np.asarray(theta_dots)).max() * params.dt > 2 * np.pi  # really spins fast
+        assert (
+            np.abs(np.asarray(theta_dots)).max() * params.dt > 2 * np.pi
+        )  # really spins fast
 
 
 # -----------------------------------------------------------------------------
@@ -317,17 +379,27 @@ FLOAT_FIELDS = ("g", "l", "m", "dt", "max_torque", "max_speed")
 @pytest.mark.parametrize(
     "overrides, name",
     [
-        (dict(dt=0.0), "dt"), (dict(dt=-0.05), "dt"),
-        (dict(l=0.0), "l"), (dict(l=-1.0), "l"),
-        (dict(m=0.0), "m"), (dict(m=-1.0), "m"),
-        (dict(g=0.0), "g"), (dict(g=-9.81), "g"),
+        (dict(dt=0.0), "dt"),
+        (dict(dt=-0.05), "dt"),
+        (dict(l=0.0), "l"),
+        (dict(l=-1.0), "l"),
+        (dict(m=0.0), "m"),
+        (dict(m=-1.0), "m"),
+        (dict(g=0.0), "g"),
+        (dict(g=-9.81), "g"),
         (dict(max_torque=-0.1), "max_torque"),
-        (dict(max_speed=0.0), "max_speed"), (dict(max_speed=-1.0), "max_speed"),
-        (dict(episode_length=0), "episode_length"), (dict(episode_length=-5), "episode_length"),
-        (dict(episode_length=200.0), "episode_length"), (dict(episode_length=True), "episode_length"),
+        (dict(max_speed=0.0), "max_speed"),
+        (dict(max_speed=-1.0), "max_speed"),
+        (dict(episode_length=0), "episode_length"),
+        (dict(episode_length=-5), "episode_length"),
+        (dict(episode_length=200.0), "episode_length"),
+        (dict(episode_length=True), "episode_length"),
         (dict(episode_length="200"), "episode_length"),
-        (dict(body="sphere"), "body"), (dict(body=None), "body"),
-        (dict(g="9.81"), "g"), (dict(dt=None), "dt"), (dict(m=True), "m"),
+        (dict(body="sphere"), "body"),
+        (dict(body=None), "body"),
+        (dict(g="9.81"), "g"),
+        (dict(dt=None), "dt"),
+        (dict(m=True), "m"),
     ]
     + [(dict(**{f: math.nan}), f) for f in FLOAT_FIELDS]
     + [(dict(**{f: math.inf}), f) for f in FLOAT_FIELDS if f != "max_speed"]
@@ -349,9 +421,16 @@ def test_valid_edge_parameters_are_accepted():
     p = PendulumParams.point_mass(max_speed=math.inf)
     _, thd = pendulum.step(jnp.float32(0.0), jnp.float32(50.0), jnp.float32(0.0), p)
     assert float(thd) == pytest.approx(50.0)
-    _, thd = pendulum.step(jnp.float32(0.0), jnp.float32(50.0), jnp.float32(0.0), PendulumParams.point_mass())
+    _, thd = pendulum.step(
+        jnp.float32(0.0),
+        jnp.float32(50.0),
+        jnp.float32(0.0),
+        PendulumParams.point_mass(),
+    )
     assert float(thd) == 8.0
-    assert PendulumParams.point_mass(max_torque=0.0, episode_length=1).episode_length == 1
+    assert (
+        PendulumParams.point_mass(max_torque=0.0, episode_length=1).episode_length == 1
+    )
     assert PendulumParams(g=1, l=2, m=3).g == 1  # ints are real numbers
 
 
@@ -361,10 +440,12 @@ def test_unknown_preset_and_bad_num_envs_raise():
     with pytest.raises(ValueError, match="preset"):
         PendulumParams.preset("x")
     assert PendulumParams.preset("point_mass") == PendulumParams.point_mass()
-    with pytest.raises(ValueError, match="now called \"point_mass\""):
+    with pytest.raises(ValueError, match='now called "point_mass"'):
         PendulumParams.preset("seed")  # the preset's old name
     assert not hasattr(PendulumParams, "seed")
-    assert PendulumParams.preset("gymnasium", dt=0.01) == PendulumParams.gymnasium(dt=0.01)
+    assert PendulumParams.preset("gymnasium", dt=0.01) == PendulumParams.gymnasium(
+        dt=0.01
+    )
     key = jax.random.key(0)
     for bad in (0, -1, 2.0, True):
         with pytest.raises(ValueError, match="num_envs"):
@@ -380,7 +461,11 @@ def test_reset_distribution():
     params = PendulumParams.point_mass()
     state, obs = pendulum.reset(jax.random.key(5), 20_000, params)
     th, thd = np.asarray(state.theta), np.asarray(state.theta_dot)
-    assert th.dtype == np.float32 and thd.dtype == np.float32 and np.asarray(state.time).dtype == np.int32
+    assert (
+        th.dtype == np.float32
+        and thd.dtype == np.float32
+        and np.asarray(state.time).dtype == np.int32
+    )
     _assert_in_wrapped_range(th)
     assert np.abs(thd).max() <= 1.0
     assert th.min() < -3.1 and th.max() > 3.1 and thd.min() < -0.99 and thd.max() > 0.99
@@ -426,10 +511,16 @@ def test_env_step_auto_reset_over_one_episode():
     def reference(theta, theta_dot, torque):
         """Independent one-step physics and reward, and a free rollout."""
         th1, thd1 = pendulum.step(theta, theta_dot, torque, params)
-        return (pendulum.reward(theta, theta_dot, torque, params), th1, thd1,
-                pendulum.observe(th1, thd1))
+        return (
+            pendulum.reward(theta, theta_dot, torque, params),
+            th1,
+            thd1,
+            pendulum.observe(th1, thd1),
+        )
 
-    _, (pre_all, post_all, res_all) = jax.tree.map(np.asarray, run(state0, u_all, jax.random.key(2)))
+    _, (pre_all, post_all, res_all) = jax.tree.map(
+        np.asarray, run(state0, u_all, jax.random.key(2))
+    )
     # records 0..T-1 are the first episode, record T the first step of the next
     pre, post, res = jax.tree.map(lambda x: x[:T], (pre_all, post_all, res_all))
     new = jax.tree.map(lambda x: x[T - 1], post_all)
@@ -441,21 +532,32 @@ def test_env_step_auto_reset_over_one_episode():
     np.testing.assert_allclose(res.final_obs, obs1, atol=1e-6)
     np.testing.assert_allclose(post.theta[:-1], th1[:-1], atol=1e-6)
     np.testing.assert_allclose(post.theta_dot[:-1], thd1[:-1], atol=1e-6)
-    np.testing.assert_array_equal(post.time[:-1], np.arange(1, T)[:, None] * np.ones(n, int))
+    np.testing.assert_array_equal(
+        post.time[:-1], np.arange(1, T)[:, None] * np.ones(n, int)
+    )
 
     # steps 1..199: nothing done, obs is the true next observation
     assert not res.truncated[:-1].any() and not res.terminated.any()
     np.testing.assert_array_equal(res.obs[:-1], res.final_obs[:-1])
     np.testing.assert_array_equal(res.episode_return[:-1], 0.0)
-    np.testing.assert_allclose(post.episode_return[:-1], np.cumsum(res.reward, axis=0)[:-1], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(
+        post.episode_return[:-1],
+        np.cumsum(res.reward, axis=0)[:-1],
+        rtol=1e-5,
+        atol=1e-4,
+    )
 
     # step 200: all truncated, none terminated
     assert res.truncated[-1].all() and res.truncated.dtype == bool
     assert not res.terminated[-1].any()
 
     # an independent free rollout of the whole episode with pendulum.step
-    ref_th, ref_thd = map(np.asarray, jax.jit(pendulum.rollout, static_argnums=3)(
-        state0.theta, state0.theta_dot, u, params))
+    ref_th, ref_thd = map(
+        np.asarray,
+        jax.jit(pendulum.rollout, static_argnums=3)(
+            state0.theta, state0.theta_dot, u, params
+        ),
+    )
     np.testing.assert_allclose(_angle_diff(pre.theta, ref_th[:-1]), 0.0, atol=1e-4)
     obs_last = np.stack([np.cos(ref_th[-1]), np.sin(ref_th[-1]), ref_thd[-1]], -1)
     np.testing.assert_allclose(res.final_obs[-1], obs_last, atol=1e-4)
@@ -466,8 +568,12 @@ def test_env_step_auto_reset_over_one_episode():
     obs_new = np.stack([np.cos(new.theta), np.sin(new.theta), new.theta_dot], -1)
     np.testing.assert_allclose(res.obs[-1], obs_new, atol=1e-6)
     assert not np.allclose(res.obs[-1], res.final_obs[-1])  # it really reset
-    assert np.all(np.abs(new.theta) <= np.pi) and np.all(np.abs(new.theta_dot) <= pendulum.RESET_MAX_SPEED)
-    np.testing.assert_allclose(res.episode_return[-1], res.reward.astype(np.float64).sum(axis=0), rtol=1e-5)
+    assert np.all(np.abs(new.theta) <= np.pi) and np.all(
+        np.abs(new.theta_dot) <= pendulum.RESET_MAX_SPEED
+    )
+    np.testing.assert_allclose(
+        res.episode_return[-1], res.reward.astype(np.float64).sum(axis=0), rtol=1e-5
+    )
 
     # and the next episode goes on from the reset state with a fresh clock
     np.testing.assert_array_equal(pre_all.theta[T], new.theta)
@@ -480,14 +586,22 @@ def test_env_step_episode_length_one_and_mixed_times():
     """Envs at different times in their episodes reset independently; with
     episode_length = 1 every step is truncated."""
     params = PendulumParams.point_mass(episode_length=5)
-    state = EnvState(theta=jnp.zeros(4), theta_dot=jnp.zeros(4),
-                     time=jnp.array([0, 3, 4, 4], jnp.int32), episode_return=jnp.array([0.0, -1.0, -2.0, -3.0]))
+    state = EnvState(
+        theta=jnp.zeros(4),
+        theta_dot=jnp.zeros(4),
+        time=jnp.array([0, 3, 4, 4], jnp.int32),
+        episode_return=jnp.array([0.0, -1.0, -2.0, -3.0]),
+    )
     new, res = env_step_jit(state, jnp.zeros(4), jax.random.key(3), params)
     np.testing.assert_array_equal(res.truncated, [False, False, True, True])
     np.testing.assert_array_equal(new.time, [1, 4, 0, 0])
-    np.testing.assert_allclose(res.episode_return, [0.0, 0.0, -2.0, -3.0])  # reward at upright rest is 0
+    np.testing.assert_allclose(
+        res.episode_return, [0.0, 0.0, -2.0, -3.0]
+    )  # reward at upright rest is 0
     np.testing.assert_allclose(new.episode_return, [0.0, -1.0, 0.0, 0.0])
-    np.testing.assert_array_equal(new.theta[:2], 0.0)  # not reset: still upright at rest
+    np.testing.assert_array_equal(
+        new.theta[:2], 0.0
+    )  # not reset: still upright at rest
     np.testing.assert_array_equal(res.obs[:2], res.final_obs[:2])
 
     p1 = PendulumParams.point_mass(episode_length=1)
@@ -524,7 +638,9 @@ def test_step_vmap_broadcast_scalar_and_jit_agree():
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
     s_th, s_thd = pendulum.step(th[3], thd[3], u[3], params)
     assert s_th.shape == () and s_thd.shape == ()
-    np.testing.assert_allclose([s_th, s_thd], [direct[0][3], direct[1][3]], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        [s_th, s_thd], [direct[0][3], direct[1][3]], rtol=1e-6, atol=1e-6
+    )
     s_th, _ = pendulum.step(0.5, 0.0, 0.0, params)  # plain Python scalars
     assert s_th.shape == () and s_th.dtype == jnp.float32
 
@@ -532,12 +648,19 @@ def test_step_vmap_broadcast_scalar_and_jit_agree():
     step_jit = jax.jit(pendulum.step, static_argnums=3)
     a = step_jit(th, thd, u, params)[1]
     b = step_jit(th, thd, u, other)[1]
-    np.testing.assert_allclose(b, pendulum.step(th, thd, u, other)[1], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        b, pendulum.step(th, thd, u, other)[1], rtol=1e-6, atol=1e-6
+    )
     assert not np.allclose(a, b)
 
-    np.testing.assert_allclose(jax.vmap(pendulum.observe)(th, thd), pendulum.observe(th, thd), atol=1e-7)
-    np.testing.assert_allclose(jax.vmap(pendulum.reward, in_axes=(0, 0, 0, None))(th, thd, u, params),
-                               pendulum.reward(th, thd, u, params), rtol=1e-6)
+    np.testing.assert_allclose(
+        jax.vmap(pendulum.observe)(th, thd), pendulum.observe(th, thd), atol=1e-7
+    )
+    np.testing.assert_allclose(
+        jax.vmap(pendulum.reward, in_axes=(0, 0, 0, None))(th, thd, u, params),
+        pendulum.reward(th, thd, u, params),
+        rtol=1e-6,
+    )
 
 
 def test_params_are_hashable_and_frozen():
@@ -558,14 +681,21 @@ def test_env_step_under_vmap_with_per_env_keys():
     params = PendulumParams.point_mass()
     n = 6
     state, _ = pendulum.reset(jax.random.key(0), n, params)
-    state = state.replace(time=jnp.array([0, 199, 10, 199, 198, 5], jnp.int32),
-                          episode_return=jnp.arange(n, dtype=jnp.float32) * -1.0)
+    state = state.replace(
+        time=jnp.array([0, 199, 10, 199, 198, 5], jnp.int32),
+        episode_return=jnp.arange(n, dtype=jnp.float32) * -1.0,
+    )
     torque = jnp.linspace(-3, 3, n, dtype=jnp.float32)
     keys = jax.random.split(jax.random.key(9), n)
 
-    v_state, v_res = jax.jit(jax.vmap(pendulum.env_step, in_axes=(0, 0, 0, None)), static_argnums=3)(
-        state, torque, keys, params)
-    assert v_res.obs.shape == (n, 3) and v_res.final_obs.shape == (n, 3) and v_state.theta.shape == (n,)
+    v_state, v_res = jax.jit(
+        jax.vmap(pendulum.env_step, in_axes=(0, 0, 0, None)), static_argnums=3
+    )(state, torque, keys, params)
+    assert (
+        v_res.obs.shape == (n, 3)
+        and v_res.final_obs.shape == (n, 3)
+        and v_state.theta.shape == (n,)
+    )
     v_leaves = [np.asarray(x) for x in jax.tree.leaves((v_state, v_res))]
     np_state = jax.tree.map(np.asarray, state)
     for i in range(n):
@@ -578,11 +708,19 @@ def test_env_step_under_vmap_with_per_env_keys():
     done = np.array([False, True, False, True, False, False])
     np.testing.assert_array_equal(v_res.truncated, done)
     np.testing.assert_array_equal(v_state.time, np.where(done, 0, np_state.time + 1))
-    ref_th, ref_thd = numpy_step(np_state.theta, np_state.theta_dot, np.asarray(torque), **_numpy_kwargs(params))
-    np.testing.assert_allclose(_angle_diff(np.asarray(v_state.theta)[~done], ref_th[~done]), 0.0, atol=1e-5)
-    np.testing.assert_allclose(np.asarray(v_state.theta_dot)[~done], ref_thd[~done], atol=1e-5)
+    ref_th, ref_thd = numpy_step(
+        np_state.theta, np_state.theta_dot, np.asarray(torque), **_numpy_kwargs(params)
+    )
+    np.testing.assert_allclose(
+        _angle_diff(np.asarray(v_state.theta)[~done], ref_th[~done]), 0.0, atol=1e-5
+    )
+    np.testing.assert_allclose(
+        np.asarray(v_state.theta_dot)[~done], ref_thd[~done], atol=1e-5
+    )
     np.testing.assert_allclose(np.asarray(v_res.final_obs)[:, 2], ref_thd, atol=1e-5)
-    assert not np.allclose(np.asarray(v_res.obs)[done], np.asarray(v_res.final_obs)[done])
+    assert not np.allclose(
+        np.asarray(v_res.obs)[done], np.asarray(v_res.final_obs)[done]
+    )
 
 
 # -----------------------------------------------------------------------------
@@ -596,12 +734,18 @@ def test_observe_shapes_and_values():
     o = pendulum.observe(0.0, 1.5)
     assert o.shape == (3,) and o.dtype == jnp.float32
     np.testing.assert_allclose(o, [1.0, 0.0, 1.5], atol=1e-7)
-    np.testing.assert_allclose(pendulum.observe(np.pi / 2, -2.0), [0.0, 1.0, -2.0], atol=1e-6)
-    np.testing.assert_allclose(pendulum.observe(np.pi, 0.0), [-1.0, 0.0, 0.0], atol=1e-6)
+    np.testing.assert_allclose(
+        pendulum.observe(np.pi / 2, -2.0), [0.0, 1.0, -2.0], atol=1e-6
+    )
+    np.testing.assert_allclose(
+        pendulum.observe(np.pi, 0.0), [-1.0, 0.0, 0.0], atol=1e-6
+    )
     th = jnp.linspace(-3, 3, 5)
     o = pendulum.observe(th, 2 * th)
     assert o.shape == (5, 3)
-    np.testing.assert_allclose(o, np.stack([np.cos(th), np.sin(th), 2 * th], -1), atol=1e-6)
+    np.testing.assert_allclose(
+        o, np.stack([np.cos(th), np.sin(th), 2 * th], -1), atol=1e-6
+    )
     assert pendulum.observe(jnp.zeros((2, 4)), jnp.zeros((2, 4))).shape == (2, 4, 3)
 
 
@@ -612,11 +756,19 @@ def test_reward_range():
     within the limits."""
     params = PendulumParams.point_mass()
     assert float(pendulum.reward(0.0, 0.0, 0.0, params)) == 0.0
-    assert float(pendulum.reward(2 * np.pi, 0.0, 0.0, params)) == pytest.approx(0.0, abs=1e-10)
+    assert float(pendulum.reward(2 * np.pi, 0.0, 0.0, params)) == pytest.approx(
+        0.0, abs=1e-10
+    )
     worst = -(np.pi**2 + 0.1 * 64 + 0.001 * 4)
-    assert float(pendulum.reward(np.pi, 8.0, 2.0, params)) == pytest.approx(worst, rel=1e-6)
-    assert float(pendulum.reward(-np.pi, -8.0, -100.0, params)) == pytest.approx(worst, rel=1e-6)
-    assert float(pendulum.reward(3 * np.pi, 8.0, 5.0, params)) == pytest.approx(worst, rel=1e-6)
+    assert float(pendulum.reward(np.pi, 8.0, 2.0, params)) == pytest.approx(
+        worst, rel=1e-6
+    )
+    assert float(pendulum.reward(-np.pi, -8.0, -100.0, params)) == pytest.approx(
+        worst, rel=1e-6
+    )
+    assert float(pendulum.reward(3 * np.pi, 8.0, 5.0, params)) == pytest.approx(
+        worst, rel=1e-6
+    )
     assert float(pendulum.reward(0.0, 0.0, 1.0, params)) == pytest.approx(-0.001)
     assert float(pendulum.reward(0.0, 1.0, 0.0, params)) == pytest.approx(-0.1)
     assert float(pendulum.reward(1.0, 0.0, 0.0, params)) == pytest.approx(-1.0)
@@ -637,8 +789,14 @@ def test_reset_host_distribution_and_observation():
     params = PendulumParams.gymnasium()
     state, obs = pendulum.reset_host(np.random.default_rng(3), 20_000, params)
     th, thd = state.theta, state.theta_dot
-    assert th.dtype == np.float32 and thd.dtype == np.float32 and obs.dtype == np.float32
-    assert state.time.dtype == np.int32 and not state.time.any() and not state.episode_return.any()
+    assert (
+        th.dtype == np.float32 and thd.dtype == np.float32 and obs.dtype == np.float32
+    )
+    assert (
+        state.time.dtype == np.int32
+        and not state.time.any()
+        and not state.episode_return.any()
+    )
     _assert_in_wrapped_range(th)
     assert np.abs(thd).max() <= 1.0 and th.min() < -3.1 and th.max() > 3.1
     assert abs(th.mean()) < 0.1 and abs(thd.mean()) < 0.05
@@ -670,9 +828,18 @@ def test_env_step_with_non_finite_torques_and_states():
     assert np.isnan(np.asarray(result.obs[2])).any()
     state = new.replace(theta=new.theta.at[3].set(jnp.nan))  # a NaN state
     for t in range(2):  # the episode ends at its third step
-        state, result = pendulum.env_step(state, jnp.zeros(4), jax.random.key(2 + t), params)
+        state, result = pendulum.env_step(
+            state, jnp.zeros(4), jax.random.key(2 + t), params
+        )
         if t == 0:
-            assert np.isnan(float(result.reward[3])) and np.isnan(float(state.episode_return[2]))
+            assert np.isnan(float(result.reward[3])) and np.isnan(
+                float(state.episode_return[2])
+            )
     assert bool(result.truncated.all())
-    assert np.isfinite(np.asarray(state.theta)).all() and np.isfinite(np.asarray(result.obs)).all()
-    assert np.isnan(np.asarray(result.final_obs[2:])).any(axis=-1).all()  # the true last obs
+    assert (
+        np.isfinite(np.asarray(state.theta)).all()
+        and np.isfinite(np.asarray(result.obs)).all()
+    )
+    assert (
+        np.isnan(np.asarray(result.final_obs[2:])).any(axis=-1).all()
+    )  # the true last obs

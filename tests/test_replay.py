@@ -64,7 +64,9 @@ class ListRingBuffer:
         fields = Transition.__dataclass_fields__  # obs, action, ...
         n = len(batch.reward)
         for i in range(n):
-            self.rows[self.position] = {f: np.asarray(getattr(batch, f))[i] for f in fields}
+            self.rows[self.position] = {
+                f: np.asarray(getattr(batch, f))[i] for f in fields
+            }
             self.position = (self.position + 1) % self.capacity
             self.size = min(self.size + 1, self.capacity)
 
@@ -90,7 +92,10 @@ def test_init_shapes_and_dtypes(on_host):
     """init gives zeroed (capacity, ...) arrays with the example's dtypes,
     position 0 and size 0; on_host=True gives the same as NumPy arrays."""
     buffer = replay.init(7, example_transition(), on_host=on_host)
-    assert all(isinstance(x, np.ndarray if on_host else jax.Array) for x in jax.tree.leaves(buffer.data))
+    assert all(
+        isinstance(x, np.ndarray if on_host else jax.Array)
+        for x in jax.tree.leaves(buffer.data)
+    )
     assert buffer.capacity == 7
     d = buffer.data
     assert d.obs.shape == (7, OBS_DIM) and d.obs.dtype == jnp.float32
@@ -141,7 +146,9 @@ def test_wraparound_row_contents_by_hand():
     buffer = replay.init(10, example_transition())
     for k in range(3):
         buffer = replay.add(buffer, id_batch(4 * k, 4))
-    np.testing.assert_array_equal(np.asarray(buffer.data.reward), [10, 11, 2, 3, 4, 5, 6, 7, 8, 9])
+    np.testing.assert_array_equal(
+        np.asarray(buffer.data.reward), [10, 11, 2, 3, 4, 5, 6, 7, 8, 9]
+    )
     assert int(buffer.position) == 2 and int(buffer.size) == 10
 
 
@@ -171,8 +178,13 @@ def test_add_casts_to_buffer_dtype():
         truncated=np.array([0, 1]),
     )
     buffer = replay.add(buffer, batch)
-    assert buffer.data.reward.dtype == jnp.float32 and buffer.data.terminated.dtype == jnp.bool_
-    np.testing.assert_array_equal(np.asarray(buffer.data.terminated), [True, False, False, False])
+    assert (
+        buffer.data.reward.dtype == jnp.float32
+        and buffer.data.terminated.dtype == jnp.bool_
+    )
+    np.testing.assert_array_equal(
+        np.asarray(buffer.data.terminated), [True, False, False, False]
+    )
 
 
 def test_add_more_than_capacity_raises():
@@ -189,11 +201,17 @@ def test_add_mismatched_shapes_raise():
     with pytest.raises(ValueError):
         replay.add(buffer, good.replace(reward=np.zeros(2, np.float32)))  # N differs
     with pytest.raises(ValueError):
-        replay.add(buffer, good.replace(obs=np.zeros((3, 4), np.float32)))  # obs_dim differs
+        replay.add(
+            buffer, good.replace(obs=np.zeros((3, 4), np.float32))
+        )  # obs_dim differs
     with pytest.raises(ValueError):
-        replay.add(buffer, good.replace(action=np.zeros(3, np.float32)))  # trailing axis missing
+        replay.add(
+            buffer, good.replace(action=np.zeros(3, np.float32))
+        )  # trailing axis missing
     with pytest.raises(ValueError):
-        single = jax.tree.map(lambda x: x[0], good)  # one transition without a batch axis
+        single = jax.tree.map(
+            lambda x: x[0], good
+        )  # one transition without a batch axis
         replay.add(buffer, single)
 
 
@@ -201,11 +219,16 @@ def test_sample_draws_only_filled_rows_roughly_uniformly():
     """sample returns only transitions from the filled rows, every filled row appears, and counts pass a loose chi-square test."""
     capacity, filled = 50, 13
     buffer = replay.init(capacity, example_transition())
-    buffer = replay.add(buffer, id_batch(100, filled))  # rewards 100 .. 112, rows 13.. are zeros
+    buffer = replay.add(
+        buffer, id_batch(100, filled)
+    )  # rewards 100 .. 112, rows 13.. are zeros
     batch_size, draws = 512, 40
     sample = jax.jit(replay.sample, static_argnums=2)
     rewards = np.concatenate(
-        [np.asarray(sample(buffer, k, batch_size).reward) for k in jax.random.split(jax.random.key(0), draws)]
+        [
+            np.asarray(sample(buffer, k, batch_size).reward)
+            for k in jax.random.split(jax.random.key(0), draws)
+        ]
     )
     assert set(np.unique(rewards)) <= set(range(100, 100 + filled))
     counts = np.bincount(rewards.astype(int) - 100, minlength=filled)
@@ -217,9 +240,15 @@ def test_sample_draws_only_filled_rows_roughly_uniformly():
     # A sampled transition is a whole row: every field comes from the same transition.
     one = sample(buffer, jax.random.key(1), 64)
     ids = np.asarray(one.reward)
-    np.testing.assert_array_equal(np.asarray(one.obs), np.repeat(ids[:, None], OBS_DIM, 1))
-    np.testing.assert_array_equal(np.asarray(one.next_obs), np.repeat(ids[:, None] + 0.5, OBS_DIM, 1))
-    np.testing.assert_array_equal(np.asarray(one.terminated), (ids.astype(int) % 3) == 0)
+    np.testing.assert_array_equal(
+        np.asarray(one.obs), np.repeat(ids[:, None], OBS_DIM, 1)
+    )
+    np.testing.assert_array_equal(
+        np.asarray(one.next_obs), np.repeat(ids[:, None] + 0.5, OBS_DIM, 1)
+    )
+    np.testing.assert_array_equal(
+        np.asarray(one.terminated), (ids.astype(int) % 3) == 0
+    )
     np.testing.assert_array_equal(np.asarray(one.truncated), (ids.astype(int) % 5) == 0)
 
 
@@ -262,7 +291,9 @@ def test_add_and_sample_inside_scan():
         (buffer, _), (rewards, sizes) = jax.lax.scan(body, (buffer, key), batches)
         return buffer, rewards, sizes
 
-    buffer, rewards, sizes = run(replay.init(capacity, example_transition()), stacked, jax.random.key(0))
+    buffer, rewards, sizes = run(
+        replay.init(capacity, example_transition()), stacked, jax.random.key(0)
+    )
     ref = ListRingBuffer(capacity)
     rewards = np.asarray(rewards)
     for t, batch in enumerate(all_batches):

@@ -36,7 +36,9 @@ def _np_mlp(mlp_params, x):
     """Dense -> relu -> ... -> Dense in float64, layers in the order Dense_0, Dense_1, ..."""
     names = sorted(mlp_params, key=lambda name: int(name.rsplit("_", 1)[1]))
     for i, name in enumerate(names):
-        x = x @ np.asarray(mlp_params[name]["kernel"], np.float64) + np.asarray(mlp_params[name]["bias"], np.float64)
+        x = x @ np.asarray(mlp_params[name]["kernel"], np.float64) + np.asarray(
+            mlp_params[name]["bias"], np.float64
+        )
         if i < len(names) - 1:
             x = np.maximum(x, 0.0)
     return x
@@ -55,8 +57,12 @@ def np_critics(critic_params, obs, action):
     (ensemble,) = critic_params["params"].values()  # the vmapped Critic
     mlp = ensemble["MLP_0"]
     n = jax.tree.leaves(mlp)[0].shape[0]
-    x = np.concatenate([np.asarray(obs, np.float64), np.asarray(action, np.float64)], axis=-1)
-    return np.stack([_np_mlp(jax.tree.map(lambda p: p[i], mlp), x)[..., 0] for i in range(n)])
+    x = np.concatenate(
+        [np.asarray(obs, np.float64), np.asarray(action, np.float64)], axis=-1
+    )
+    return np.stack(
+        [_np_mlp(jax.tree.map(lambda p: p[i], mlp), x)[..., 0] for i in range(n)]
+    )
 
 
 def np_sample(key, mean, log_std):
@@ -73,15 +79,28 @@ def np_sample(key, mean, log_std):
 
 def np_td_target(reward, terminated, next_q, next_log_prob, alpha, gamma):
     reward = np.asarray(reward, np.float64)
-    return reward + gamma * (1.0 - np.asarray(terminated, np.float64)) * (next_q - alpha * next_log_prob)
+    return reward + gamma * (1.0 - np.asarray(terminated, np.float64)) * (
+        next_q - alpha * next_log_prob
+    )
 
 
 def np_critic_loss(state, batch, key, log_alpha):
     cfg = state.config
-    next_mean, next_log_std = np_actor(state.actor_params, batch.next_obs, cfg.action_dim)
+    next_mean, next_log_std = np_actor(
+        state.actor_params, batch.next_obs, cfg.action_dim
+    )
     next_action, next_log_prob = np_sample(key, next_mean, next_log_std)
-    next_q = np_critics(state.target_critic_params, batch.next_obs, next_action).min(axis=0)
-    y = np_td_target(batch.reward, batch.terminated, next_q, next_log_prob, math.exp(log_alpha), cfg.gamma)
+    next_q = np_critics(state.target_critic_params, batch.next_obs, next_action).min(
+        axis=0
+    )
+    y = np_td_target(
+        batch.reward,
+        batch.terminated,
+        next_q,
+        next_log_prob,
+        math.exp(log_alpha),
+        cfg.gamma,
+    )
     q = np_critics(state.critic_params, batch.obs, batch.action)
     return 0.5 * np.sum(np.mean((q - y) ** 2, axis=-1)), q, y
 
@@ -105,8 +124,12 @@ def make_batch(seed=0, n=B):
         action=jnp.asarray(rng.uniform(-1, 1, size=(n, 1)), jnp.float32),
         reward=jnp.asarray(rng.uniform(-6, 0, size=n), jnp.float32),
         next_obs=jnp.asarray(rng.normal(size=(n, 3)), jnp.float32),
-        terminated=jnp.asarray([False, True, False, False, True][:n] + [False] * max(0, n - 5)),
-        truncated=jnp.asarray([True, False, False, True, False][:n] + [False] * max(0, n - 5)),
+        terminated=jnp.asarray(
+            [False, True, False, False, True][:n] + [False] * max(0, n - 5)
+        ),
+        truncated=jnp.asarray(
+            [True, False, False, True, False][:n] + [False] * max(0, n - 5)
+        ),
     )
 
 
@@ -116,8 +139,13 @@ def state():
     s = init_jit(jax.random.key(0), CFG)
     leaves, treedef = jax.tree.flatten(s.target_critic_params)
     keys = jax.random.split(jax.random.key(99), len(leaves))
-    noisy = [x + 0.1 * jax.random.normal(k, x.shape, x.dtype) for x, k in zip(leaves, keys)]
-    return s.replace(target_critic_params=jax.tree.unflatten(treedef, noisy), log_alpha=jnp.float32(LOG_ALPHA))
+    noisy = [
+        x + 0.1 * jax.random.normal(k, x.shape, x.dtype) for x, k in zip(leaves, keys)
+    ]
+    return s.replace(
+        target_critic_params=jax.tree.unflatten(treedef, noisy),
+        log_alpha=jnp.float32(LOG_ALPHA),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +197,9 @@ def test_config_defaults_and_entropy_target():
     assert SACConfig(action_dim=3).entropy_target == -3.0
     assert SACConfig(target_entropy=0.5).entropy_target == 0.5
     cfg = SACConfig(hidden_sizes=[8, 8])
-    assert cfg.hidden_sizes == (8, 8) and hash(cfg) == hash(SACConfig(hidden_sizes=(8, 8)))
+    assert cfg.hidden_sizes == (8, 8) and hash(cfg) == hash(
+        SACConfig(hidden_sizes=(8, 8))
+    )
 
 
 # ----------------------------------------------------------------------------
@@ -184,33 +214,66 @@ def test_soft_td_target_matches_formula():
     nq = rng.normal(size=8).astype(np.float32) * 10
     nlp = rng.normal(size=8).astype(np.float32)
     term = rng.random(8) < 0.5
-    got = np.asarray(sac.soft_td_target(jnp.asarray(r), jnp.asarray(term), jnp.asarray(nq), jnp.asarray(nlp), 0.3, 0.97))
-    ref = np_td_target(r, term, nq.astype(np.float64), nlp.astype(np.float64), 0.3, 0.97)
+    got = np.asarray(
+        sac.soft_td_target(
+            jnp.asarray(r),
+            jnp.asarray(term),
+            jnp.asarray(nq),
+            jnp.asarray(nlp),
+            0.3,
+            0.97,
+        )
+    )
+    ref = np_td_target(
+        r, term, nq.astype(np.float64), nlp.astype(np.float64), 0.3, 0.97
+    )
     np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6)
-    all_term = sac.soft_td_target(jnp.asarray(r), jnp.ones(8, bool), jnp.asarray(nq), jnp.asarray(nlp), 0.3, 0.97)
-    np.testing.assert_array_equal(np.asarray(all_term), r)  # exactly the reward: nothing bootstrapped
+    all_term = sac.soft_td_target(
+        jnp.asarray(r), jnp.ones(8, bool), jnp.asarray(nq), jnp.asarray(nlp), 0.3, 0.97
+    )
+    np.testing.assert_array_equal(
+        np.asarray(all_term), r
+    )  # exactly the reward: nothing bootstrapped
 
 
 def test_critic_loss_matches_numpy(state, batch):
     """critic_loss equals a float64 NumPy recomputation from the networks' parameters and the same noise."""
     key = jax.random.key(5)
-    loss, aux = critic_loss_jit(state.critic_params, state.target_critic_params, state.actor_params,
-                                state.log_alpha, batch, key, CFG)
+    loss, aux = critic_loss_jit(
+        state.critic_params,
+        state.target_critic_params,
+        state.actor_params,
+        state.log_alpha,
+        batch,
+        key,
+        CFG,
+    )
     ref, q, y = np_critic_loss(state, batch, key, LOG_ALPHA)
     assert float(loss) == pytest.approx(ref, rel=2e-5)
     assert float(aux["q_mean"]) == pytest.approx(q.mean(), rel=1e-4, abs=1e-5)
     assert float(aux["target_mean"]) == pytest.approx(y.mean(), rel=1e-5)
     # The NumPy networks are the Flax networks (guards the reference itself).
-    np.testing.assert_allclose(np.asarray(CFG.critic().apply(state.critic_params, batch.obs, batch.action)), q,
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(CFG.critic().apply(state.critic_params, batch.obs, batch.action)),
+        q,
+        rtol=1e-5,
+        atol=1e-6,
+    )
 
 
 def test_critic_loss_has_no_gradient_through_target(state, batch):
     """critic_loss passes no gradient to the actor or the temperature (the target is stop-gradient'ed)."""
     (g_actor, g_alpha, g_target), _ = jax.jit(
         jax.grad(sac.critic_loss, argnums=(2, 3, 1), has_aux=True), static_argnums=6
-    )(state.critic_params, state.target_critic_params, state.actor_params, state.log_alpha, batch,
-      jax.random.key(5), CFG)
+    )(
+        state.critic_params,
+        state.target_critic_params,
+        state.actor_params,
+        state.log_alpha,
+        batch,
+        jax.random.key(5),
+        CFG,
+    )
     for g in (g_actor, g_alpha, g_target):
         assert all(np.all(np.asarray(x) == 0) for x in jax.tree.leaves(g))
 
@@ -218,7 +281,12 @@ def test_critic_loss_has_no_gradient_through_target(state, batch):
 def test_truncation_does_not_change_critic_loss_but_termination_does(state, batch):
     """Flipping truncated leaves critic_loss bit-identical; flipping terminated changes it exactly as the formula says."""
     key = jax.random.key(6)
-    args = (state.critic_params, state.target_critic_params, state.actor_params, state.log_alpha)
+    args = (
+        state.critic_params,
+        state.target_critic_params,
+        state.actor_params,
+        state.log_alpha,
+    )
     base = float(critic_loss_jit(*args, batch, key, CFG)[0])
     flipped_trunc = batch.replace(truncated=~batch.truncated)
     assert float(critic_loss_jit(*args, flipped_trunc, key, CFG)[0]) == base
@@ -232,20 +300,29 @@ def test_truncation_does_not_change_critic_loss_but_termination_does(state, batc
     # Where now terminated, the target is the bare reward.
     term = np.asarray(flipped_term.terminated)
     np.testing.assert_allclose(y[term], np.asarray(batch.reward, np.float64)[term])
-    _, aux = critic_loss_jit(*args, batch.replace(terminated=jnp.ones(B, bool)), key, CFG)
-    assert float(aux["target_mean"]) == pytest.approx(float(np.mean(np.asarray(batch.reward))), rel=1e-6)
+    _, aux = critic_loss_jit(
+        *args, batch.replace(terminated=jnp.ones(B, bool)), key, CFG
+    )
+    assert float(aux["target_mean"]) == pytest.approx(
+        float(np.mean(np.asarray(batch.reward))), rel=1e-6
+    )
 
 
 def test_actor_loss_matches_numpy(state, batch):
     """actor_loss and its log-probs equal a float64 NumPy recomputation, and it passes no gradient to alpha."""
     key = jax.random.key(7)
-    loss, log_prob = actor_loss_jit(state.actor_params, state.critic_params, state.log_alpha, batch.obs, key, CFG)
-    ref, ref_log_prob = np_actor_loss(state.actor_params, state.critic_params, batch.obs, key, LOG_ALPHA)
+    loss, log_prob = actor_loss_jit(
+        state.actor_params, state.critic_params, state.log_alpha, batch.obs, key, CFG
+    )
+    ref, ref_log_prob = np_actor_loss(
+        state.actor_params, state.critic_params, batch.obs, key, LOG_ALPHA
+    )
     assert log_prob.shape == (B,)
     np.testing.assert_allclose(np.asarray(log_prob), ref_log_prob, rtol=1e-5, atol=1e-5)
     assert float(loss) == pytest.approx(ref, rel=1e-5, abs=1e-6)
-    g_alpha, _ = jax.jit(jax.grad(sac.actor_loss, argnums=2, has_aux=True), static_argnums=5)(
-        state.actor_params, state.critic_params, state.log_alpha, batch.obs, key, CFG)
+    g_alpha, _ = jax.jit(
+        jax.grad(sac.actor_loss, argnums=2, has_aux=True), static_argnums=5
+    )(state.actor_params, state.critic_params, state.log_alpha, batch.obs, key, CFG)
     assert float(g_alpha) == 0.0
 
 
@@ -254,14 +331,24 @@ def test_temperature_loss_matches_numpy():
     rng = np.random.default_rng(2)
     log_prob = rng.normal(size=16).astype(np.float32)
     for log_alpha, target in ((0.4, -1.0), (-2.0, 3.0), (0.0, -1.0)):
-        got = float(sac.temperature_loss(jnp.float32(log_alpha), jnp.asarray(log_prob), target))
-        ref = -np.float64(np.float32(log_alpha)) * np.mean(log_prob.astype(np.float64) + target)
+        got = float(
+            sac.temperature_loss(jnp.float32(log_alpha), jnp.asarray(log_prob), target)
+        )
+        ref = -np.float64(np.float32(log_alpha)) * np.mean(
+            log_prob.astype(np.float64) + target
+        )
         assert got == pytest.approx(ref, rel=1e-6, abs=1e-7)
-        grad = float(jax.grad(sac.temperature_loss)(jnp.float32(log_alpha), jnp.asarray(log_prob), target))
+        grad = float(
+            jax.grad(sac.temperature_loss)(
+                jnp.float32(log_alpha), jnp.asarray(log_prob), target
+            )
+        )
         entropy = -np.mean(log_prob.astype(np.float64))
         assert grad == pytest.approx(entropy - target, rel=1e-6, abs=1e-6)
         # No gradient reaches the policy through the temperature loss.
-        g_lp = jax.grad(sac.temperature_loss, argnums=1)(jnp.float32(log_alpha), jnp.asarray(log_prob), target)
+        g_lp = jax.grad(sac.temperature_loss, argnums=1)(
+            jnp.float32(log_alpha), jnp.asarray(log_prob), target
+        )
         assert np.all(np.asarray(g_lp) == 0)
 
 
@@ -273,15 +360,28 @@ def test_temperature_loss_matches_numpy():
 def test_polyak_update_leaf_by_leaf():
     """polyak_update gives tau online + (1 - tau) target on every leaf, in float64."""
     rng = np.random.default_rng(3)
-    target = {"a": rng.normal(size=(3, 4)).astype(np.float32), "b": [rng.normal(size=5).astype(np.float32)]}
-    online = jax.tree.map(lambda x: (x + rng.normal(size=x.shape)).astype(np.float32), target)
+    target = {
+        "a": rng.normal(size=(3, 4)).astype(np.float32),
+        "b": [rng.normal(size=5).astype(np.float32)],
+    }
+    online = jax.tree.map(
+        lambda x: (x + rng.normal(size=x.shape)).astype(np.float32), target
+    )
     for tau in (0.005, 0.3, 1.0):
-        got = sac.polyak_update(jax.tree.map(jnp.asarray, target), jax.tree.map(jnp.asarray, online), tau)
-        ref = jax.tree.map(lambda t, o: tau * o.astype(np.float64) + (1 - tau) * t.astype(np.float64), target, online)
+        got = sac.polyak_update(
+            jax.tree.map(jnp.asarray, target), jax.tree.map(jnp.asarray, online), tau
+        )
+        ref = jax.tree.map(
+            lambda t, o: tau * o.astype(np.float64) + (1 - tau) * t.astype(np.float64),
+            target,
+            online,
+        )
         assert jax.tree.structure(got) == jax.tree.structure(ref)
         for g, r in zip(jax.tree.leaves(got), jax.tree.leaves(ref)):
             np.testing.assert_allclose(np.asarray(g), r, rtol=1e-6, atol=1e-6)
-    same = sac.polyak_update(jax.tree.map(jnp.asarray, target), jax.tree.map(jnp.asarray, online), 1.0)
+    same = sac.polyak_update(
+        jax.tree.map(jnp.asarray, target), jax.tree.map(jnp.asarray, online), 1.0
+    )
     for g, o in zip(jax.tree.leaves(same), jax.tree.leaves(online)):
         np.testing.assert_allclose(np.asarray(g), o, rtol=1e-6, atol=1e-6)
 
@@ -297,14 +397,23 @@ def test_update_moves_targets_by_polyak(state, updated):
     """After update, target params = tau * new online + (1 - tau) * old target, leaf by leaf."""
     _, new_state, _ = updated
     tau = CFG.tau
-    for old_t, new_o, new_t in zip(jax.tree.leaves(state.target_critic_params),
-                                   jax.tree.leaves(new_state.critic_params),
-                                   jax.tree.leaves(new_state.target_critic_params)):
-        ref = tau * np.asarray(new_o, np.float64) + (1 - tau) * np.asarray(old_t, np.float64)
+    for old_t, new_o, new_t in zip(
+        jax.tree.leaves(state.target_critic_params),
+        jax.tree.leaves(new_state.critic_params),
+        jax.tree.leaves(new_state.target_critic_params),
+    ):
+        ref = tau * np.asarray(new_o, np.float64) + (1 - tau) * np.asarray(
+            old_t, np.float64
+        )
         np.testing.assert_allclose(np.asarray(new_t), ref, rtol=1e-6, atol=1e-7)
     # the online critics did move, so this is not trivially the old target
-    assert any(not np.array_equal(np.asarray(a), np.asarray(b)) for a, b in
-               zip(jax.tree.leaves(state.critic_params), jax.tree.leaves(new_state.critic_params)))
+    assert any(
+        not np.array_equal(np.asarray(a), np.asarray(b))
+        for a, b in zip(
+            jax.tree.leaves(state.critic_params),
+            jax.tree.leaves(new_state.critic_params),
+        )
+    )
 
 
 def test_update_metrics_are_the_losses(state, batch, updated):
@@ -312,24 +421,36 @@ def test_update_metrics_are_the_losses(state, batch, updated):
     key, new_state, metrics = updated
     assert set(sac.METRIC_NAMES) <= set(metrics)
     for name in sac.METRIC_NAMES:
-        assert np.shape(metrics[name]) == () and math.isfinite(float(metrics[name])), name
+        assert np.shape(metrics[name]) == () and math.isfinite(float(metrics[name])), (
+            name
+        )
     assert int(new_state.step) == int(state.step) + 1
     k_critic, k_actor = jax.random.split(key)
     c_ref, q, _ = np_critic_loss(state, batch, k_critic, LOG_ALPHA)
     assert float(metrics["critic_loss"]) == pytest.approx(c_ref, rel=2e-5)
     assert float(metrics["q_mean"]) == pytest.approx(q.mean(), rel=1e-4, abs=1e-5)
     # The actor is trained against the *updated* critics, with the old temperature.
-    a_ref, log_prob = np_actor_loss(state.actor_params, new_state.critic_params, batch.obs, k_actor, LOG_ALPHA)
+    a_ref, log_prob = np_actor_loss(
+        state.actor_params, new_state.critic_params, batch.obs, k_actor, LOG_ALPHA
+    )
     assert float(metrics["actor_loss"]) == pytest.approx(a_ref, rel=1e-4, abs=1e-5)
-    assert float(metrics["entropy"]) == pytest.approx(-log_prob.mean(), rel=1e-4, abs=1e-5)
+    assert float(metrics["entropy"]) == pytest.approx(
+        -log_prob.mean(), rel=1e-4, abs=1e-5
+    )
     t_ref = -LOG_ALPHA * np.mean(log_prob + CFG.entropy_target)
     assert float(metrics["alpha_loss"]) == pytest.approx(t_ref, rel=1e-4, abs=1e-5)
-    assert float(metrics["alpha"]) == pytest.approx(math.exp(float(new_state.log_alpha)), rel=1e-6)
-    assert float(metrics["critic_grad_norm"]) > 0 and float(metrics["actor_grad_norm"]) > 0
+    assert float(metrics["alpha"]) == pytest.approx(
+        math.exp(float(new_state.log_alpha)), rel=1e-6
+    )
+    assert (
+        float(metrics["critic_grad_norm"]) > 0 and float(metrics["actor_grad_norm"]) > 0
+    )
 
 
 @pytest.mark.parametrize("target_entropy, direction", [(5.0, +1), (-20.0, -1)])
-def test_temperature_moves_toward_target_entropy(state, batch, target_entropy, direction):
+def test_temperature_moves_toward_target_entropy(
+    state, batch, target_entropy, direction
+):
     """log_alpha rises by alpha_lr when the policy's entropy is below the target (5 > log 2, the
     most a 1-D squashed policy can have) and falls by alpha_lr when above it (-20)."""
     s = state.replace(config=dataclasses.replace(CFG, target_entropy=target_entropy))
@@ -383,22 +504,34 @@ def test_init_matches_flax_and_optax_init():
     assert spec(state.actor_params) == spec(flax_actor)
     assert spec(state.critic_params) == spec(flax_critic)
     actor_opt, critic_opt, alpha_opt = cfg.optimizers()
-    for ours, reference in ((state.actor_opt_state, actor_opt.init(state.actor_params)),
-                            (state.critic_opt_state, critic_opt.init(state.critic_params)),
-                            (state.alpha_opt_state, alpha_opt.init(state.log_alpha))):
+    for ours, reference in (
+        (state.actor_opt_state, actor_opt.init(state.actor_params)),
+        (state.critic_opt_state, critic_opt.init(state.critic_params)),
+        (state.alpha_opt_state, alpha_opt.init(state.log_alpha)),
+    ):
         assert jax.tree.structure(ours) == jax.tree.structure(reference)
         for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(reference)):
             assert a.shape == b.shape and a.dtype == b.dtype
             np.testing.assert_array_equal(a, b)
-    for a, b in zip(jax.tree.leaves(state.critic_params), jax.tree.leaves(state.target_critic_params)):
+    for a, b in zip(
+        jax.tree.leaves(state.critic_params),
+        jax.tree.leaves(state.target_critic_params),
+    ):
         np.testing.assert_array_equal(a, b)
         assert a.unsafe_buffer_pointer() != b.unsafe_buffer_pointer()
-    assert float(state.log_alpha) == pytest.approx(math.log(cfg.init_alpha)) and int(state.step) == 0
-    kernel = np.asarray(state.actor_params["params"]["MLP_0"]["Dense_1"]["kernel"])  # (256, 256)
+    assert (
+        float(state.log_alpha) == pytest.approx(math.log(cfg.init_alpha))
+        and int(state.step) == 0
+    )
+    kernel = np.asarray(
+        state.actor_params["params"]["MLP_0"]["Dense_1"]["kernel"]
+    )  # (256, 256)
     # N(0, 1) truncated to [-2, 2] has std 0.8796; Flax rescales it to std 1/sqrt(fan_in)
     assert np.abs(kernel).max() <= 2.0 / 0.87962566 / math.sqrt(256) + 1e-6
     assert kernel.std() == pytest.approx(1.0 / math.sqrt(256), rel=0.02)
-    assert not np.asarray(state.actor_params["params"]["MLP_0"]["Dense_1"]["bias"]).any()
+    assert not np.asarray(
+        state.actor_params["params"]["MLP_0"]["Dense_1"]["bias"]
+    ).any()
 
 
 def test_init_critic_ensemble_matches_flax_init():
@@ -436,7 +569,11 @@ def test_init_is_deterministic_per_key():
     """The same key gives the same networks; another key gives others; a traced key is refused."""
     a, b = sac.init(jax.random.key(4), CFG), sac.init(jax.random.key(4), CFG)
     c = sac.init(jax.random.key(5), CFG)
-    for x, y, z in zip(jax.tree.leaves(a.actor_params), jax.tree.leaves(b.actor_params), jax.tree.leaves(c.actor_params)):
+    for x, y, z in zip(
+        jax.tree.leaves(a.actor_params),
+        jax.tree.leaves(b.actor_params),
+        jax.tree.leaves(c.actor_params),
+    ):
         np.testing.assert_array_equal(x, y)
         if x.ndim == 2:
             assert not np.allclose(x, z)

@@ -49,8 +49,14 @@ BAD_TRAIN_CONFIGS = [
     (dict(num_envs=2.0), "num_envs"),
     (dict(total_env_steps=0), "total_env_steps"),
     (dict(buffer_capacity=0), "buffer_capacity"),
-    (dict(buffer_capacity=3, num_envs=4, sac=SACConfig(batch_size=2)), "buffer_capacity"),
-    (dict(buffer_capacity=100, num_envs=4, sac=SACConfig(batch_size=256)), "batch_size"),
+    (
+        dict(buffer_capacity=3, num_envs=4, sac=SACConfig(batch_size=2)),
+        "buffer_capacity",
+    ),
+    (
+        dict(buffer_capacity=100, num_envs=4, sac=SACConfig(batch_size=256)),
+        "batch_size",
+    ),
     (dict(warmup_env_steps=-1), "warmup_env_steps"),
     (dict(learning_starts=-5), "learning_starts"),
     (dict(updates_per_iteration=0), "updates_per_iteration"),
@@ -77,7 +83,9 @@ def test_train_config_derived_quantities():
     assert (cfg.num_envs, cfg.total_env_steps, cfg.eval_envs) == (4, 20_000, 16)
     assert cfg.total_iterations == 5000
     assert cfg.updates_per_env_step == pytest.approx(0.25)
-    assert TINY.total_iterations == 40  # ceil(100 / 3) = 34 iterations -> 4 chunks of 10
+    assert (
+        TINY.total_iterations == 40
+    )  # ceil(100 / 3) = 34 iterations -> 4 chunks of 10
     assert TrainConfig.few_envs(num_envs=8).num_envs == 8
     assert hash(TINY) == hash(TINY.replace())
 
@@ -107,7 +115,13 @@ def test_run_chunk_counters_and_buffer_size(two_chunks):
     assert int(state2.buffer.size) == min(2 * k * n, cap) == 50
     assert int(state2.buffer.position) == (2 * k * n) % cap == 10
     for metrics in (m1, m2):
-        for name in (*sac.METRIC_NAMES, "updated", "episodes_done", "episode_return_sum", "reward_mean"):
+        for name in (
+            *sac.METRIC_NAMES,
+            "updated",
+            "episodes_done",
+            "episode_return_sum",
+            "reward_mean",
+        ):
             assert np.shape(metrics[name]) == (k,), name
 
 
@@ -116,7 +130,9 @@ def test_no_updates_before_learning_starts(two_chunks):
     state0, (state1, m1), (state2, m2) = two_chunks
     n = TINY.num_envs
     threshold = max(TINY.learning_starts, TINY.sac.batch_size)
-    expected = np.array([(i + 1) * n >= threshold for i in range(2 * TINY.chunk_iterations)])
+    expected = np.array(
+        [(i + 1) * n >= threshold for i in range(2 * TINY.chunk_iterations)]
+    )
     updated = np.concatenate([np.asarray(m1["updated"]), np.asarray(m2["updated"])])
     np.testing.assert_array_equal(updated, expected)
     assert int(state1.sac.step) == expected[:10].sum() == 4
@@ -126,8 +142,10 @@ def test_no_updates_before_learning_starts(two_chunks):
         assert np.all(values[~expected] == 0), name
         assert np.all(np.isfinite(values[expected])), name
     # The networks did not change before the first update and did after.
-    assert not np.array_equal(np.asarray(jax.tree.leaves(state0.sac.critic_params)[0]),
-                              np.asarray(jax.tree.leaves(state1.sac.critic_params)[0]))
+    assert not np.array_equal(
+        np.asarray(jax.tree.leaves(state0.sac.critic_params)[0]),
+        np.asarray(jax.tree.leaves(state1.sac.critic_params)[0]),
+    )
 
 
 def test_env_states_finite_and_in_range(two_chunks):
@@ -137,7 +155,9 @@ def test_env_states_finite_and_in_range(two_chunks):
         for x in jax.tree.leaves((s.env, s.obs, s.buffer.data)):
             assert np.all(np.isfinite(np.asarray(x, np.float64)))
         theta, theta_dot = np.asarray(s.env.theta), np.asarray(s.env.theta_dot)
-        assert np.all(np.abs(theta) <= np.pi + 1e-6) and np.all(np.abs(theta_dot) <= TINY.env.max_speed)
+        assert np.all(np.abs(theta) <= np.pi + 1e-6) and np.all(
+            np.abs(theta_dot) <= TINY.env.max_speed
+        )
         assert np.all(np.abs(np.asarray(s.buffer.data.action)) <= 1.0)
 
 
@@ -146,7 +166,10 @@ def test_buffer_rows_follow_the_episodes(two_chunks):
     with the true final observation stored, never terminate, and hold the pendulum's reward."""
     _, (state1, m1), _ = two_chunks
     n, k = TINY.num_envs, TINY.chunk_iterations
-    d = jax.tree.map(lambda x: np.asarray(x)[: n * k].reshape((k, n) + x.shape[1:]), state1.buffer.data)
+    d = jax.tree.map(
+        lambda x: np.asarray(x)[: n * k].reshape((k, n) + x.shape[1:]),
+        state1.buffer.data,
+    )
     truncated_at = np.array([(t + 1) % EPISODE == 0 for t in range(k)])
     np.testing.assert_array_equal(d.truncated, np.repeat(truncated_at[:, None], n, 1))
     assert not d.terminated.any()
@@ -163,9 +186,15 @@ def test_buffer_rows_follow_the_episodes(two_chunks):
     np.testing.assert_allclose(d.reward, ref, rtol=1e-4, atol=1e-4)
     # the episode bookkeeping: at the truncation, all n episodes end with return = sum of their rewards
     t_end = EPISODE - 1
-    assert int(m1["episodes_done"][t_end]) == n and int(np.sum(m1["episodes_done"])) == n
-    assert float(m1["episode_return_sum"][t_end]) == pytest.approx(float(d.reward[: EPISODE].sum()), rel=1e-5)
-    np.testing.assert_allclose(np.asarray(m1["reward_mean"]), d.reward.mean(axis=1), rtol=1e-5)
+    assert (
+        int(m1["episodes_done"][t_end]) == n and int(np.sum(m1["episodes_done"])) == n
+    )
+    assert float(m1["episode_return_sum"][t_end]) == pytest.approx(
+        float(d.reward[:EPISODE].sum()), rel=1e-5
+    )
+    np.testing.assert_allclose(
+        np.asarray(m1["reward_mean"]), d.reward.mean(axis=1), rtol=1e-5
+    )
 
 
 def test_warmup_actions_ignore_the_policy():
@@ -177,7 +206,10 @@ def test_warmup_actions_ignore_the_policy():
     out_a, _ = train.run_chunk_jit(_copy(state_a), cfg)
     out_b, _ = train.run_chunk_jit(_copy(state_b), cfg)
     warm_rows = cfg.warmup_env_steps  # 4 iterations x 3 envs
-    act_a, act_b = np.asarray(out_a.buffer.data.action), np.asarray(out_b.buffer.data.action)
+    act_a, act_b = (
+        np.asarray(out_a.buffer.data.action),
+        np.asarray(out_b.buffer.data.action),
+    )
     np.testing.assert_array_equal(act_a[:warm_rows], act_b[:warm_rows])
     filled = int(out_a.buffer.size)
     assert not np.any(np.isclose(act_a[warm_rows:filled], act_b[warm_rows:filled]))
@@ -201,26 +233,40 @@ def test_evaluate_returns_in_range_and_match_rollout(actor_params):
     returns = np.asarray(evaluate.evaluate(actor_params, key, TINY.sac, env, m))
     assert returns.shape == (m,) and returns.dtype == np.float32
     assert np.all(returns <= 0) and np.all(returns >= -16.3 * env.episode_length)
-    np.testing.assert_array_equal(returns, np.asarray(evaluate.evaluate(actor_params, key, TINY.sac, env, m)))
-    _, _, rewards = evaluate.policy_rollout(actor_params, key, TINY.sac, env, m, env.episode_length)
-    np.testing.assert_allclose(np.asarray(rewards, np.float64).sum(0), returns, rtol=1e-4, atol=1e-3)
+    np.testing.assert_array_equal(
+        returns, np.asarray(evaluate.evaluate(actor_params, key, TINY.sac, env, m))
+    )
+    _, _, rewards = evaluate.policy_rollout(
+        actor_params, key, TINY.sac, env, m, env.episode_length
+    )
+    np.testing.assert_allclose(
+        np.asarray(rewards, np.float64).sum(0), returns, rtol=1e-4, atol=1e-3
+    )
 
 
 def test_evaluate_zero_policy_matches_float64_free_pendulum():
     """With an all-zero actor (torque 0), evaluate's returns equal a float64 NumPy simulation of the free pendulum."""
     env = PendulumParams.gymnasium()
-    zero = jax.tree.map(jnp.zeros_like, jax.jit(TINY.sac.actor().init)(jax.random.key(0), jnp.zeros((1, 3))))
+    zero = jax.tree.map(
+        jnp.zeros_like,
+        jax.jit(TINY.sac.actor().init)(jax.random.key(0), jnp.zeros((1, 3))),
+    )
     key = jax.random.key(8)
     m = 4
     returns = np.asarray(evaluate.evaluate(zero, key, TINY.sac, env, m))
     start, _ = pendulum.reset(key, m, env)
-    theta, theta_dot = np.asarray(start.theta, np.float64), np.asarray(start.theta_dot, np.float64)
+    theta, theta_dot = (
+        np.asarray(start.theta, np.float64),
+        np.asarray(start.theta_dot, np.float64),
+    )
     total = np.zeros(m)
     a = 3.0 * env.g / (2.0 * env.l)  # uniform rod
     for _ in range(env.episode_length):
         wrapped = (theta + np.pi) % (2 * np.pi) - np.pi
         total += -(wrapped**2 + 0.1 * theta_dot**2)
-        theta_dot = np.clip(theta_dot + env.dt * a * np.sin(theta), -env.max_speed, env.max_speed)
+        theta_dot = np.clip(
+            theta_dot + env.dt * a * np.sin(theta), -env.max_speed, env.max_speed
+        )
         theta = (theta + env.dt * theta_dot + np.pi) % (2 * np.pi) - np.pi
     np.testing.assert_allclose(returns, total, rtol=2e-3)
 
@@ -229,8 +275,14 @@ def test_policy_rollout_shapes(actor_params):
     """policy_rollout returns thetas (steps + 1, N) starting at the reset angles, torques and rewards (steps, N)."""
     env = PendulumParams.gymnasium()
     key = jax.random.key(5)
-    thetas, torques, rewards = evaluate.policy_rollout(actor_params, key, TINY.sac, env, 3, 25)
-    assert thetas.shape == (26, 3) and torques.shape == (25, 3) and rewards.shape == (25, 3)
+    thetas, torques, rewards = evaluate.policy_rollout(
+        actor_params, key, TINY.sac, env, 3, 25
+    )
+    assert (
+        thetas.shape == (26, 3)
+        and torques.shape == (25, 3)
+        and rewards.shape == (25, 3)
+    )
     start, _ = pendulum.reset(key, 3, env)
     np.testing.assert_array_equal(np.asarray(thetas[0]), np.asarray(start.theta))
     assert np.all(np.abs(np.asarray(torques)) <= env.max_torque)
@@ -252,7 +304,9 @@ def test_few_envs_solves_pendulum(seed):
     assert result.solved_at is not None, [h.get("eval_return") for h in result.history]
     assert result.solved_at["env_steps"] <= 20_000
     assert result.solved_at["eval_return"] >= train.SOLVED_RETURN
-    assert result.final_eval_return >= -200.0, [h.get("eval_return") for h in result.history]
+    assert result.final_eval_return >= -200.0, [
+        h.get("eval_return") for h in result.history
+    ]
     assert result.history[-1]["env_steps"] == config.total_iterations * config.num_envs
     assert int(result.state.iteration) == config.total_iterations
     assert math.isfinite(result.final_eval_return)
@@ -264,7 +318,9 @@ def test_static_update_path_matches_the_conditional_one(monkeypatch):
     update round directly instead of through lax.cond. The conditional program
     really has one more conditional, and both give the same training run (to
     float32 rounding: they compile to different code)."""
-    cfg = TINY.replace(num_envs=8, learning_starts=8, buffer_capacity=200, warmup_env_steps=8)
+    cfg = TINY.replace(
+        num_envs=8, learning_starts=8, buffer_capacity=200, warmup_env_steps=8
+    )
     assert loop._always_updates(cfg) and not loop._always_updates(TINY)
     state = init_jit(cfg, jax.random.key(5))
     direct_state, direct_metrics = train.run_chunk_jit(state, cfg)
@@ -279,8 +335,13 @@ def test_static_update_path_matches_the_conditional_one(monkeypatch):
         jax.clear_caches()  # leave no conditional trace behind for other tests
     assert np.asarray(direct_metrics["updated"]).all()
     for name in ("critic_loss", "actor_loss", "alpha", "episode_return_sum"):
-        np.testing.assert_allclose(direct_metrics[name], cond_metrics[name], rtol=1e-4, atol=1e-5, err_msg=name)
-    for a, b in zip(jax.tree.leaves(direct_state.sac.actor_params), jax.tree.leaves(cond_state.sac.actor_params)):
+        np.testing.assert_allclose(
+            direct_metrics[name], cond_metrics[name], rtol=1e-4, atol=1e-5, err_msg=name
+        )
+    for a, b in zip(
+        jax.tree.leaves(direct_state.sac.actor_params),
+        jax.tree.leaves(cond_state.sac.actor_params),
+    ):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
@@ -301,16 +362,24 @@ def test_run_lengths_around_the_checkpoint_cadence(tmp_path, iterations):
     from sacbook import checkpoint
 
     config = CADENCE.replace(total_env_steps=iterations * CADENCE.num_envs)
-    result = train.train(config, 0, progress=False, checkpoint_dir=tmp_path,
-                         checkpoint_every=2)
+    result = train.train(
+        config, 0, progress=False, checkpoint_dir=tmp_path, checkpoint_every=2
+    )
     assert int(result.state.iteration) == iterations
     assert checkpoint.latest_step(tmp_path) == iterations
     state, saved_config, seed, history = checkpoint.restore(tmp_path)
     np.testing.assert_equal(history, result.history)
     assert saved_config == config and seed == 0
     # resuming a finished run saves nothing new and runs nothing
-    again = train.train(config, 0, state=state, history=history, progress=False,
-                        checkpoint_dir=tmp_path, checkpoint_every=2)
+    again = train.train(
+        config,
+        0,
+        state=state,
+        history=history,
+        progress=False,
+        checkpoint_dir=tmp_path,
+        checkpoint_every=2,
+    )
     np.testing.assert_equal(again.history, history)
 
 
@@ -328,8 +397,13 @@ def test_warmup_does_not_come_back_when_the_env_step_count_passes_2_31():
     acts exactly as at iteration 1: with the same key, the same actions are
     stored. (The warm-up test once computed iteration * N in int32, which
     wrapped and brought random actions back.)"""
-    cfg = TINY.replace(num_envs=1024, buffer_capacity=4096, warmup_env_steps=1024,
-                       learning_starts=4096, chunk_iterations=1)
+    cfg = TINY.replace(
+        num_envs=1024,
+        buffer_capacity=4096,
+        warmup_env_steps=1024,
+        learning_starts=4096,
+        chunk_iterations=1,
+    )
     state = train.init(cfg, jax.random.key(2))
     late = 2**31 // cfg.num_envs + 5  # iteration * N wraps to a negative int32
     actions = []
@@ -340,7 +414,9 @@ def test_warmup_does_not_come_back_when_the_env_step_count_passes_2_31():
     np.testing.assert_array_equal(actions[0], actions[1])
     warm = _copy(state)  # control: at iteration 0 the actions are the random ones
     warm, _ = train.run_chunk_jit(warm, cfg)
-    assert not np.array_equal(np.asarray(warm.buffer.data.action[: cfg.num_envs]), actions[0])
+    assert not np.array_equal(
+        np.asarray(warm.buffer.data.action[: cfg.num_envs]), actions[0]
+    )
 
 
 SAME = TINY.replace(chunk_iterations=5, total_env_steps=TINY.num_envs * 15)
@@ -349,8 +425,14 @@ SAME = TINY.replace(chunk_iterations=5, total_env_steps=TINY.num_envs * 15)
 def _chunk_records(history):
     """The history without its timings; NaN (no updates yet) compares equal
     under np.testing.assert_equal."""
-    return [{k: v for k, v in h.items() if k not in ("wall_seconds", "env_steps_per_second")}
-            for h in history]
+    return [
+        {
+            k: v
+            for k, v in h.items()
+            if k not in ("wall_seconds", "env_steps_per_second")
+        }
+        for h in history
+    ]
 
 
 def test_one_seed_one_result_whatever_the_entry_point(tmp_path):
@@ -371,8 +453,12 @@ def test_one_seed_one_result_whatever_the_entry_point(tmp_path):
     for a, b in zip(jax.tree.leaves(state.sac), jax.tree.leaves(reference.state.sac)):
         np.testing.assert_array_equal(a, b)
 
-    first = train.train(SAME.replace(total_env_steps=SAME.num_envs * 5), 7, progress=False,
-                        checkpoint_dir=tmp_path)
+    first = train.train(
+        SAME.replace(total_env_steps=SAME.num_envs * 5),
+        7,
+        progress=False,
+        checkpoint_dir=tmp_path,
+    )
     state, config, seed, history = checkpoint.restore(tmp_path)
     resumed = train.train(SAME, seed, state=state, history=history, progress=False)
     np.testing.assert_equal(_chunk_records(first.history), expected[:1])
@@ -381,11 +467,14 @@ def test_one_seed_one_result_whatever_the_entry_point(tmp_path):
     # the benchmark times the same compiled chunk (warm-up off, updates from the start)
     bench_config = SAME.replace(warmup_env_steps=0, learning_starts=SAME.sac.batch_size)
     row = bench.training_throughput(bench_config, chunks=2, seed=7)
-    direct = train.train(bench_config.replace(total_env_steps=SAME.num_envs * 15), 7,
-                         progress=False)
+    direct = train.train(
+        bench_config.replace(total_env_steps=SAME.num_envs * 15), 7, progress=False
+    )
     expected_last = _chunk_records(direct.history)[-1]
     for name in sac.METRIC_NAMES:
-        np.testing.assert_equal(row["last_chunk"][name], expected_last[name], err_msg=name)
+        np.testing.assert_equal(
+            row["last_chunk"][name], expected_last[name], err_msg=name
+        )
 
 
 def test_non_finite_training_stops_at_the_chunk_and_names_the_metric(tmp_path):
@@ -395,25 +484,45 @@ def test_non_finite_training_stops_at_the_chunk_and_names_the_metric(tmp_path):
     from sacbook import checkpoint
 
     config = TINY.replace(total_env_steps=TINY.num_envs * 40)
-    first = train.train(config.replace(total_env_steps=TINY.num_envs * 10), 0,
-                        progress=False, checkpoint_dir=tmp_path)
+    first = train.train(
+        config.replace(total_env_steps=TINY.num_envs * 10),
+        0,
+        progress=False,
+        checkpoint_dir=tmp_path,
+    )
     state, _, _, history = checkpoint.restore(tmp_path)
-    poisoned = state.replace(sac=state.sac.replace(
-        critic_params=jax.tree.map(lambda x: x * jnp.nan, state.sac.critic_params)))
-    with pytest.raises(train.NonFiniteError,
-                       match=r"non-finite in chunk 2 \(iterations 11-20\): \w+ = nan") as info:
-        train.train(config, 0, state=poisoned, history=history, progress=False,
-                    checkpoint_dir=tmp_path)
-    assert "last good checkpoint: step 10" in str(info.value) and "\n" not in str(info.value)
+    poisoned = state.replace(
+        sac=state.sac.replace(
+            critic_params=jax.tree.map(lambda x: x * jnp.nan, state.sac.critic_params)
+        )
+    )
+    with pytest.raises(
+        train.NonFiniteError,
+        match=r"non-finite in chunk 2 \(iterations 11-20\): \w+ = nan",
+    ) as info:
+        train.train(
+            config,
+            0,
+            state=poisoned,
+            history=history,
+            progress=False,
+            checkpoint_dir=tmp_path,
+        )
+    assert "last good checkpoint: step 10" in str(info.value) and "\n" not in str(
+        info.value
+    )
     assert checkpoint.latest_step(tmp_path) == 10
     np.testing.assert_equal(checkpoint.restore(tmp_path)[3], first.history)
 
 
-@pytest.mark.parametrize("change, field", [
-    (dict(num_envs=4), "num_envs"),
-    (dict(buffer_capacity=60), "buffer_capacity"),
-    (dict(sac=SACConfig(hidden_sizes=(8, 16), batch_size=8)), "hidden_sizes"),
-])
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        (dict(num_envs=4), "num_envs"),
+        (dict(buffer_capacity=60), "buffer_capacity"),
+        (dict(sac=SACConfig(hidden_sizes=(8, 16), batch_size=8)), "hidden_sizes"),
+    ],
+)
 def test_a_state_that_does_not_fit_the_config_is_refused(change, field):
     """Resuming with another N, buffer capacity or network size: a clear error
     naming the mismatch, never an XLA shape error."""

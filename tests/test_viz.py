@@ -16,7 +16,9 @@ from matplotlib import animation  # noqa: E402
 from sacbook import pendulum, viz  # noqa: E402
 
 # animations built only to count frames are never rendered; that is intended here
-pytestmark = pytest.mark.filterwarnings("ignore:Animation was deleted without rendering:UserWarning")
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Animation was deleted without rendering:UserWarning"
+)
 
 TINY = dict(dpi=20, panel_size=0.8)  # keep animations cheap
 
@@ -29,7 +31,9 @@ def _num_frames(anim):
     return len(list(anim.new_frame_seq()))
 
 
-@pytest.mark.parametrize("T, N, every", [(5, 2, 2), (6, 3, 2), (1, 1, 1), (7, 5, 3), (4, 2, 10)])
+@pytest.mark.parametrize(
+    "T, N, every", [(5, 2, 2), (6, 3, 2), (1, 1, 1), (7, 5, 3), (4, 2, 10)]
+)
 def test_animate_pendulums_frame_count(T, N, every):
     """A (T, N) array gives a FuncAnimation with ceil(T / every) frames."""
     anim = viz.animate_pendulums(_thetas(T, N), every=every, **TINY)
@@ -40,10 +44,13 @@ def test_animate_pendulums_frame_count(T, N, every):
 def test_animate_pendulums_accepts_1d_torques_and_titles():
     """A (T,) angle array is one pendulum; torques (T-1 rows, as from rollout)
     and titles are accepted and the frames draw without error."""
-    anim = viz.animate_pendulums(np.linspace(0, 1, 4), torques=np.ones(3), titles=["a"], every=1, **TINY)
+    anim = viz.animate_pendulums(
+        np.linspace(0, 1, 4), torques=np.ones(3), titles=["a"], every=1, **TINY
+    )
     assert _num_frames(anim) == 4
-    anim2 = viz.animate_pendulums(_thetas(3, 2), torques=np.ones((3, 2)), titles=["a", "b"],
-                                  suptitle="s", **TINY)
+    anim2 = viz.animate_pendulums(
+        _thetas(3, 2), torques=np.ones((3, 2)), titles=["a", "b"], suptitle="s", **TINY
+    )
     for frame in anim2.new_frame_seq():  # the draw callback runs for every frame
         anim2._func(frame)
 
@@ -90,13 +97,17 @@ def test_save_gif_writes_valid_gif(tmp_path):
     with Image.open(path) as im:
         assert im.format == "GIF"
         assert im.n_frames == 3
-    viz.save_gif(viz.animate_pendulums(_thetas(2, 1), **TINY), tmp_path / "q.gif", fps=5)
+    viz.save_gif(
+        viz.animate_pendulums(_thetas(2, 1), **TINY), tmp_path / "q.gif", fps=5
+    )
     with Image.open(tmp_path / "q.gif") as im:
         assert im.n_frames == 2
 
 
-@pytest.mark.parametrize("integrator, step_fn", [("semi_implicit", pendulum.step),
-                                                 ("explicit", pendulum.explicit_euler_step)])
+@pytest.mark.parametrize(
+    "integrator, step_fn",
+    [("semi_implicit", pendulum.step), ("explicit", pendulum.explicit_euler_step)],
+)
 def test_simulate_matches_rollout_under_constant_torque(integrator, step_fn):
     """simulate under a constant torque equals pendulum.rollout with that
     torque repeated (semi-implicit), or a loop of explicit_euler_step."""
@@ -104,10 +115,18 @@ def test_simulate_matches_rollout_under_constant_torque(integrator, step_fn):
     theta0 = np.array([0.3, -2.0, 3.0], np.float32)
     theta_dot0 = np.array([0.0, 1.0, -0.5], np.float32)
     steps, torque = 40, 0.7
-    th, thd = viz.simulate(theta0, theta_dot0, torque, steps, params, integrator=integrator)
-    assert isinstance(th, np.ndarray) and th.shape == (steps + 1, 3) and thd.shape == (steps + 1, 3)
+    th, thd = viz.simulate(
+        theta0, theta_dot0, torque, steps, params, integrator=integrator
+    )
+    assert (
+        isinstance(th, np.ndarray)
+        and th.shape == (steps + 1, 3)
+        and thd.shape == (steps + 1, 3)
+    )
     if integrator == "semi_implicit":
-        ref_th, ref_thd = pendulum.rollout(theta0, theta_dot0, np.full((steps, 3), torque, np.float32), params)
+        ref_th, ref_thd = pendulum.rollout(
+            theta0, theta_dot0, np.full((steps, 3), torque, np.float32), params
+        )
         ref_th, ref_thd = np.asarray(ref_th), np.asarray(ref_thd)
     else:
         a, b = theta0, theta_dot0
@@ -148,7 +167,11 @@ def test_pendulum_explorer_builds_with_eight_sliders(capsys):
 
     w = viz.pendulum_explorer()
     assert isinstance(w, widgets.Widget)
-    sliders = [c for c in _descendants(w) if isinstance(c, (widgets.FloatSlider, widgets.IntSlider))]
+    sliders = [
+        c
+        for c in _descendants(w)
+        if isinstance(c, (widgets.FloatSlider, widgets.IntSlider))
+    ]
     assert len(sliders) == 8
     assert any(isinstance(c, widgets.Output) for c in _descendants(w))
     by_name = {s.description.split()[0]: s for s in sliders}
@@ -165,8 +188,11 @@ def test_live_plot_update_returns_figure(capsys):
     from matplotlib.figure import Figure
 
     plot = viz.LivePlot(["loss", "ret"], reference={"ret": (-150.0, "target")}, dpi=30)
-    history = [{"env_steps": 0, "loss": 1.0}, {"env_steps": 10, "loss": 0.5, "ret": -900.0},
-               {"env_steps": 20, "loss": 0.2, "ret": -300.0}]
+    history = [
+        {"env_steps": 0, "loss": 1.0},
+        {"env_steps": 10, "loss": 0.5, "ret": -900.0},
+        {"env_steps": 20, "loss": 0.2, "ret": -300.0},
+    ]
     fig = plot.update(history)
     assert isinstance(fig, Figure)
     loss_ax, ret_ax = plot.axes[:2]
@@ -178,8 +204,12 @@ def test_live_plot_update_returns_figure(capsys):
 
 def test_animate_pendulums_grid_and_titles():
     """cols= sets the grid; titles must match the number of pendulums; NumPy integers are accepted."""
-    anim = viz.animate_pendulums(np.zeros((4, 6)), cols=3, every=np.int64(2), dpi=30, panel_size=0.8)
-    assert len(anim._fig.axes) == 6 and anim._fig.axes[0].get_subplotspec().get_gridspec().get_geometry() == (2, 3)
+    anim = viz.animate_pendulums(
+        np.zeros((4, 6)), cols=3, every=np.int64(2), dpi=30, panel_size=0.8
+    )
+    assert len(anim._fig.axes) == 6 and anim._fig.axes[
+        0
+    ].get_subplotspec().get_gridspec().get_geometry() == (2, 3)
     with pytest.raises(ValueError, match="titles"):
         viz.animate_pendulums(np.zeros((4, 6)), titles=["a", "b"])
     with pytest.raises(ValueError, match="cols"):

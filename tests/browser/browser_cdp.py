@@ -74,11 +74,12 @@ class Browser:
             os.dup2(r, 3)
             os.dup2(w, 4)
 
+        self._log = open(os.path.join(self.profile, "chrome-stderr.log"), "wb")
         self.proc = subprocess.Popen(
             args,
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=self._log,
             preexec_fn=plumb,
             pass_fds=(3, 4),
             close_fds=True,
@@ -94,7 +95,19 @@ class Browser:
         self.closed = False
         threading.Thread(target=self._read, daemon=True, name="cdp-reader").start()
         threading.Thread(target=self._dispatch, daemon=True, name="cdp-events").start()
-        self.version = self.send("Browser.getVersion", timeout=60)
+        try:
+            self.version = self.send("Browser.getVersion", timeout=60)
+        except CDPError as exc:
+            tail = self._stderr_tail()
+            self.close()
+            raise CDPError(f"{executable} did not start: {exc}\n{tail}") from None
+
+    def _stderr_tail(self) -> str:
+        try:
+            with open(self._log.name, "rb") as f:
+                return f.read()[-2000:].decode(errors="replace")
+        except OSError:
+            return ""
 
     # -- plumbing ---------------------------------------------------------------
     def _read(self):
@@ -193,6 +206,7 @@ class Browser:
                 os.close(fd)
             except OSError:
                 pass
+        self._log.close()
         shutil.rmtree(self.profile, ignore_errors=True)
 
     def __enter__(self):

@@ -247,9 +247,9 @@ class BookChecker:
             for f in result["findings"]:
                 add(f["kind"], f["where"], f["detail"])
             self._check_colab(rel, result["colab"], add)
+            self._screenshot(page, rel, width)  # the page as checked, before playing anything
             self._check_animations(page, result["animations"], add)
             time.sleep(0.2)  # let late console messages arrive
-            self._screenshot(page, rel, width)
         finally:
             page.close()
         for msg in console:
@@ -310,7 +310,7 @@ class BookChecker:
             before = page.evaluate(f"(() => {{ const d = {sel}; return [d.querySelector('input.anim-slider').value, d.querySelector('img').src.length + ':' + d.querySelector('img').src.slice(-40)]; }})()")
             box = page.evaluate(
                 f"""(() => {{ const b = {sel}.querySelector('button[title="Play"]');
-                    b.scrollIntoView({{block: 'center', inline: 'center'}});
+                    b.scrollIntoView({{block: 'center', inline: 'nearest'}});
                     const r = b.getBoundingClientRect();
                     const x = r.left + r.width / 2, y = r.top + r.height / 2;
                     const hit = document.elementFromPoint(x, y);
