@@ -1,4 +1,5 @@
-"""Show the package's own source in a notebook, so the book never drifts from the code."""
+"""Show the package's own source in a notebook, so the book never drifts from the
+code."""
 
 import inspect
 

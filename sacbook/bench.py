@@ -178,7 +178,8 @@ def format_ratio(stats: dict | None) -> str:
         return "-"
     q1, q3 = stats["iqr"]
     return (
-        f"{stats['median']:.3g}x (IQR {q1:.3g}-{q3:.3g}x, range {stats['min']:.3g}-{stats['max']:.3g}x, "
+        f"{stats['median']:.3g}x (IQR {q1:.3g}-{q3:.3g}x, "
+        f"range {stats['min']:.3g}-{stats['max']:.3g}x, "
         f"{stats['pairs']} pair{'s' if stats['pairs'] != 1 else ''})"
     )
 
@@ -218,7 +219,8 @@ def compare_throughput(
         "sacbook_env_steps_per_second": max(rate_a),
         "ratio": ratio_stats(
             [a / b for a, b in zip(rate_a, rate_b)],
-            f"sacbook env-steps/s / {reference.name} env-steps/s, per interleaved pair of windows",
+            f"sacbook env-steps/s / {reference.name} env-steps/s, "
+            "per interleaved pair of windows",
         ),
         "window": {
             "min_seconds": min_seconds,
@@ -441,7 +443,8 @@ def run_isolated(function: str, **kwargs) -> dict | None:
     code = (
         "import json, sys, time; t0 = time.perf_counter(); from sacbook import bench; "
         f"r = bench.{function}(**json.loads(sys.argv[1])); "
-        "r is None or r.update(process_seconds=time.perf_counter() - t0); print('@@' + json.dumps(r))"
+        "r is None or r.update(process_seconds=time.perf_counter() - t0); "
+        "print('@@' + json.dumps(r))"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code, json.dumps(kwargs)], capture_output=True, text=True
@@ -499,7 +502,8 @@ def time_to_solve(
         total - result.history[-1]["wall_seconds"]
     )  # init + compile + first dispatch
     # The 16 evaluation episodes give a mean +-20, so the policies are also
-    # scored on many fresh starts: the one that first reached the target, and the final one.
+    # scored on many fresh starts: the one that first reached the target, and the
+    # final one.
     many_key = jax.random.key(seed + 1_000_003)
     final_returns = evaluate.evaluate(
         result.state.sac.actor_params, many_key, config.sac, config.env, final_eval_envs
@@ -806,7 +810,8 @@ def summarize_report(report: dict) -> dict[str, str]:
             out[f"{name} sim steps/s, N=1024"] = _fmt(row["env_steps_per_second"])
         elif row and row.get("solve_seconds_total") is not None:
             out[f"{name}: cold s to -200"] = _fmt(row["solve_seconds_total"], "{:.1f}")
-    # sacbook's speed over each reference: median of interleaved pairs (reports since 0.2)
+    # sacbook's speed over each reference: median of interleaved pairs (reports
+    # since 0.2)
     for name, row in (report.get("compare") or {}).items():
         stats = (row or {}).get("ratio")
         if stats:

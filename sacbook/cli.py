@@ -126,7 +126,8 @@ def cmd_render(args) -> int:
     )
     viz.save_gif(anim, out)
     print(
-        f"wrote {out} ({args.num_envs} pendulums, {args.steps} steps, {out.stat().st_size / 1e3:.0f} kB)"
+        f"wrote {out} ({args.num_envs} pendulums, {args.steps} steps, "
+        f"{out.stat().st_size / 1e3:.0f} kB)"
     )
     return 0
 
@@ -276,7 +277,8 @@ def _check_fits(config) -> None:
 
 
 def cmd_train(args) -> int:
-    """Train SAC; write metrics, a learning curve, a GIF of the policy and a checkpoint."""
+    """Train SAC; write metrics, a learning curve, a GIF of the policy and a
+    checkpoint."""
     if not args.resume:  # first: a run that cannot fit ends at once, touching nothing
         _check_fits(_train_config(args))
     import json
@@ -299,7 +301,8 @@ def cmd_train(args) -> int:
         if args.total_env_steps is not None:
             config = config.replace(total_env_steps=args.total_env_steps)
         print(
-            f"resuming from {ckpt_dir} at {history[-1]['env_steps'] if history else 0} env steps"
+            f"resuming from {ckpt_dir} at "
+            f"{history[-1]['env_steps'] if history else 0} env steps"
         )
     else:
         config, seed = _train_config(args), args.seed or 0
@@ -310,7 +313,8 @@ def cmd_train(args) -> int:
             shutil.rmtree(ckpt_dir)
     preset = "(checkpoint)" if args.resume else args.preset or "gymnasium"
     print(
-        f"training on {jax.devices()[0].platform}: preset {preset}, {config.num_envs} envs, "
+        f"training on {jax.devices()[0].platform}: preset {preset}, "
+        f"{config.num_envs} envs, "
         f"{config.total_iterations * config.num_envs} env steps, seed {seed}"
     )
 
@@ -329,7 +333,8 @@ def cmd_train(args) -> int:
 
     try:
         with _StopOnSignal() as stop:
-            # check_memory=False: a fresh run was checked above; a resumed one has its state
+            # check_memory=False: a fresh run was checked above; a resumed one has
+            # its state
             result = train.train(
                 config,
                 seed,
@@ -353,8 +358,8 @@ def cmd_train(args) -> int:
 
         steps = result.history[-1]["env_steps"] if result.history else 0
         raise TrainingFailed(
-            f"stopped by {signal.Signals(stop.signum).name} at {steps} env steps, checkpoint "
-            f"saved; resume with: sacbook train --resume --out {out}",
+            f"stopped by {signal.Signals(stop.signum).name} at {steps} env steps, "
+            f"checkpoint saved; resume with: sacbook train --resume --out {out}",
             exit_code=128 + stop.signum,
         )
 
@@ -363,7 +368,8 @@ def cmd_train(args) -> int:
 
     steps = np.array([h["env_steps"] for h in result.history])
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
-    # with many envs all episodes end together, so few chunks have training returns: draw markers
+    # with many envs all episodes end together, so few chunks have training
+    # returns: draw markers
     ax.plot(
         steps,
         [h["episode_return"] for h in result.history],
@@ -423,16 +429,19 @@ def cmd_train(args) -> int:
     print(
         f"compile {result.compile_seconds:.1f} s; "
         + (
-            f"solved (eval >= {train.SOLVED_RETURN:.0f}) after {solved['env_steps']} env steps, "
+            f"solved (eval >= {train.SOLVED_RETURN:.0f}) after "
+            f"{solved['env_steps']} env steps, "
             f"{solved['wall_seconds']:.1f} s of training; "
             if solved
             else "not solved; "
         )
-        + f"final evaluation return {result.final_eval_return:.1f} over {config.eval_envs} episodes, "
+        + f"final evaluation return {result.final_eval_return:.1f} "
+        + f"over {config.eval_envs} episodes, "
         + f"{many:.1f} over 1024 fresh episodes"
     )
     print(
-        f"wrote {metrics_path}, {out / 'learning_curve.png'}, {out / 'policy.gif'}, {ckpt_dir}/"
+        f"wrote {metrics_path}, {out / 'learning_curve.png'}, "
+        f"{out / 'policy.gif'}, {ckpt_dir}/"
     )
     return 0
 
@@ -457,7 +466,10 @@ def _median_of(runs: list) -> dict | None:
     :func:`_median_run`); None if the first is None (not installed)."""
     if runs[0] is None:
         return None
-    key = lambda r: (r["solve_seconds_total"] is None, r["solve_seconds_total"] or 0.0)  # noqa: E731
+
+    def key(r):
+        return (r["solve_seconds_total"] is None, r["solve_seconds_total"] or 0.0)
+
     median = dict(sorted(runs, key=key)[(len(runs) - 1) // 2])
     median["runs_solve_seconds_total"] = [r["solve_seconds_total"] for r in runs]
     return median
@@ -487,7 +499,8 @@ def cmd_bench(args) -> int:
         report["time_to_solve"] = []
         rejax = args.compare and _installed("rejax")
         log(
-            "\ntime to solve (gymnasium preset, eval >= -200), each in a fresh process (compile included)"
+            "\ntime to solve (gymnasium preset, eval >= -200), "
+            "each in a fresh process (compile included)"
             + (", runs alternating with rejax's" if rejax else "")
             + (f", median of {args.repeats} runs:" if args.repeats > 1 else ":")
         )
@@ -508,12 +521,15 @@ def cmd_bench(args) -> int:
                 f"  sacbook {name:>8} (N = {s['num_envs']:>4}, B = {s['batch_size']}, "
                 f"K = {s['updates_per_iteration']}, tau = {s['tau']:g}): "
                 + (
-                    f"{s['solve_seconds_total']:.2f} s (compile {s['compile_seconds']:.2f} s), "
-                    f"{s['solve_env_steps']} env steps; that policy {s['solved_policy_return_many']:.1f}"
+                    f"{s['solve_seconds_total']:.2f} s "
+                    f"(compile {s['compile_seconds']:.2f} s), "
+                    f"{s['solve_env_steps']} env steps; "
+                    f"that policy {s['solved_policy_return_many']:.1f}"
                     if s["solved"]
                     else "not solved"
                 )
-                + f", final policy {s['final_eval_return_many']:.1f} (mean returns over {s['final_eval_episodes']} fresh episodes)"
+                + f", final policy {s['final_eval_return_many']:.1f} "
+                + f"(mean returns over {s['final_eval_episodes']} fresh episodes)"
             )
         if args.compare:
             row = _median_of(runs[-1]) if rejax else None
@@ -529,9 +545,11 @@ def cmd_bench(args) -> int:
                 )
                 log(
                     f"  {row['name']}: {row['total_seconds']:.2f} s for its 10k steps "
-                    f"(compile {row['compile_seconds']:.2f} s); {solve}; final return {row['final_eval_return']:.1f}"
+                    f"(compile {row['compile_seconds']:.2f} s); {solve}; "
+                    f"final return {row['final_eval_return']:.1f}"
                 )
-                # per pair (round): rejax's time / ours, so > 1 means sacbook is faster
+                # per pair (round): rejax's time / ours, so > 1 means sacbook is
+                # faster
                 row["ratio_by_recipe"] = {}
                 for name, name_runs in zip(args.solve, runs):
                     stats = bench.ratio_stats(
@@ -541,15 +559,19 @@ def cmd_bench(args) -> int:
                             else None
                             for o, r in zip(name_runs, runs[-1])
                         ],
-                        "rejax solve_seconds_total / sacbook solve_seconds_total, per interleaved pair of runs",
+                        "rejax solve_seconds_total / sacbook solve_seconds_total, "
+                        "per interleaved pair of runs",
                     )
                     if stats:
                         stats["recipe"] = name
                     row["ratio_by_recipe"][name] = stats
                     log(
-                        f"  time to solve, rejax / sacbook {name}: {bench.format_ratio(stats)}"
-                        if stats
-                        else f"  time to solve, rejax / sacbook {name}: no pair where both solved"
+                        f"  time to solve, rejax / sacbook {name}: "
+                        + (
+                            bench.format_ratio(stats)
+                            if stats
+                            else "no pair where both solved"
+                        )
                     )
                 row["ratio"] = row["ratio_by_recipe"][
                     "default" if "default" in args.solve else args.solve[0]
@@ -574,16 +596,18 @@ def cmd_bench(args) -> int:
             report["training"].append(t)
             log(
                 f"  N = {n:>7}: {t['env_steps_per_second']:.4g} env-steps/s, "
-                f"{t['updates_per_second']:.4g} updates/s (compile {t['compile_seconds']:.2f} s)"
+                f"{t['updates_per_second']:.4g} updates/s "
+                f"(compile {t['compile_seconds']:.2f} s)"
             )
     if args.compare:
         log(
-            f"\nsimulation references at N = 1024, timed in turn with sacbook (sacbook, reference, "
-            f"sacbook, ...; windows >= {args.min_window:g} s), env-steps/s of the fastest window, "
-            f"and sacbook / reference per pair:"
+            "\nsimulation references at N = 1024, timed in turn with sacbook "
+            f"(sacbook, reference, sacbook, ...; windows >= {args.min_window:g} s), "
+            "env-steps/s of the fastest window, and sacbook / reference per pair:"
         )
         ours = bench.sacbook_runner(1024)
-        # Gymnasium's windows hold few steps and its pairs cost as much as gymnax's: at most 5
+        # Gymnasium's windows hold few steps and its pairs cost as much as
+        # gymnax's: at most 5
         for name, pairs in (("gymnax", args.pairs), ("gymnasium", min(args.pairs, 5))):
             row = bench.compare_simulation(
                 name, 1024, pairs=pairs, min_seconds=args.min_window, ours=ours
@@ -735,22 +759,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--repeats",
         type=_positive_int,
         default=1,
-        help="time-to-solve runs per configuration, each in a fresh process, alternating with "
-        "rejax's under --compare; reports the median and the ratio per pair (default 1)",
+        help="time-to-solve runs per configuration, each in a fresh process, "
+        "alternating with rejax's under --compare; reports the median and the "
+        "ratio per pair (default 1)",
     )
     p.add_argument(
         "--pairs",
         type=_positive_int,
         default=7,
-        help="--compare: pairs of simulation windows, sacbook and reference timed in turn "
-        "(default 7; Gymnasium at most 5)",
+        help="--compare: pairs of simulation windows, sacbook and reference "
+        "timed in turn (default 7; Gymnasium at most 5)",
     )
     p.add_argument(
         "--min-window",
         type=_seconds,
         default=0.5,
-        help="shortest timed window of the simulation benchmarks, seconds (default 0.5; "
-        "0 times single calls)",
+        help="shortest timed window of the simulation benchmarks, seconds "
+        "(default 0.5; 0 times single calls)",
     )
     p.set_defaults(func=cmd_bench)
     return parser

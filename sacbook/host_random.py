@@ -38,7 +38,8 @@ def generator(key: jax.Array, label: str) -> np.random.Generator:
     """
     if isinstance(key, jax.core.Tracer):
         raise ValueError(
-            "host_random.generator draws on the host: call it outside jit/vmap (key is traced)"
+            "host_random.generator draws on the host: call it outside jit/vmap "
+            "(key is traced)"
         )
     _check_single_key(key)
     if not isinstance(label, str):
@@ -57,7 +58,8 @@ def new_key(rng: np.random.Generator, like: jax.Array) -> jax.Array:
 
 
 def _check_single_key(key) -> None:
-    """One typed key (``jax.random.key``) or one legacy uint32 key (``PRNGKey``), not a batch."""
+    """One typed key (``jax.random.key``) or one legacy uint32 key (``PRNGKey``),
+    not a batch."""
     if not isinstance(key, jax.Array):
         raise ValueError(f"expected a JAX PRNG key, got {type(key).__name__}")
     typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
@@ -65,7 +67,8 @@ def _check_single_key(key) -> None:
         not typed and (key.dtype != np.uint32 or key.ndim != 1)
     ):
         raise ValueError(
-            f"expected a single PRNG key (jax.random.key(seed)), got shape {key.shape} dtype {key.dtype}"
+            "expected a single PRNG key (jax.random.key(seed)), "
+            f"got shape {key.shape} dtype {key.dtype}"
         )
 
 

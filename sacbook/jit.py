@@ -26,9 +26,32 @@ CPU_FAST_COMPILE_OPTIONS = {
 
 
 def compiler_options(backend: str | None = None) -> dict:
-    """The XLA options sacbook compiles with on ``backend`` (default: JAX's)."""
+    """The XLA options sacbook compiles with on ``backend`` (default: JAX's):
+    :data:`CPU_FAST_COMPILE_OPTIONS` on a CPU, less any that this version of
+    XLA no longer knows (jax 0.11 dropped the fusion-emitter switch)."""
     backend = backend or jax.default_backend()
-    return dict(CPU_FAST_COMPILE_OPTIONS) if backend == "cpu" else {}
+    return (
+        dict(_supported(tuple(CPU_FAST_COMPILE_OPTIONS.items())))
+        if backend == "cpu"
+        else {}
+    )
+
+
+@functools.cache
+def _supported(options: tuple) -> tuple:
+    """``options`` less those XLA refuses, found by compiling a one-op
+    program (a few milliseconds, once per process)."""
+    options = dict(options)
+    while options:
+        try:
+            jax.jit(lambda x: x + 1, compiler_options=options).lower(0.0).compile()
+            break
+        except Exception as err:  # XLA names the option it does not know
+            unknown = [name for name in options if f"'{name}'" in str(err)]
+            if "No such compile option" not in str(err) or not unknown:
+                raise
+            del options[unknown[0]]
+    return tuple(options.items())
 
 
 class Program:

@@ -335,7 +335,8 @@ def _iteration(state: TrainState, _, config: LoopConfig):
             obs=state.obs,
             action=action,
             reward=result.reward,
-            next_obs=result.final_obs,  # the true next observation, even at a time limit
+            # the true next observation, even at a time limit
+            next_obs=result.final_obs,
             terminated=result.terminated,
             truncated=result.truncated,
         ),

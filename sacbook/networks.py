@@ -67,7 +67,8 @@ class Actor(nn.Module):
 
 
 class Critic(nn.Module):
-    """One soft Q-function: ``(obs (..., obs_dim), action (..., action_dim)) -> (...)``."""
+    """One soft Q-function:
+    ``(obs (..., obs_dim), action (..., action_dim)) -> (...)``."""
 
     hidden_sizes: Sequence[int] = (64, 64)
     activation: Activation = nn.relu
@@ -111,7 +112,8 @@ _LOG_2PI = math.log(2.0 * math.pi)
 
 
 def gaussian_log_prob(u, mean, log_std):
-    """Log-density of a diagonal Gaussian at ``u``, summed over the last axis: ``(...)``."""
+    """Log-density of a diagonal Gaussian at ``u``, summed over the last axis:
+    ``(...)``."""
     z = (u - mean) * jnp.exp(-log_std)
     return jnp.sum(-0.5 * z**2 - log_std - 0.5 * _LOG_2PI, axis=-1)
 

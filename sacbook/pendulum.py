@@ -91,7 +91,8 @@ class PendulumParams:
             or self.episode_length < 1
         ):
             raise ValueError(
-                f"PendulumParams.episode_length must be an integer >= 1, got {self.episode_length!r}"
+                "PendulumParams.episode_length must be an integer >= 1, "
+                f"got {self.episode_length!r}"
             )
         if self.body not in BODIES:
             raise ValueError(
@@ -156,7 +157,8 @@ class PendulumParams:
 
     @property
     def gravity_coefficient(self) -> float:
-        """``a`` in ``theta_ddot = a sin(theta) + b torque``: g/l, or 3g/(2l) for a rod."""
+        """``a`` in ``theta_ddot = a sin(theta) + b torque``: g/l, or 3g/(2l) for a
+        rod."""
         return (
             self.g / self.l
             if self.body == "point_mass"
@@ -165,7 +167,8 @@ class PendulumParams:
 
     @property
     def torque_coefficient(self) -> float:
-        """``b`` in ``theta_ddot = a sin(theta) + b torque``: 1/(m l^2), or 3/(m l^2) for a rod."""
+        """``b`` in ``theta_ddot = a sin(theta) + b torque``: 1/(m l^2), or 3/(m l^2)
+        for a rod."""
         inertia = (
             self.m * self.l**2
             if self.body == "point_mass"

@@ -1,7 +1,8 @@
 """Soft Actor-Critic (Haarnoja et al. 2018, with learned temperature).
 
 Pieces, each a pure function:
-  * :func:`soft_td_target`: ``y = r + gamma (1 - terminated) (min_i Q'_i(s', a') - alpha log pi(a'|s'))``
+  * :func:`soft_td_target`:
+    ``y = r + gamma (1 - terminated) (min_i Q'_i(s', a') - alpha log pi(a'|s'))``
   * :func:`critic_loss`, :func:`actor_loss`, :func:`temperature_loss`
   * :func:`polyak_update` for the target critics
   * :func:`update`: one gradient step of all three, jit-compiled.
@@ -41,7 +42,8 @@ class SACConfig:
       hidden_sizes: widths of the hidden layers of the actor and of each critic.
       activation: name of the hidden activation, one of ``ACTIVATIONS``.
       gamma: discount in [0, 1).
-      tau: Polyak rate of the target critics in (0, 1]: ``target += tau (online - target)``.
+      tau: Polyak rate of the target critics in (0, 1]:
+        ``target += tau (online - target)``.
       actor_lr, critic_lr, alpha_lr: Adam learning rates, > 0.
       batch_size: transitions per gradient step, >= 1.
       target_entropy: entropy the temperature steers towards; ``None`` means
@@ -73,14 +75,16 @@ class SACConfig:
             isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in hidden
         ):
             raise ValueError(
-                f"SACConfig.hidden_sizes must be a non-empty tuple of integers >= 1, got {self.hidden_sizes!r}"
+                "SACConfig.hidden_sizes must be a non-empty tuple of integers >= 1, "
+                f"got {self.hidden_sizes!r}"
             )
         object.__setattr__(
             self, "hidden_sizes", hidden
         )  # lists -> tuple, to stay hashable
         if self.activation not in ACTIVATIONS:
             raise ValueError(
-                f"SACConfig.activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}"
+                f"SACConfig.activation must be one of {sorted(ACTIVATIONS)}, "
+                f"got {self.activation!r}"
             )
         for name in ("gamma", "tau", "actor_lr", "critic_lr", "alpha_lr", "init_alpha"):
             v = getattr(self, name)
@@ -105,7 +109,8 @@ class SACConfig:
             or not math.isfinite(self.target_entropy)
         ):
             raise ValueError(
-                f"SACConfig.target_entropy must be a finite number or None, got {self.target_entropy!r}"
+                "SACConfig.target_entropy must be a finite number or None, "
+                f"got {self.target_entropy!r}"
             )
 
     @property
@@ -217,7 +222,8 @@ def _zero_initialised(opt_state) -> bool:
 
 
 def soft_td_target(reward, terminated, next_q, next_log_prob, alpha, gamma):
-    """Soft Bellman target ``r + gamma (1 - terminated) (next_q - alpha next_log_prob)``.
+    """Soft Bellman target
+    ``r + gamma (1 - terminated) (next_q - alpha next_log_prob)``.
 
     ``next_q`` is the minimum over the target critics at ``(s', a' ~ pi(s'))``.
     ``truncated`` does not appear: the time limit is not a terminal state.

@@ -53,10 +53,12 @@ def animate_pendulums(
       titles: optional N panel titles.
       cols: panels per row (default: a near-square grid; up to 4 in one row).
       every: keep every ``every``-th row, to keep the animation small.
-      panel_size: inches per panel; dpi: resolution. Small values keep notebooks small.
+      panel_size: inches per panel; dpi: resolution. Small values keep notebooks
+        small.
       interval_ms: delay between frames; default real time (``dt * every``).
     Returns:
-      A ``FuncAnimation``; show it with :func:`to_html` or save it with :func:`save_gif`.
+      A ``FuncAnimation``; show it with :func:`to_html` or save it with
+      :func:`save_gif`.
     """
     thetas = np.asarray(thetas, dtype=float)
     if thetas.ndim == 1:
@@ -75,7 +77,8 @@ def animate_pendulums(
             or torques.shape[0] < thetas.shape[0] - 1
         ):
             raise ValueError(
-                f"torques must have shape (T, N) like thetas {thetas.shape}, got {torques.shape}"
+                f"torques must have shape (T, N) like thetas {thetas.shape}, "
+                f"got {torques.shape}"
             )
     num_steps, num = thetas.shape
     if titles is not None and len(titles) != num:

@@ -54,30 +54,13 @@ NOTEBOOK_PACKAGES = ("ipykernel", "nbclient", "nbformat", "ipywidgets")
 WHEEL_PACKAGES = NOTEBOOK_PACKAGES + ("nbval",)
 
 # sacbook bench's arguments: accelerator sizes, and tiny ones for --smoke.
-FULL_BENCH = [
-    "--sizes",
-    "1",
-    "16",
-    "256",
-    "1024",
-    "16384",
-    "131072",
-    "1048576",
-    "--train-sizes",
-    "1024",
-    "4096",
-    "16384",
-    "65536",
-]
-SMOKE_BENCH = [
-    "--sizes",
-    "1",
-    "16",
-    "--train-sizes",
-    "16",
-    "--solve",
-    "N=16,B=16,K=2,it=20",
-]
+# The time-to-solve recipes of the full run are sacbook.bench.ACCELERATOR_RECIPES.
+FULL_BENCH = (
+    "--sizes 1 16 256 1024 16384 131072 1048576 --train-sizes 1024 8192 65536"
+).split()
+SMOKE_BENCH = (
+    "--sizes 1 16 --train-sizes 16 --min-window 0.1 --solve N=16,B=16,K=2,it=20"
+).split()
 
 
 def log(message: str) -> None:
@@ -169,7 +152,11 @@ def bench_name(facts: dict, smoke: bool) -> str:
 
 
 def run_bench(path: Path, smoke: bool, timeout: float) -> None:
-    args = SMOKE_BENCH if smoke else FULL_BENCH
+    from sacbook import bench
+
+    args = (
+        SMOKE_BENCH if smoke else [*FULL_BENCH, "--solve", *bench.ACCELERATOR_RECIPES]
+    )
     command = [sys.executable, "-m", "sacbook.cli", "bench", *args, "--save", str(path)]
     log("$ " + " ".join(command[1:]))
     subprocess.run(command, check=True, timeout=timeout, cwd=ROOT)

@@ -15,7 +15,8 @@ CDN assets (MathJax, require.js, the widget manager, font-awesome) are
 served from their npm packages, fetched once into ``~/.cache/sacbook-browser``
 (``$SACBOOK_BROWSER_CACHE``): the test needs no internet after that.
 
-Skipped without chromium (``apt-get install chromium chromium-driver``), without
+It runs only when asked, with ``SACBOOK_BROWSER=1`` (it builds the book and
+takes a minute or two). Skipped without chromium (``apt-get install chromium chromium-driver``), without
 jupyter-book (``pip install -e ".[book]"``) or without npm and an empty cache;
 ``SACBOOK_BROWSER_REQUIRED=1`` (set by ``.ci/run``) turns those skips into failures.
 The helpers live in ``tests/browser/``; ``python tests/browser/check_book.py``
@@ -41,7 +42,10 @@ from browser_cdp import find_chrome  # noqa: E402
 
 CHROME = find_chrome()
 REQUIRED = os.environ.get("SACBOOK_BROWSER_REQUIRED", "") not in ("", "0")
-SCREENSHOTS = Path(os.environ.get("SACBOOK_SCREENSHOTS", ROOT / "_build" / "screenshots"))
+ASKED = REQUIRED or os.environ.get("SACBOOK_BROWSER", "") not in ("", "0")
+SCREENSHOTS = Path(
+    os.environ.get("SACBOOK_SCREENSHOTS", ROOT / "_build" / "screenshots")
+)
 
 
 def _skip(reason: str):
@@ -52,33 +56,57 @@ def _skip(reason: str):
 
 def _sources() -> list[Path]:
     book = ROOT / "book"
-    return [ROOT / "_config.yml", ROOT / "_toc.yml", *book.glob("*.ipynb"), *book.glob("*.md")]
+    return [
+        ROOT / "_config.yml",
+        ROOT / "_toc.yml",
+        *book.glob("*.ipynb"),
+        *book.glob("*.md"),
+    ]
 
 
 @pytest.fixture(scope="session")
 def book_html(tmp_path_factory) -> Path:
     """The built site: $SACBOOK_BOOK_HTML if set, else a fresh build in a temporary folder."""
+    if not ASKED:
+        pytest.skip("the browser test runs with SACBOOK_BROWSER=1 (it builds the book)")
     if CHROME is None:
-        _skip("no chromium on PATH (apt-get install chromium chromium-driver, or set SACBOOK_CHROMIUM)")
+        _skip(
+            "no chromium on PATH (apt-get install chromium chromium-driver, or set SACBOOK_CHROMIUM)"
+        )
     given = os.environ.get("SACBOOK_BOOK_HTML")
     if given:
         html = Path(given).resolve()
         if not (html / "index.html").is_file():
-            pytest.fail(f"SACBOOK_BOOK_HTML={given} holds no built book (no index.html)", pytrace=False)
+            pytest.fail(
+                f"SACBOOK_BOOK_HTML={given} holds no built book (no index.html)",
+                pytrace=False,
+            )
         built = max(p.stat().st_mtime for p in html.rglob("*.html"))
         newer = [p.relative_to(ROOT) for p in _sources() if p.stat().st_mtime > built]
         if newer:
-            warnings.warn(f"SACBOOK_BOOK_HTML={given} is older than {', '.join(map(str, newer))}; "
-                          "the browser checks the older build")
+            warnings.warn(
+                f"SACBOOK_BOOK_HTML={given} is older than {', '.join(map(str, newer))}; "
+                "the browser checks the older build", stacklevel=2
+            )
         return html
-    jupyter_book = shutil.which("jupyter-book") or str(Path(sys.executable).parent / "jupyter-book")
+    jupyter_book = shutil.which("jupyter-book") or str(
+        Path(sys.executable).parent / "jupyter-book"
+    )
     if not Path(jupyter_book).exists():
-        _skip('jupyter-book is not installed (pip install -e ".[book]"), so the book cannot be built')
+        _skip(
+            'jupyter-book is not installed (pip install -e ".[book]"), so the book cannot be built'
+        )
     out = tmp_path_factory.mktemp("book")
     t0 = time.monotonic()
-    run = subprocess.run([jupyter_book, "build", "--all", str(ROOT), "--path-output", str(out)],
-                         capture_output=True, text=True, timeout=1200)
-    assert run.returncode == 0, f"jupyter-book build failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+    run = subprocess.run(
+        [jupyter_book, "build", "--all", str(ROOT), "--path-output", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert run.returncode == 0, (
+        f"jupyter-book build failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+    )
     print(f"built the book in {time.monotonic() - t0:.0f} s")
     return out / "_build" / "html"
 
@@ -101,13 +129,18 @@ def checker(book_html, request):
             for note in c.notes:
                 reporter.write_line(f"browser test note: {note}")
             took = ", ".join(f"{page} {s:.0f} s" for page, s in c.timings.items())
-            reporter.write_line(f"browser test: screenshots and findings.txt in {SCREENSHOTS} ({took})")
+            reporter.write_line(
+                f"browser test: screenshots and findings.txt in {SCREENSHOTS} ({took})"
+            )
 
 
 def test_every_cdn_asset_has_an_offline_copy(checker):
     """Every script and stylesheet the pages load from a CDN maps to a file in an npm package."""
     missing = [url for url, path in checker.local.items() if path is None]
-    assert not missing, "no offline copy (add a rule to tests/browser/browser_assets.py): " + ", ".join(missing)
+    assert not missing, (
+        "no offline copy (add a rule to tests/browser/browser_assets.py): "
+        + ", ".join(missing)
+    )
 
 
 @pytest.mark.parametrize("page", check_book.toc_pages())

@@ -300,7 +300,7 @@ def test_twin_critic_independent_critics():
     single_apply = jax.jit(networks.Critic(hidden_sizes=(16, 16)).apply)
     (inner,) = params["params"].values()  # the vmapped Critic's parameters
     for i in range(2):
-        params_i = {"params": jax.tree.map(lambda x: x[i], inner)}
+        params_i = {"params": jax.tree.map(lambda x, i=i: x[i], inner)}
         np.testing.assert_allclose(
             single_apply(params_i, obs, act), q[i], rtol=1e-5, atol=1e-5
         )

@@ -4,6 +4,7 @@ validation, batched environments with auto-reset, and jit/vmap compatibility."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 
@@ -670,7 +671,7 @@ def test_params_are_hashable_and_frozen():
     assert a == b and hash(a) == hash(b)
     assert a != PendulumParams.gymnasium()
     assert len({a, b, PendulumParams.gymnasium()}) == 2
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         a.g = 1.0  # frozen
 
 
@@ -699,7 +700,7 @@ def test_env_step_under_vmap_with_per_env_keys():
     v_leaves = [np.asarray(x) for x in jax.tree.leaves((v_state, v_res))]
     np_state = jax.tree.map(np.asarray, state)
     for i in range(n):
-        s_i = jax.tree.map(lambda x: x[i], np_state)
+        s_i = jax.tree.map(lambda x, i=i: x[i], np_state)
         one_state, one_res = env_step_jit(s_i, torque[i], keys[i], params)
         assert one_res.obs.shape == (3,) and one_state.theta.shape == ()
         for x, y in zip(jax.tree.leaves((one_state, one_res)), v_leaves):

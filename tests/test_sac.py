@@ -61,7 +61,7 @@ def np_critics(critic_params, obs, action):
         [np.asarray(obs, np.float64), np.asarray(action, np.float64)], axis=-1
     )
     return np.stack(
-        [_np_mlp(jax.tree.map(lambda p: p[i], mlp), x)[..., 0] for i in range(n)]
+        [_np_mlp(jax.tree.map(lambda p, i=i: p[i], mlp), x)[..., 0] for i in range(n)]
     )
 
 
@@ -371,11 +371,11 @@ def test_polyak_update_leaf_by_leaf():
         got = sac.polyak_update(
             jax.tree.map(jnp.asarray, target), jax.tree.map(jnp.asarray, online), tau
         )
-        ref = jax.tree.map(
-            lambda t, o: tau * o.astype(np.float64) + (1 - tau) * t.astype(np.float64),
-            target,
-            online,
-        )
+
+        def mix(t, o, tau=tau):
+            return tau * o.astype(np.float64) + (1 - tau) * t.astype(np.float64)
+
+        ref = jax.tree.map(mix, target, online)
         assert jax.tree.structure(got) == jax.tree.structure(ref)
         for g, r in zip(jax.tree.leaves(got), jax.tree.leaves(ref)):
             np.testing.assert_allclose(np.asarray(g), r, rtol=1e-6, atol=1e-6)

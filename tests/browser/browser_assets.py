@@ -21,7 +21,9 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-CACHE = Path(os.environ.get("SACBOOK_BROWSER_CACHE", Path.home() / ".cache" / "sacbook-browser"))
+CACHE = Path(
+    os.environ.get("SACBOOK_BROWSER_CACHE", Path.home() / ".cache" / "sacbook-browser")
+)
 
 # CDN address -> (npm spec, path inside the package). Only hosts that serve npm
 # packages, or a package at a version, are mapped: anything else the page asks
@@ -29,16 +31,25 @@ CACHE = Path(os.environ.get("SACBOOK_BROWSER_CACHE", Path.home() / ".cache" / "s
 _PKG = r"(?P<name>(?:@[^/@]+/)?[^/@]+)"
 _RULES = [
     # jsDelivr and unpkg serve any npm package: /npm/NAME@RANGE/PATH
-    (re.compile(rf"^https?://cdn\.jsdelivr\.net/npm/{_PKG}@(?P<ver>[^/]+)/(?P<path>[^?#]*)"), None),
+    (
+        re.compile(
+            rf"^https?://cdn\.jsdelivr\.net/npm/{_PKG}@(?P<ver>[^/]+)/(?P<path>[^?#]*)"
+        ),
+        None,
+    ),
     (re.compile(rf"^https?://unpkg\.com/{_PKG}@(?P<ver>[^/]+)/(?P<path>[^?#]*)"), None),
     # cdnjs's require.js is a minified requirejs/require.js of the same version
     (
-        re.compile(r"^https?://cdnjs\.cloudflare\.com/ajax/libs/require\.js/(?P<ver>[^/]+)/require(?:\.min)?\.js"),
+        re.compile(
+            r"^https?://cdnjs\.cloudflare\.com/ajax/libs/require\.js/(?P<ver>[^/]+)/require(?:\.min)?\.js"
+        ),
         ("requirejs", "require.js"),
     ),
     # font-awesome 4 from BootstrapCDN: the npm package has the same css/ and fonts/
     (
-        re.compile(r"^https?://(?:maxcdn|stackpath|netdna)\.bootstrapcdn\.com/font-awesome/(?P<ver>[^/]+)/(?P<path>[^?#]*)"),
+        re.compile(
+            r"^https?://(?:maxcdn|stackpath|netdna)\.bootstrapcdn\.com/font-awesome/(?P<ver>[^/]+)/(?P<path>[^?#]*)"
+        ),
         ("font-awesome", None),
     ),
 ]
@@ -72,15 +83,22 @@ def ensure_package(spec: str) -> Path:
         return target
     npm = shutil.which("npm")
     if npm is None:
-        raise AssetsUnavailable(f"npm is needed once to fetch {spec} into {CACHE} (apt-get install npm)")
+        raise AssetsUnavailable(
+            f"npm is needed once to fetch {spec} into {CACHE} (apt-get install npm)"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         out = subprocess.run(
             [npm, "pack", spec, "--silent", "--pack-destination", tmp],
-            capture_output=True, text=True, cwd=tmp, timeout=300,
+            capture_output=True,
+            text=True,
+            cwd=tmp,
+            timeout=300,
         )
         if out.returncode:
-            raise AssetsUnavailable(f"npm pack {spec} failed: {out.stderr.strip()[-500:]}")
+            raise AssetsUnavailable(
+                f"npm pack {spec} failed: {out.stderr.strip()[-500:]}"
+            )
         tgz = next(Path(tmp).glob("*.tgz"))
         unpacked = Path(tmp) / "unpacked"
         with tarfile.open(tgz) as tar:
@@ -117,7 +135,9 @@ def content_type(path: Path) -> str:
         kind = "application/javascript"
     elif path.suffix in (".woff", ".woff2"):
         kind = f"font/{path.suffix[1:]}"
-    return (kind or "application/octet-stream") + ("; charset=utf-8" if kind and "text" in kind or path.suffix == ".js" else "")
+    return (kind or "application/octet-stream") + (
+        "; charset=utf-8" if kind and "text" in kind or path.suffix == ".js" else ""
+    )
 
 
 def sri_matches(integrity: str, data: bytes) -> bool:
@@ -125,7 +145,10 @@ def sri_matches(integrity: str, data: bytes) -> bool:
     for token in integrity.split():
         algo, _, digest = token.partition("-")
         if algo in ("sha256", "sha384", "sha512"):
-            if base64.b64encode(hashlib.new(algo, data).digest()).decode() == digest.split("?")[0]:
+            if (
+                base64.b64encode(hashlib.new(algo, data).digest()).decode()
+                == digest.split("?")[0]
+            ):
                 return True
     return False
 
@@ -139,11 +162,21 @@ def external_assets(html: str) -> list[dict]:
     found = []
     for tag in _TAG.findall(html):
         attrs = {k.lower(): v for k, v in _ATTR.findall(tag)}
-        url = attrs.get("src") or (attrs.get("href") if tag.lower().startswith("<link") else None)
+        url = attrs.get("src") or (
+            attrs.get("href") if tag.lower().startswith("<link") else None
+        )
         if url and re.match(r"^(https?:)?//", url):
-            if tag.lower().startswith("<link") and not re.search(r'rel="(stylesheet|preload|modulepreload)"', tag):
+            if tag.lower().startswith("<link") and not re.search(
+                r'rel="(stylesheet|preload|modulepreload)"', tag
+            ):
                 continue
-            found.append({"url": "https:" + url if url.startswith("//") else url, "tag": tag, "integrity": attrs.get("integrity")})
+            found.append(
+                {
+                    "url": "https:" + url if url.startswith("//") else url,
+                    "tag": tag,
+                    "integrity": attrs.get("integrity"),
+                }
+            )
     return found
 
 
@@ -163,8 +196,12 @@ def prepare(html_dir: Path) -> dict:
     return urls
 
 
-if __name__ == "__main__":  # python tests/browser/browser_assets.py _build/html: fill the cache
+if (
+    __name__ == "__main__"
+):  # python tests/browser/browser_assets.py _build/html: fill the cache
     import sys
 
-    for url, path in prepare(Path(sys.argv[1] if len(sys.argv) > 1 else "_build/html")).items():
+    for url, path in prepare(
+        Path(sys.argv[1] if len(sys.argv) > 1 else "_build/html")
+    ).items():
         print(f"{url}\n    -> {path or 'NO OFFLINE COPY'}")

@@ -16,9 +16,16 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-CHROME_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
+CHROME_NAMES = (
+    "chromium",
+    "chromium-browser",
+    "google-chrome",
+    "google-chrome-stable",
+    "chrome",
+)
 
 
 def find_chrome() -> str | None:
@@ -149,14 +156,22 @@ class Browser:
                 except Exception as exc:  # never kill the event thread
                     print(f"[cdp] handler for {key[1]} failed: {exc!r}")
 
-    def on(self, method: str, handler: Callable[[dict], Any], session: str | None = None):
+    def on(
+        self, method: str, handler: Callable[[dict], Any], session: str | None = None
+    ):
         self._handlers.setdefault((session, method), []).append(handler)
 
     def off_session(self, session: str):
         for key in [k for k in self._handlers if k[0] == session]:
             del self._handlers[key]
 
-    def send(self, method: str, params: dict | None = None, session: str | None = None, timeout: float = 30):
+    def send(
+        self,
+        method: str,
+        params: dict | None = None,
+        session: str | None = None,
+        timeout: float = 30,
+    ):
         if self.closed:
             raise CDPError(f"{method}: browser is gone")
         msg_id = next(self._ids)
@@ -179,15 +194,23 @@ class Browser:
                 self._pending.pop(msg_id, None)
             raise CDPError(f"{method}: no reply in {timeout} s") from None
         if "error" in reply:
-            raise CDPError(f"{method}: {reply['error'].get('message')} {reply['error'].get('data', '')}")
+            raise CDPError(
+                f"{method}: {reply['error'].get('message')} {reply['error'].get('data', '')}"
+            )
         return reply.get("result", {})
 
     # -- pages ------------------------------------------------------------------
-    def new_page(self) -> "Page":
+    def new_page(self) -> Page:
         """A tab in a fresh browser context: no cookies, storage or cache from other tabs."""
-        context = self.send("Target.createBrowserContext", {"disposeOnDetach": True})["browserContextId"]
-        target = self.send("Target.createTarget", {"url": "about:blank", "browserContextId": context})["targetId"]
-        session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        context = self.send("Target.createBrowserContext", {"disposeOnDetach": True})[
+            "browserContextId"
+        ]
+        target = self.send(
+            "Target.createTarget", {"url": "about:blank", "browserContextId": context}
+        )["targetId"]
+        session = self.send(
+            "Target.attachToTarget", {"targetId": target, "flatten": True}
+        )["sessionId"]
         return Page(self, target, session, context)
 
     def close(self):
@@ -219,8 +242,15 @@ class Browser:
 class Page:
     """One tab, attached with its own session."""
 
-    def __init__(self, browser: Browser, target: str, session: str, context: str | None = None):
-        self.browser, self.target, self.session, self.context = browser, target, session, context
+    def __init__(
+        self, browser: Browser, target: str, session: str, context: str | None = None
+    ):
+        self.browser, self.target, self.session, self.context = (
+            browser,
+            target,
+            session,
+            context,
+        )
 
     def send(self, method: str, params: dict | None = None, timeout: float = 30):
         return self.browser.send(method, params, session=self.session, timeout=timeout)
@@ -228,24 +258,38 @@ class Page:
     def on(self, method: str, handler: Callable[[dict], Any]):
         self.browser.on(method, handler, session=self.session)
 
-    def evaluate(self, expression: str, await_promise: bool = False, timeout: float = 30):
+    def evaluate(
+        self, expression: str, await_promise: bool = False, timeout: float = 30
+    ):
         """The JSON value of a JavaScript expression; raises on a thrown exception."""
         result = self.send(
             "Runtime.evaluate",
-            {"expression": expression, "returnByValue": True, "awaitPromise": await_promise},
+            {
+                "expression": expression,
+                "returnByValue": True,
+                "awaitPromise": await_promise,
+            },
             timeout=timeout,
         )
         if "exceptionDetails" in result:
             details = result["exceptionDetails"]
-            text = details.get("exception", {}).get("description") or details.get("text")
+            text = details.get("exception", {}).get("description") or details.get(
+                "text"
+            )
             raise CDPError(f"evaluate failed: {text}")
         return result["result"].get("value")
 
     def close(self):
         self.browser.off_session(self.session)
         try:
-            self.browser.send("Target.closeTarget", {"targetId": self.target}, timeout=10)
+            self.browser.send(
+                "Target.closeTarget", {"targetId": self.target}, timeout=10
+            )
             if self.context:
-                self.browser.send("Target.disposeBrowserContext", {"browserContextId": self.context}, timeout=10)
+                self.browser.send(
+                    "Target.disposeBrowserContext",
+                    {"browserContextId": self.context},
+                    timeout=10,
+                )
         except CDPError:
             pass

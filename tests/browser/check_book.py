@@ -75,7 +75,10 @@ def repository(root: Path = ROOT) -> dict:
         return yaml.safe_load(text).get("repository", {})
     except ImportError:
         block = re.search(r"^repository:\s*\n((?:[ \t]+.*\n?)*)", text, re.M).group(1)
-        return {k: v.strip().strip("\"'") for k, v in re.findall(r"^\s+(\w+):\s*([^#\n]*)", block, re.M)}
+        return {
+            k: v.strip().strip("\"'")
+            for k, v in re.findall(r"^\s+(\w+):\s*([^#\n]*)", block, re.M)
+        }
 
 
 def colab_url(repo: dict, notebook: str) -> str:
@@ -94,12 +97,21 @@ def serve(directory: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
     handler = functools.partial(_QuietHandler, directory=str(directory))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True, name="book-server").start()
+    threading.Thread(
+        target=server.serve_forever, daemon=True, name="book-server"
+    ).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}"
 
 
 class BookChecker:
-    def __init__(self, html_dir: Path, screenshots: Path, root: Path = ROOT, chrome: str | None = None, check_alt: bool = True):
+    def __init__(
+        self,
+        html_dir: Path,
+        screenshots: Path,
+        root: Path = ROOT,
+        chrome: str | None = None,
+        check_alt: bool = True,
+    ):
         self.html_dir = Path(html_dir).resolve()
         self.screenshots = Path(screenshots)
         self.screenshots.mkdir(parents=True, exist_ok=True)
@@ -114,7 +126,11 @@ class BookChecker:
         for page in self.html_dir.rglob("*.html"):
             for a in assets.external_assets(page.read_text(errors="replace")):
                 path = self.local.get(a["url"])
-                if a["integrity"] and path and not assets.sri_matches(a["integrity"], path.read_bytes()):
+                if (
+                    a["integrity"]
+                    and path
+                    and not assets.sri_matches(a["integrity"], path.read_bytes())
+                ):
                     if a["url"] not in self.sri_mismatch:
                         self.notes.append(
                             f"{a['url']} is served from npm's {path.relative_to(assets.CACHE)}, which is not "
@@ -154,7 +170,9 @@ class BookChecker:
             try:
                 if "responseStatusCode" in p:  # a page of the book, on its way back
                     self._rewrite_document(page, p)
-                elif url.startswith(self.origin + "/") or not url.startswith(("http:", "https:")):
+                elif url.startswith(self.origin + "/") or not url.startswith(
+                    ("http:", "https:")
+                ):
                     page.send("Fetch.continueRequest", {"requestId": rid})
                 else:
                     try:
@@ -164,17 +182,25 @@ class BookChecker:
                         console.append(f"offline copy of {url} unavailable: {exc}")
                     if path is None:
                         external.append(url)
-                        page.send("Fetch.failRequest", {"requestId": rid, "errorReason": "InternetDisconnected"})
+                        page.send(
+                            "Fetch.failRequest",
+                            {"requestId": rid, "errorReason": "InternetDisconnected"},
+                        )
                         return
                     headers = [
                         {"name": "Content-Type", "value": assets.content_type(path)},
                         {"name": "Access-Control-Allow-Origin", "value": "*"},
                         {"name": "Cache-Control", "value": "max-age=3600"},
                     ]
-                    page.send("Fetch.fulfillRequest", {
-                        "requestId": rid, "responseCode": 200, "responseHeaders": headers,
-                        "body": base64.b64encode(path.read_bytes()).decode(),
-                    })
+                    page.send(
+                        "Fetch.fulfillRequest",
+                        {
+                            "requestId": rid,
+                            "responseCode": 200,
+                            "responseHeaders": headers,
+                            "body": base64.b64encode(path.read_bytes()).decode(),
+                        },
+                    )
             except CDPError as exc:
                 if "Invalid InterceptionId" not in str(exc):  # the tab went away first
                     console.append(f"interception of {url} failed: {exc}")
@@ -182,53 +208,104 @@ class BookChecker:
         page.on("Fetch.requestPaused", on_paused)
         patterns = [{"urlPattern": "*", "requestStage": "Request"}]
         if self.sri_mismatch:
-            patterns.append({"urlPattern": self.origin + "/*", "resourceType": "Document", "requestStage": "Response"})
+            patterns.append(
+                {
+                    "urlPattern": self.origin + "/*",
+                    "resourceType": "Document",
+                    "requestStage": "Response",
+                }
+            )
         page.send("Fetch.enable", {"patterns": patterns})
 
     def _rewrite_document(self, page, p):
         rid = p["requestId"]
         body = page.send("Fetch.getResponseBody", {"requestId": rid})
-        html = base64.b64decode(body["body"]) if body.get("base64Encoded") else body["body"].encode()
+        html = (
+            base64.b64decode(body["body"])
+            if body.get("base64Encoded")
+            else body["body"].encode()
+        )
         text = html.decode("utf-8", errors="replace")
         for url, integrity in self.sri_mismatch.items():
             text = re.sub(
-                r'(<(?:script|link)\b[^>]*?)\s+integrity="' + re.escape(integrity) + r'"([^>]*?(?:src|href)="' + re.escape(url) + '")',
-                r"\1\2", text)
+                r'(<(?:script|link)\b[^>]*?)\s+integrity="'
+                + re.escape(integrity)
+                + r'"([^>]*?(?:src|href)="'
+                + re.escape(url)
+                + '")',
+                r"\1\2",
+                text,
+            )
             text = re.sub(
-                r'(<(?:script|link)\b[^>]*?(?:src|href)="' + re.escape(url) + r'"[^>]*?)\s+integrity="' + re.escape(integrity) + '"',
-                r"\1", text)
-        headers = [h for h in p.get("responseHeaders", []) if h["name"].lower() not in ("content-length", "content-encoding")]
-        page.send("Fetch.fulfillRequest", {
-            "requestId": rid, "responseCode": p["responseStatusCode"], "responseHeaders": headers,
-            "body": base64.b64encode(text.encode()).decode(),
-        })
+                r'(<(?:script|link)\b[^>]*?(?:src|href)="'
+                + re.escape(url)
+                + r'"[^>]*?)\s+integrity="'
+                + re.escape(integrity)
+                + '"',
+                r"\1",
+                text,
+            )
+        headers = [
+            h
+            for h in p.get("responseHeaders", [])
+            if h["name"].lower() not in ("content-length", "content-encoding")
+        ]
+        page.send(
+            "Fetch.fulfillRequest",
+            {
+                "requestId": rid,
+                "responseCode": p["responseStatusCode"],
+                "responseHeaders": headers,
+                "body": base64.b64encode(text.encode()).decode(),
+            },
+        )
 
     def _visit(self, rel: str, width: int) -> list[Finding]:
         findings: list[Finding] = []
-        add = lambda kind, where, detail: findings.append(Finding(rel, width, kind, where, detail))  # noqa: E731
+        def add(kind, where, detail):
+            return findings.append(
+                    Finding(rel, width, kind, where, detail)
+                )  # noqa: E731
         console: list[str] = []
         external: list[str] = []
         page = self.browser.new_page()
         loaded = threading.Event()
         try:
+
             def on_exception(p):
                 d = p["exceptionDetails"]
                 desc = d.get("exception", {}).get("description") or d.get("text", "")
-                console.append(f"uncaught {desc.strip()} ({_where(d.get('url'), d.get('lineNumber'))})")
+                console.append(
+                    f"uncaught {desc.strip()} ({_where(d.get('url'), d.get('lineNumber'))})"
+                )
 
             def on_console(p):
                 if p["type"] in ("error", "assert"):
                     text = " ".join(_arg_text(a) for a in p.get("args", []))
                     frames = p.get("stackTrace", {}).get("callFrames", [])
-                    origin = _where(frames[0]["url"], frames[0]["lineNumber"]) if frames else ""
-                    console.append(f"console.{p['type']}: {text.strip()}" + (f" ({origin})" if origin else ""))
+                    origin = (
+                        _where(frames[0]["url"], frames[0]["lineNumber"])
+                        if frames
+                        else ""
+                    )
+                    console.append(
+                        f"console.{p['type']}: {text.strip()}"
+                        + (f" ({origin})" if origin else "")
+                    )
 
             def on_log(p):
                 e = p["entry"]
                 if e["level"] == "error":
                     if e.get("url") and e["url"] in external:
                         return  # reported as an external request below
-                    console.append(f"{e['source']}: {e['text']}" + (f" ({_where(e.get('url'), e.get('lineNumber'))})" if e.get("url") else ""))
+                    console.append(
+                        f"{e['source']}: {e['text']}"
+                        + (
+                            f" ({_where(e.get('url'), e.get('lineNumber'))})"
+                            if e.get("url")
+                            else ""
+                        )
+                    )
 
             page.on("Runtime.exceptionThrown", on_exception)
             page.on("Runtime.consoleAPICalled", on_console)
@@ -237,23 +314,37 @@ class BookChecker:
             self._route(page, console, external)
             for domain in ("Runtime", "Log", "Page"):
                 page.send(f"{domain}.enable")
-            page.send("Emulation.setDeviceMetricsOverride",
-                      {"width": width, "height": VIEWPORT_HEIGHT, "deviceScaleFactor": 1, "mobile": False})
+            page.send(
+                "Emulation.setDeviceMetricsOverride",
+                {
+                    "width": width,
+                    "height": VIEWPORT_HEIGHT,
+                    "deviceScaleFactor": 1,
+                    "mobile": False,
+                },
+            )
             page.send("Page.navigate", {"url": f"{self.origin}/{rel}"})
             if not loaded.wait(60):
                 add("page did not load", "", "no load event in 60 s")
             self._settle(page)
-            result = page.evaluate(f"({self.js})({json.dumps({'checkAlt': self.check_alt})})")
+            result = page.evaluate(
+                f"({self.js})({json.dumps({'checkAlt': self.check_alt})})"
+            )
             for f in result["findings"]:
                 add(f["kind"], f["where"], f["detail"])
             self._check_colab(rel, result["colab"], add)
-            self._screenshot(page, rel, width)  # the page as checked, before playing anything
+            self._screenshot(
+                page, rel, width
+            )  # the page as checked, before playing anything
             self._check_animations(page, result["animations"], add)
             time.sleep(0.2)  # let late console messages arrive
         finally:
             page.close()
         for msg in console:
-            reason = next((why for pat, why in KNOWN_HARMLESS_CONSOLE if re.search(pat, msg)), None)
+            reason = next(
+                (why for pat, why in KNOWN_HARMLESS_CONSOLE if re.search(pat, msg)),
+                None,
+            )
             if reason is None:
                 add("console error", "", _short(msg, 400))
         for url in dict.fromkeys(external):
@@ -267,7 +358,9 @@ class BookChecker:
                  if (window.MathJax && MathJax.startup && MathJax.startup.promise) await MathJax.startup.promise;
                  if (document.fonts) await document.fonts.ready;
                  return true; })()""",
-            await_promise=True, timeout=60)
+            await_promise=True,
+            timeout=60,
+        )
         deadline = time.monotonic() + WIDGET_WAIT_S
         pending = """(() => {
             if (!document.querySelector('script[type="application/vnd.jupyter.widget-state+json"]')) return 0;
@@ -276,8 +369,12 @@ class BookChecker:
         while page.evaluate(pending) and time.monotonic() < deadline:
             time.sleep(0.25)
         # widgets may typeset their labels once rendered
-        page.evaluate("(async () => { if (window.MathJax && MathJax.typesetPromise) await MathJax.startup.promise; "
-                      "if (document.fonts) await document.fonts.ready; return true; })()", await_promise=True, timeout=60)
+        page.evaluate(
+            "(async () => { if (window.MathJax && MathJax.typesetPromise) await MathJax.startup.promise; "
+            "if (document.fonts) await document.fonts.ready; return true; })()",
+            await_promise=True,
+            timeout=60,
+        )
         if not page.evaluate("[...document.images].every(i => i.complete)"):
             time.sleep(1.0)
 
@@ -290,24 +387,48 @@ class BookChecker:
             add("Colab launch link", "header", f"missing; expected {expected}")
         for href in dict.fromkeys(links):
             if href != expected:
-                add("Colab launch link", "header", f"points at {href}; expected {expected}")
+                add(
+                    "Colab launch link",
+                    "header",
+                    f"points at {href}; expected {expected}",
+                )
 
     def _check_animations(self, page, animations: list[dict], add):
         for a in animations:
             label = f"animation {a['index'] + 1}"
             where = a["where"]
-            missing = [n for n, ok in (("image", a["hasImg"]), ("slider", a["hasSlider"]),
-                                       ("play button", a["hasPlay"]), ("player script", a["player"])) if not ok]
+            missing = [
+                n
+                for n, ok in (
+                    ("image", a["hasImg"]),
+                    ("slider", a["hasSlider"]),
+                    ("play button", a["hasPlay"]),
+                    ("player script", a["player"]),
+                )
+                if not ok
+            ]
             if missing:
-                add("animation player broken", where, f"{label}: no {', '.join(missing)}")
+                add(
+                    "animation player broken",
+                    where,
+                    f"{label}: no {', '.join(missing)}",
+                )
                 continue
             if a["frames"] < 2:
-                add("animation player broken", where, f"{label}: only {a['frames']} frame")
+                add(
+                    "animation player broken",
+                    where,
+                    f"{label}: only {a['frames']} frame",
+                )
                 continue
             sel = f"document.querySelectorAll('div.animation')[{a['index']}]"
             # start from a known frame, then press Play with a real mouse click
-            page.evaluate(f"anim{a['id']}.pause_animation(), anim{a['id']}.first_frame(), 0")
-            before = page.evaluate(f"(() => {{ const d = {sel}; return [d.querySelector('input.anim-slider').value, d.querySelector('img').src.length + ':' + d.querySelector('img').src.slice(-40)]; }})()")
+            page.evaluate(
+                f"anim{a['id']}.pause_animation(), anim{a['id']}.first_frame(), 0"
+            )
+            before = page.evaluate(
+                f"(() => {{ const d = {sel}; return [d.querySelector('input.anim-slider').value, d.querySelector('img').src.length + ':' + d.querySelector('img').src.slice(-40)]; }})()"
+            )
             box = page.evaluate(
                 f"""(() => {{ const b = {sel}.querySelector('button[title="Play"]');
                     b.scrollIntoView({{block: 'center', inline: 'nearest'}});
@@ -315,38 +436,77 @@ class BookChecker:
                     const x = r.left + r.width / 2, y = r.top + r.height / 2;
                     const hit = document.elementFromPoint(x, y);
                     return {{x, y, w: r.width, h: r.height, ok: !!hit && (hit === b || b.contains(hit)),
-                             hit: hit ? hit.tagName + '.' + hit.className : null}}; }})()""")
+                             hit: hit ? hit.tagName + '.' + hit.className : null}}; }})()"""
+            )
             if box["w"] == 0 or not box["ok"]:
-                add("animation player broken", where,
-                    f"{label}: the Play button cannot be clicked (size {box['w']:.0f}x{box['h']:.0f}, covered by {box['hit']})")
-                page.evaluate(f"{sel}.querySelector('button[title=\"Play\"]').click(), 0")
+                add(
+                    "animation player broken",
+                    where,
+                    f"{label}: the Play button cannot be clicked (size {box['w']:.0f}x{box['h']:.0f}, covered by {box['hit']})",
+                )
+                page.evaluate(
+                    f"{sel}.querySelector('button[title=\"Play\"]').click(), 0"
+                )
             else:
                 for kind in ("mousePressed", "mouseReleased"):
-                    page.send("Input.dispatchMouseEvent",
-                              {"type": kind, "x": box["x"], "y": box["y"], "button": "left", "clickCount": 1})
+                    page.send(
+                        "Input.dispatchMouseEvent",
+                        {
+                            "type": kind,
+                            "x": box["x"],
+                            "y": box["y"],
+                            "button": "left",
+                            "clickCount": 1,
+                        },
+                    )
             deadline = time.monotonic() + ANIMATION_WAIT_S
             after = before
             while after == before and time.monotonic() < deadline:
                 time.sleep(0.1)
-                after = page.evaluate(f"(() => {{ const d = {sel}; return [d.querySelector('input.anim-slider').value, d.querySelector('img').src.length + ':' + d.querySelector('img').src.slice(-40)]; }})()")
+                after = page.evaluate(
+                    f"(() => {{ const d = {sel}; return [d.querySelector('input.anim-slider').value, d.querySelector('img').src.length + ':' + d.querySelector('img').src.slice(-40)]; }})()"
+                )
             page.evaluate(f"anim{a['id']}.pause_animation(), 0")
             if after[0] == before[0]:
-                add("animation does not play", where,
-                    f"{label}: frame counter still {before[0]} of {a['frames']} {ANIMATION_WAIT_S:.0f} s after Play")
+                add(
+                    "animation does not play",
+                    where,
+                    f"{label}: frame counter still {before[0]} of {a['frames']} {ANIMATION_WAIT_S:.0f} s after Play",
+                )
             elif after[1] == before[1]:
-                add("animation does not play", where, f"{label}: the frame counter moves but the image does not change")
+                add(
+                    "animation does not play",
+                    where,
+                    f"{label}: the frame counter moves but the image does not change",
+                )
             if a["imgWidth"] > a["width"] + 1:
-                add("output wider than the column", where, f"{label}: its frames are {a['imgWidth']} px in a {a['width']} px player")
+                add(
+                    "output wider than the column",
+                    where,
+                    f"{label}: its frames are {a['imgWidth']} px in a {a['width']} px player",
+                )
         page.evaluate("window.scrollTo(0, 0), 0")
 
     def _screenshot(self, page, rel: str, width: int):
         page.evaluate("window.scrollTo(0, 0), 0")
         size = page.send("Page.getLayoutMetrics")["cssContentSize"]
         # JPEG: a full chapter is ~25,000 px tall, and PNG-encoding it takes 3x longer
-        shot = page.send("Page.captureScreenshot", {
-            "format": "jpeg", "quality": 70, "captureBeyondViewport": True,
-            "clip": {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 60000), "scale": 1},
-        }, timeout=120)
+        shot = page.send(
+            "Page.captureScreenshot",
+            {
+                "format": "jpeg",
+                "quality": 70,
+                "captureBeyondViewport": True,
+                "clip": {
+                    "x": 0,
+                    "y": 0,
+                    "width": size["width"],
+                    "height": min(size["height"], 60000),
+                    "scale": 1,
+                },
+            },
+            timeout=120,
+        )
         name = rel[: -len(".html")].replace("/", "_") + f"_{width}.jpg"
         (self.screenshots / name).write_bytes(base64.b64decode(shot["data"]))
 
@@ -354,7 +514,9 @@ class BookChecker:
 def _arg_text(arg: dict) -> str:
     if "value" in arg:
         return str(arg["value"])
-    return arg.get("description") or arg.get("unserializableValue") or arg.get("type", "")
+    return (
+        arg.get("description") or arg.get("unserializableValue") or arg.get("type", "")
+    )
 
 
 def _where(url, line) -> str:
@@ -390,19 +552,26 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("html", nargs="?", default=str(ROOT / "_build" / "html"))
     ap.add_argument("--out", default=str(ROOT / "_build" / "screenshots"))
-    ap.add_argument("--page", action="append", help="only these pages (paths in the site)")
+    ap.add_argument(
+        "--page", action="append", help="only these pages (paths in the site)"
+    )
     ap.add_argument("--no-alt", action="store_true", help="do not check alt text")
     args = ap.parse_args(argv)
     t0 = time.monotonic()
     findings = []
-    with BookChecker(Path(args.html), Path(args.out), check_alt=not args.no_alt) as checker:
+    with BookChecker(
+        Path(args.html), Path(args.out), check_alt=not args.no_alt
+    ) as checker:
         for note in checker.notes:
             print("note:", note)
         for rel in args.page or toc_pages():
             fs = checker.check_page(rel)
             findings += fs
             counts = Counter(f.kind for f in fs)
-            print(f"{rel}: {checker.timings[rel]:.1f} s, {len(fs)} finding(s) {dict(counts) if counts else ''}", flush=True)
+            print(
+                f"{rel}: {checker.timings[rel]:.1f} s, {len(fs)} finding(s) {dict(counts) if counts else ''}",
+                flush=True,
+            )
     print(report(findings, examples=None))
     (Path(args.out) / "findings.txt").write_text("\n".join(map(str, findings)) + "\n")
     print(f"screenshots and findings.txt in {args.out}; {time.monotonic() - t0:.0f} s")
