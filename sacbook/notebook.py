@@ -29,14 +29,13 @@ def needs_custom_widget_manager(ipywidgets_version: str) -> bool:
     return int(ipywidgets_version.split(".")[0]) >= 8
 
 
-def setup(*, widgets: bool = False, wants_accelerator: bool = False) -> str:
+def setup(*, widgets: bool = False, wants_accelerator: bool = False) -> None:
     """Print where the chapter runs; enable Colab's widget manager if needed.
 
     Args:
       widgets: the chapter shows ipywidgets.
       wants_accelerator: the chapter is written for a GPU (it still runs on a
         CPU, at smaller sizes).
-    Returns the printed text.
     """
     import jax
 
@@ -68,6 +67,4 @@ def setup(*, widgets: bool = False, wants_accelerator: bool = False) -> str:
                 f"ipywidgets {ipywidgets.__version__}: "
                 "Colab's custom widget manager is on"
             )
-    text = "\n".join(lines)
-    print(text)
-    return text
+    print("\n".join(lines))
