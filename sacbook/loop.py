@@ -377,19 +377,10 @@ def _iteration(state: TrainState, _, config: LoopConfig):
 def run_chunk(state: TrainState, config: LoopConfig):
     """``config.chunk_iterations`` iterations in one ``lax.scan``.
 
-    Returns ``(state, metrics)``: each metric of shape ``(chunk_iterations,)``,
-    and ``params_finite``, a scalar: whether every network parameter and
-    optimizer state is finite at the end of the chunk (the host stops a run
-    that is not, see :mod:`sacbook.train`).
+    Returns ``(state, metrics)``, each metric of shape ``(chunk_iterations,)``.
     """
     step = partial(_iteration, config=config)
-    state, metrics = jax.lax.scan(step, state, None, length=config.chunk_iterations)
-    finite = [
-        jnp.all(jnp.isfinite(x))
-        for x in jax.tree.leaves(state.sac)
-        if jnp.issubdtype(x.dtype, jnp.floating)
-    ]
-    return state, {**metrics, "params_finite": jnp.all(jnp.stack(finite))}
+    return jax.lax.scan(step, state, None, length=config.chunk_iterations)
 
 
 chunk_program = jit.Program(run_chunk, static_argnums=1, donate_argnums=0)

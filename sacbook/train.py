@@ -113,9 +113,13 @@ def summarize_chunk(metrics, config: LoopConfig) -> dict:
     return record
 
 
-def first_non_finite(metrics) -> str | None:
-    """The first metric of a chunk (host numpy) that is not finite, as
-    ``"name (at iteration i of the chunk)"``, or None if all are."""
+def first_non_finite(metrics, sac_state=None) -> str | None:
+    """The first value of a chunk that is not finite, or None if all are.
+
+    Checks the chunk's metrics (``"name = value (at iteration i of the
+    chunk)"``), then the networks and optimizer states at its end
+    (``sac_state``, copied to the host: a few hundred kilobytes; checking
+    them on the host keeps the compiled chunk as it is)."""
     updated = np.asarray(metrics["updated"], bool)
     for name in (*sac.METRIC_NAMES, "episode_return_sum", "reward_mean"):
         values = np.asarray(metrics[name], np.float64)
@@ -123,8 +127,11 @@ def first_non_finite(metrics) -> str | None:
         if bad.any():
             i = int(np.argmax(bad))
             return f"{name} = {values[i]} (at iteration {i + 1} of the chunk)"
-    if not bool(metrics["params_finite"]):
-        return "a network parameter or optimizer state (at the end of the chunk)"
+    leaves = jax.tree_util.tree_flatten_with_path(jax.device_get(sac_state))[0]
+    for path, leaf in leaves:
+        leaf = np.asarray(leaf)
+        if np.issubdtype(leaf.dtype, np.floating) and not np.isfinite(leaf).all():
+            return f"sac{jax.tree_util.keystr(path)} (at the end of the chunk)"
     return None
 
 
@@ -252,7 +259,7 @@ def train(
             state, metrics = chunk_fn(state)
             metrics = jax.device_get(metrics)  # the host sync point
             chunk_index += 1
-            bad = first_non_finite(metrics)
+            bad = first_non_finite(metrics, state.sac)
             if bad is not None:
                 last = f"step {saved_at}" if saved_at is not None else "none saved"
                 raise NonFiniteError(

@@ -86,7 +86,8 @@ def book_html(tmp_path_factory) -> Path:
         if newer:
             warnings.warn(
                 f"SACBOOK_BOOK_HTML={given} is older than {', '.join(map(str, newer))}; "
-                "the browser checks the older build", stacklevel=2
+                "the browser checks the older build",
+                stacklevel=2,
             )
         return html
     jupyter_book = shutil.which("jupyter-book") or str(

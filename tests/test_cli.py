@@ -17,6 +17,18 @@ import pytest  # noqa: E402
 
 from sacbook import cli  # noqa: E402
 
+# a small, fast `sacbook train` run
+SMALL = [
+    "--num-envs",
+    "64",
+    "--batch-size",
+    "64",
+    "--updates-per-iteration",
+    "1",
+    "--quiet",
+    "--no-cache",
+]
+
 
 def test_render_writes_gif(tmp_path, capsys):
     """`sacbook render` returns 0 and writes a GIF with ceil((steps + 1) / every)
@@ -251,18 +263,7 @@ def test_train_unwritable_out_and_missing_resume(tmp_path):
 def test_train_writes_outputs_and_resumes(tmp_path):
     """A short run writes metrics, curve, GIF and checkpoint; --resume continues to a longer total."""
     out = tmp_path / "run"
-    common = [
-        "--num-envs",
-        "64",
-        "--batch-size",
-        "64",
-        "--updates-per-iteration",
-        "1",
-        "--quiet",
-        "--no-cache",
-        "--out",
-        str(out),
-    ]
+    common = [*SMALL, "--out", str(out)]
     proc = _sacbook("train", "--total-env-steps", str(64 * 20), *common)
     assert proc.returncode == 0, proc.stderr
     assert "final evaluation return" in proc.stdout
@@ -440,17 +441,6 @@ def test_bench_compare_json_has_the_interleaved_ratios():
 # ----------------------------------------------------------------------------
 # Hardening: run lengths, interruptions, non-finite training, resume mismatches
 # ----------------------------------------------------------------------------
-
-SMALL = [
-    "--num-envs",
-    "64",
-    "--batch-size",
-    "64",
-    "--updates-per-iteration",
-    "1",
-    "--quiet",
-    "--no-cache",
-]
 
 
 def _records(out):

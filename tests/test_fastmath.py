@@ -20,10 +20,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from angles import PI32, angle_diff, assert_in_wrapped_range, x64
 
 from sacbook import fastmath, pendulum
 
-PI32 = np.float32(np.pi)  # float32(pi) is slightly above the real pi
 EPS32 = float(np.finfo(np.float32).eps)  # 2^-23
 POLY_ERROR = 3e-7  # sin_cos on [-pi, pi) against float64 (measured 2.1e-7)
 
@@ -34,29 +34,6 @@ sin_cos = jax.jit(fastmath.sin_cos)
 COMPILED_AND_EAGER = pytest.mark.parametrize(
     "compiled", [True, False], ids=["jit", "eager"]
 )
-
-
-def _x64():
-    """Context manager enabling float64 in JAX, across JAX versions."""
-    try:
-        from jax.experimental import enable_x64  # older JAX
-
-        return enable_x64()
-    except ImportError:
-        return jax.enable_x64(True)  # newer JAX: the config state is a context manager
-
-
-def _angle_diff(a, b):
-    """Signed difference a - b of two angles, wrapped to (-pi, pi], in float64."""
-    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
-    return np.angle(np.exp(1j * d))
-
-
-def _assert_in_wrapped_range(theta):
-    theta = np.asarray(theta)
-    assert theta.dtype == np.float32
-    assert np.all(theta >= -PI32), theta[theta < -PI32]
-    assert np.all(theta < PI32), theta[theta >= PI32]
 
 
 def _ulp_neighbours(centres, count):
@@ -141,11 +118,11 @@ def test_wrap_angle_edge_inputs():
     neighbours = _ulp_neighbours((np.arange(-500, 501) * 2 + 1) * np.pi, 40)
     x = np.concatenate([edges, neighbours])
     w = wrap_angle(jnp.asarray(x))
-    _assert_in_wrapped_range(w)
+    assert_in_wrapped_range(w)
     # same angle modulo 2pi, within a float32 ulp of the input
     small = np.abs(x) < 1e4
     bound = EPS32 * np.abs(x[small]) + 1e-6
-    assert np.all(np.abs(_angle_diff(np.asarray(w)[small], x[small])) <= bound)
+    assert np.all(np.abs(angle_diff(np.asarray(w)[small], x[small])) <= bound)
     # +-3pi -> -pi
     np.testing.assert_allclose(np.asarray(w)[2:4], [-PI32, -PI32], atol=1e-6)
 
@@ -155,9 +132,9 @@ def test_wrap_angle_random_values_match_numpy():
     formula mod(x + pi, 2 pi) - pi to float32 precision and stays in range."""
     x = np.random.default_rng(0).uniform(-100, 100, 100_000).astype(np.float32)
     w = wrap_angle(jnp.asarray(x))
-    _assert_in_wrapped_range(w)
+    assert_in_wrapped_range(w)
     ref = np.mod(x.astype(np.float64) + np.pi, 2 * np.pi) - np.pi
-    np.testing.assert_allclose(_angle_diff(w, ref), 0.0, atol=2e-5)
+    np.testing.assert_allclose(angle_diff(w, ref), 0.0, atol=2e-5)
 
 
 @COMPILED_AND_EAGER
@@ -169,8 +146,8 @@ def test_wrap_angle_large_angles_congruent_within_an_ulp_of_x(radius, compiled):
     x = _large_angles(radius)
     wrap = wrap_angle if compiled else fastmath.wrap_angle
     w = np.asarray(wrap(jnp.asarray(x)))
-    _assert_in_wrapped_range(w)
-    error = np.abs(_angle_diff(w, x))  # float64 difference: exact reference
+    assert_in_wrapped_range(w)
+    error = np.abs(angle_diff(w, x))  # float64 difference: exact reference
     bound = EPS32 * np.abs(x.astype(np.float64)) + 1e-6
     assert np.all(error <= bound), (error / bound).max()
 
@@ -217,7 +194,7 @@ def test_sin_cos_any_shape_and_float64():
     sin, cos = fastmath.sin_cos(theta)
     assert sin.shape == cos.shape == (3, 4)
     assert fastmath.sin_cos(jnp.float32(0.5))[0].shape == ()
-    with _x64():
+    with x64():
         x = np.random.default_rng(1).uniform(-1e3, 1e3, 10_000)
         sin, cos = sin_cos(jnp.asarray(x, jnp.float64))
         assert sin.dtype == jnp.float64

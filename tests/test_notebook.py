@@ -32,7 +32,9 @@ def test_custom_widget_manager_only_from_ipywidgets_8(version, needed):
 def test_setup_on_a_cpu_prints_the_devices_and_how_to_get_a_gpu(capsys):
     import jax
 
-    assert notebook.setup(wants_accelerator=True) is None  # it prints, shows nothing else
+    assert (
+        notebook.setup(wants_accelerator=True) is None
+    )  # it prints, shows nothing else
     text = capsys.readouterr().out
     assert str(jax.devices()) in text and jax.__version__ in text
     assert "Runtime > Change runtime type" in text

@@ -12,37 +12,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from angles import angle_diff, assert_in_wrapped_range, x64
 
 from sacbook import pendulum
 from sacbook.pendulum import EnvState, PendulumParams
 
-PI32 = np.float32(np.pi)  # float32(pi) is slightly above the real pi
-
 # Eager env_step dispatches op by op (and compiles its lax.cond each call): jit it.
 env_step_jit = jax.jit(pendulum.env_step, static_argnums=3)
-
-
-def _x64():
-    """Context manager enabling float64 in JAX, across JAX versions."""
-    try:
-        from jax.experimental import enable_x64  # older JAX
-
-        return enable_x64()
-    except ImportError:
-        return jax.enable_x64(True)  # newer JAX: the config state is a context manager
-
-
-def _angle_diff(a, b):
-    """Signed difference a - b of two angles, wrapped to (-pi, pi], in float64."""
-    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
-    return np.angle(np.exp(1j * d))
-
-
-def _assert_in_wrapped_range(theta):
-    theta = np.asarray(theta)
-    assert theta.dtype == np.float32
-    assert np.all(theta >= -PI32), theta[theta < -PI32]
-    assert np.all(theta < PI32), theta[theta >= PI32]
 
 
 # -----------------------------------------------------------------------------
@@ -109,9 +85,7 @@ def test_gymnasium_preset_matches_pendulum_v1_step_by_step(gym_episodes):
         u = ep["torques"]
         assert np.any(np.abs(u) > params.max_torque)  # the clip is exercised
         nth, nthd = step(th, thd, u, params)
-        np.testing.assert_allclose(
-            _angle_diff(nth, ep["states"][1:, 0]), 0.0, atol=1e-5
-        )
+        np.testing.assert_allclose(angle_diff(nth, ep["states"][1:, 0]), 0.0, atol=1e-5)
         np.testing.assert_allclose(nthd, ep["states"][1:, 1], rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(
             pendulum.observe(nth, nthd), ep["obs"][1:], rtol=1e-5, atol=1e-5
@@ -174,7 +148,7 @@ def test_gymnasium_preset_float64_rollout_matches_pendulum_v1(gym_episodes):
     whole free-running trajectory to ~1e-9: the same equations in the same
     order, the only difference being our wrap of theta."""
     params = PendulumParams.gymnasium()
-    with _x64():
+    with x64():
 
         @jax.jit
         def run(theta0, theta_dot0, torques):
@@ -194,7 +168,7 @@ def test_gymnasium_preset_float64_rollout_matches_pendulum_v1(gym_episodes):
             th, thd = np.asarray(th), np.asarray(thd)
             assert th.dtype == np.float64 and thd.dtype == np.float64
             np.testing.assert_allclose(
-                _angle_diff(th, ep["states"][1:, 0]), 0.0, atol=1e-9
+                angle_diff(th, ep["states"][1:, 0]), 0.0, atol=1e-9
             )
             np.testing.assert_allclose(thd, ep["states"][1:, 1], rtol=0, atol=1e-9)
 
@@ -263,7 +237,7 @@ def test_step_matches_numpy_reference_one_step(params):
     ref_th, ref_thd = numpy_step(theta, theta_dot, torque, **_numpy_kwargs(params))
     th, thd = jax.jit(pendulum.step, static_argnums=3)(theta, theta_dot, torque, params)
     assert th.dtype == jnp.float32 and th.shape == (n,)
-    np.testing.assert_allclose(_angle_diff(th, ref_th), 0.0, atol=1e-5)
+    np.testing.assert_allclose(angle_diff(th, ref_th), 0.0, atol=1e-5)
     np.testing.assert_allclose(thd, ref_thd, rtol=1e-5, atol=1e-5)
     assert np.abs(np.asarray(thd)).max() <= params.max_speed
 
@@ -285,7 +259,7 @@ def test_rollout_matches_numpy_reference_20_steps():
         th, thd = numpy_step(th, thd, torques[t], **_numpy_kwargs(params))
         ref_th.append(th)
         ref_thd.append(thd)
-    np.testing.assert_allclose(_angle_diff(thetas, np.array(ref_th)), 0.0, atol=1e-4)
+    np.testing.assert_allclose(angle_diff(thetas, np.array(ref_th)), 0.0, atol=1e-4)
     np.testing.assert_allclose(theta_dots, np.array(ref_thd), atol=1e-4)
 
 
@@ -363,7 +337,7 @@ def test_long_random_rollouts_stay_wrapped(params):
         theta0, jnp.zeros(n), torques, params
     )
     assert np.isfinite(np.asarray(theta_dots)).all()
-    _assert_in_wrapped_range(thetas)
+    assert_in_wrapped_range(thetas)
     if math.isinf(params.max_speed):
         assert (
             np.abs(np.asarray(theta_dots)).max() * params.dt > 2 * np.pi
@@ -467,7 +441,7 @@ def test_reset_distribution():
         and thd.dtype == np.float32
         and np.asarray(state.time).dtype == np.int32
     )
-    _assert_in_wrapped_range(th)
+    assert_in_wrapped_range(th)
     assert np.abs(thd).max() <= 1.0
     assert th.min() < -3.1 and th.max() > 3.1 and thd.min() < -0.99 and thd.max() > 0.99
     assert abs(th.mean()) < 0.1 and abs(thd.mean()) < 0.05
@@ -559,7 +533,7 @@ def test_env_step_auto_reset_over_one_episode():
             state0.theta, state0.theta_dot, u, params
         ),
     )
-    np.testing.assert_allclose(_angle_diff(pre.theta, ref_th[:-1]), 0.0, atol=1e-4)
+    np.testing.assert_allclose(angle_diff(pre.theta, ref_th[:-1]), 0.0, atol=1e-4)
     obs_last = np.stack([np.cos(ref_th[-1]), np.sin(ref_th[-1]), ref_thd[-1]], -1)
     np.testing.assert_allclose(res.final_obs[-1], obs_last, atol=1e-4)
 
@@ -713,7 +687,7 @@ def test_env_step_under_vmap_with_per_env_keys():
         np_state.theta, np_state.theta_dot, np.asarray(torque), **_numpy_kwargs(params)
     )
     np.testing.assert_allclose(
-        _angle_diff(np.asarray(v_state.theta)[~done], ref_th[~done]), 0.0, atol=1e-5
+        angle_diff(np.asarray(v_state.theta)[~done], ref_th[~done]), 0.0, atol=1e-5
     )
     np.testing.assert_allclose(
         np.asarray(v_state.theta_dot)[~done], ref_thd[~done], atol=1e-5
@@ -798,7 +772,7 @@ def test_reset_host_distribution_and_observation():
         and not state.time.any()
         and not state.episode_return.any()
     )
-    _assert_in_wrapped_range(th)
+    assert_in_wrapped_range(th)
     assert np.abs(thd).max() <= 1.0 and th.min() < -3.1 and th.max() > 3.1
     assert abs(th.mean()) < 0.1 and abs(thd.mean()) < 0.05
     assert abs(th.std() - np.pi / np.sqrt(3)) < 0.05

@@ -530,3 +530,18 @@ def test_a_state_that_does_not_fit_the_config_is_refused(change, field):
     with pytest.raises(ValueError, match=rf"does not fit.*{field}") as info:
         train.train(TINY.replace(**change), 0, state=state, progress=False)
     assert "\n" not in str(info.value)
+
+
+def test_non_finite_parameters_are_found_even_when_the_metrics_are_finite():
+    """A NaN that has not reached the losses yet (here in the target critics,
+    as after the last update of a chunk) is still caught, by its path."""
+    state = train.init(TINY, jax.random.key(0))
+    state, metrics = train.run_chunk_jit(state, TINY)
+    metrics = jax.device_get(metrics)
+    assert train.first_non_finite(metrics, state.sac) is None
+    target = state.sac.target_critic_params
+    poisoned = state.sac.replace(
+        target_critic_params=jax.tree.map(lambda x: x.at[0].set(jnp.inf), target)
+    )
+    found = train.first_non_finite(metrics, poisoned)
+    assert found.startswith("sac.target_critic_params") and "end of the chunk" in found

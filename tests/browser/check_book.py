@@ -262,10 +262,10 @@ class BookChecker:
 
     def _visit(self, rel: str, width: int) -> list[Finding]:
         findings: list[Finding] = []
+
         def add(kind, where, detail):
-            return findings.append(
-                    Finding(rel, width, kind, where, detail)
-                )  # noqa: E731
+            return findings.append(Finding(rel, width, kind, where, detail))  # noqa: E731
+
         console: list[str] = []
         external: list[str] = []
         page = self.browser.new_page()
