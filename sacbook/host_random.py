@@ -135,7 +135,27 @@ def _names(path) -> tuple[str, ...]:
     return tuple(str(getattr(entry, "key", entry)) for entry in path)
 
 
+_LAYOUTS: dict = {}  # module description -> _default_dense_layout's answer
+
+
 def _default_dense_layout(module: nn.Module, example_inputs):
+    """:func:`_find_default_dense_layout`, remembered per module and input
+    shapes: a run's memory estimate and its state draw the same networks, and
+    the trace costs about 0.1 s. Modules whose description holds an object
+    address (a lambda, say) are traced every time."""
+    key = (
+        type(module),
+        repr(module),
+        tuple((np.shape(x), np.asarray(x).dtype.str) for x in example_inputs),
+    )
+    if " at 0x" in key[1]:
+        return _find_default_dense_layout(module, example_inputs)
+    if key not in _LAYOUTS:
+        _LAYOUTS[key] = _find_default_dense_layout(module, example_inputs)
+    return _LAYOUTS[key]
+
+
+def _find_default_dense_layout(module: nn.Module, example_inputs):
     """``(abstract variables, {kernel path: fan_in})`` when Flax's default
     ``nn.Dense`` initialisers describe every parameter of ``module``; else a
     sentence saying why not.
