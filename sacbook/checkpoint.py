@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from sacbook import loop, sac, train
+from sacbook import loop, sac, sharding, train
 from sacbook.loop import TrainState
 from sacbook.pendulum import PendulumParams
 from sacbook.sac import SACConfig
@@ -86,6 +86,9 @@ def save(
         "seed": seed,
         "history": list(history or []),
         "sacbook_checkpoint": 1,
+        # a sharded run's buffer is D shards, each with its own rows: the
+        # count must match when it resumes
+        "devices": len(state.obs.sharding.device_set),
     }
     with _manager(directory) as manager:
         manager.save(
@@ -108,18 +111,38 @@ def latest_step(directory) -> int | None:
         return manager.latest_step()
 
 
-def restore(directory, step: int | None = None):
+def restore(directory, step: int | None = None, *, mesh=None):
     """Load a run: returns ``(state, config, seed, history)``.
 
     Continue it with ``train.train(config, seed, state=state, history=history)``.
+    A run that was sharded over D devices resumes on a mesh of D devices:
+    pass it here (the state is read straight into its shards) and to
+    :func:`sacbook.train.train`. Its replay buffer is D shards, each filled
+    by its own device, so another device count is refused.
     """
     directory = Path(directory)
     step = _existing_step(directory, step)
     with _manager(directory, create=False) as manager:
         meta = _restore_meta(manager, step)
         config = config_from_dict(meta["config"])
+        saved_devices = meta.get("devices", 1)
+        devices = 1 if mesh is None else sharding.mesh_axis(mesh)[1]
+        if devices != saved_devices:
+            raise ValueError(
+                f"this checkpoint holds a run sharded over {saved_devices} "
+                f"device(s); resume it on a mesh of {saved_devices} "
+                f"(sacbook train --devices {saved_devices}), not {devices}"
+            )
         # the structure, shapes and dtypes to restore into, without computing anything
         template = jax.eval_shape(_to_saveable, loop.abstract_state(config))
+        if mesh is not None:  # and where each shard goes
+            template = jax.tree.map(
+                lambda leaf, where: jax.ShapeDtypeStruct(
+                    leaf.shape, leaf.dtype, sharding=where
+                ),
+                template,
+                sharding.state_shardings(template, mesh),
+            )
         restore_args = ocp.args.Composite(state=ocp.args.StandardRestore(template))
         restored = manager.restore(step, args=restore_args)
     state = restored["state"]

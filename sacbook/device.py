@@ -312,17 +312,49 @@ def _options_to_lower(config, estimate: dict) -> list[str]:
     return sorted(keep, key=lambda f: -shares[f])
 
 
+def scale_estimate(estimate: dict, runs: int = 1, devices: int = 1) -> dict:
+    """:func:`estimate_train_bytes` for ``runs`` runs trained together (seeds
+    or a sweep), sharded over ``devices`` accelerators: what each device
+    holds. The buffer, the environments and their working memory split over
+    the devices; the networks and the update's working memory do not (each
+    device holds the networks and its share of the batch). Virtual CPU
+    devices share one host RAM, so pass ``devices=1`` for them."""
+    split = ("replay_buffer", "environments", "chunk_envs")
+    scaled = {
+        name: math.ceil(value * runs / (devices if name in split else 1))
+        for name, value in estimate.items()
+    }
+    working = scaled["chunk_envs"] + scaled["chunk_updates"] + scaled["chunk_metrics"]
+    scaled["working"] = math.ceil(WORKING_MARGIN * working)
+    scaled["state"] = sum(scaled[n] for n in ("replay_buffer", "environments"))
+    scaled["state"] += scaled["networks"]
+    on_host = estimate["total"] > estimate["state"] + estimate["working"]
+    scaled["total"] = scaled["state"] + scaled["working"]
+    scaled["total"] += scaled["host_copy"] if on_host else 0
+    return scaled
+
+
 def check_fits(
-    config: LoopConfig, device=None, *, fraction: float = SAFETY_FRACTION
+    config: LoopConfig,
+    device=None,
+    *,
+    fraction: float = SAFETY_FRACTION,
+    runs: int = 1,
+    devices: int = 1,
 ) -> dict:
     """Raise :class:`RunTooLargeError` if a run with ``config`` needs more than
     ``fraction`` of the memory available on ``device`` (default: the first JAX
     device); on an accelerator, also if the host copy that
     :func:`sacbook.loop.init` builds needs more than that of host RAM.
+    ``runs`` and ``devices``: see :func:`scale_estimate` (on a CPU the
+    devices share the host's RAM, and ``devices`` is ignored).
     Returns the estimate. Passes silently where no memory figure exists.
     """
     device = _resolve(device)
     estimate = estimate_train_bytes(config, device)
+    if runs != 1 or devices != 1:
+        shards = devices if is_accelerator(device) else 1
+        estimate = scale_estimate(estimate, runs, shards)
     available, source = available_bytes(device)
     where = f"the {device.platform}"
     if is_accelerator(device):

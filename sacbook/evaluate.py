@@ -82,6 +82,24 @@ def evaluate_run(
     return evaluate(actor_params, eval_key(run_key), sac_config, env_params, num_envs)
 
 
+@jit.program(static_argnums=(2, 3, 4))
+def evaluate_runs(
+    actor_params,
+    run_keys,
+    sac_config: SACConfig,
+    env_params: PendulumParams,
+    num_envs: int,
+):
+    """:func:`evaluate_run` for R runs at once (seeds or a sweep), one
+    vmapped call: ``actor_params`` and ``run_keys`` have a leading ``(R,)``
+    axis. Returns the returns, ``(R, num_envs)``."""
+
+    def one(params, run_key):
+        return evaluate_run(params, run_key, sac_config, env_params, num_envs)
+
+    return jax.vmap(one)(actor_params, run_keys)
+
+
 @jit.program(static_argnums=(2, 3, 4, 5))
 def policy_rollout(
     actor_params,

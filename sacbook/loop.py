@@ -17,6 +17,7 @@ drives it chunk by chunk in :mod:`sacbook.train`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from functools import partial
 
@@ -25,7 +26,17 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from sacbook import checks, device, host_random, jit, networks, pendulum, replay, sac
+from sacbook import (
+    checks,
+    device,
+    host_random,
+    jit,
+    networks,
+    pendulum,
+    replay,
+    sac,
+    sharding,
+)
 from sacbook.pendulum import PendulumParams
 from sacbook.sac import SACConfig
 
@@ -152,22 +163,84 @@ class TrainState:
 
 
 def init(
-    config: LoopConfig, key: jax.Array, *, check_memory: bool = True
+    config: LoopConfig,
+    key: jax.Array,
+    *,
+    check_memory: bool = True,
+    mesh: jax.sharding.Mesh | None = None,
 ) -> TrainState:
     """A fresh run: new networks, an empty buffer, N freshly reset envs.
 
     Built on the host with NumPy and moved to the device in one transfer:
     nothing is compiled, so a cold start pays only for the training program
-    (see :mod:`sacbook.host_random`). ``key`` must be concrete.
+    (see :mod:`sacbook.host_random`). ``key`` must be concrete. With a
+    ``mesh``, the state is placed on its devices as :mod:`sacbook.sharding`
+    designs (and the config must divide evenly over them).
 
     First, unless ``check_memory=False``, :func:`sacbook.device.check_fits`
     raises :class:`sacbook.device.RunTooLargeError` (a ``ValueError``) if the
     run would not fit in the device's memory: at once, instead of being
     killed by the operating system minutes later.
     """
+    devices = _check_mesh(config, mesh)
     if check_memory:
-        device.check_fits(config)
-    return jax.device_put(_init_host(config, key))
+        device.check_fits(config, devices=devices)
+    return _put(_init_host(config, key), mesh)
+
+
+def init_runs(
+    config: LoopConfig,
+    keys,
+    *,
+    sac_configs=None,
+    check_memory: bool = True,
+    mesh: jax.sharding.Mesh | None = None,
+) -> TrainState:
+    """R fresh runs as one state with a leading run axis on every leaf, for
+    the batched chunk (:func:`parallel_chunk_program` with ``batched``).
+
+    Run r is exactly ``init(config, keys[r])``, stacked. ``sac_configs``
+    (one per run, for a sweep) sets each run's initial temperature; their
+    shapes must be ``config.sac``'s, and the state keeps ``config.sac`` as
+    its static config (the swept values travel as
+    :class:`~sacbook.sac.Hyperparams`).
+    """
+    keys = list(keys)
+    if not keys:
+        raise ValueError("keys must hold at least one run's key")
+    sac_configs = list(sac_configs or [config.sac] * len(keys))
+    if len(sac_configs) != len(keys):
+        raise ValueError(
+            f"sac_configs must have one entry per run ({len(keys)}), "
+            f"got {len(sac_configs)}"
+        )
+    devices = _check_mesh(config, mesh)
+    if check_memory:
+        device.check_fits(config, runs=len(keys), devices=devices)
+    runs = [
+        _init_host(config.replace(sac=sac_config), key)
+        for sac_config, key in zip(sac_configs, keys, strict=True)
+    ]
+    runs = [run.replace(sac=run.sac.replace(config=config.sac)) for run in runs]
+    keys = jnp.stack([run.key for run in runs])  # typed keys: stacked by JAX
+    runs = [run.replace(key=None) for run in runs]
+    stacked = jax.tree.map(lambda *leaves: np.stack(leaves), *runs)
+    return _put(stacked.replace(key=keys), mesh, batched=True)
+
+
+def _check_mesh(config: LoopConfig, mesh) -> int:
+    """The mesh's device count (1 without one), after checking that
+    ``config`` splits evenly over it."""
+    if mesh is None:
+        return 1
+    sharding.check_divides(config, mesh)
+    return sharding.mesh_axis(mesh)[1]
+
+
+def _put(host_state: TrainState, mesh, batched: bool = False) -> TrainState:
+    if mesh is None:
+        return jax.device_put(host_state)
+    return sharding.put(host_state, mesh, batched=batched)
 
 
 def abstract_state(config: LoopConfig) -> TrainState:
@@ -289,14 +362,28 @@ def _host_state(
     )
 
 
-def _update_round(sac_state, buffer, key, config: LoopConfig):
+def _collective_axis(axis) -> tuple[str | None, int]:
+    """``(name, D)`` of the device axis, with no name when there is nothing to
+    communicate (one device): a one-device mesh then runs exactly the
+    single-device program, bit for bit."""
+    name, devices = axis or (None, 1)
+    return (name if devices > 1 else None), devices
+
+
+def _update_round(sac_state, buffer, key, config: LoopConfig, hyper=None, axis=None):
     """K gradient updates on fresh batches, in a ``lax.scan``. Returns the
-    new SAC state and the metrics averaged over the K updates."""
+    new SAC state and the metrics averaged over the K updates.
+
+    On D devices (``axis = (name, D)``) each device draws B/D of each batch
+    from its own buffer shard, and :func:`sacbook.sac.update` averages the
+    gradients across them."""
+    axis_name, devices = _collective_axis(axis)
+    batch_size = config.sac.batch_size // devices
 
     def one_update(state, k):
         k_batch, k_update = jax.random.split(k)
-        batch = replay.sample(buffer, k_batch, config.sac.batch_size)
-        return sac.update(state, batch, k_update)
+        batch = replay.sample(buffer, k_batch, batch_size)
+        return sac.update(state, batch, k_update, hyper, axis_name)
 
     keys = jax.random.split(key, config.updates_per_iteration)
     sac_state, metrics = jax.lax.scan(one_update, sac_state, keys)
@@ -313,10 +400,22 @@ def _always_updates(config: LoopConfig) -> bool:
     return config.update_every == 1 and first_update <= config.num_envs
 
 
-def _iteration(state: TrainState, _, config: LoopConfig):
-    """One iteration for all N envs; returns the new state and its metrics."""
-    n = config.num_envs
+def _iteration(state: TrainState, _, config: LoopConfig, hyper=None, axis=None):
+    """One iteration for all N envs; returns the new state and its metrics.
+
+    ``hyper``: traced :class:`~sacbook.sac.Hyperparams` (a sweep) or None.
+    ``axis``: ``(name, D)`` when the chunk runs under ``shard_map`` on D
+    devices (:mod:`sacbook.sharding`): then ``state`` holds this device's
+    N/D envs and buffer shard, and the networks are the same everywhere.
+    """
+    axis_name, devices = _collective_axis(axis)
+    n = state.obs.shape[0]  # this device's envs: N / D
     key, k_act, k_env, k_update = jax.random.split(state.key, 4)
+    if axis_name is not None:  # the key is replicated; each device needs its own
+        shard = jax.lax.axis_index(axis_name)
+        k_act, k_env, k_update = (
+            jax.random.fold_in(k, shard) for k in (k_act, k_env, k_update)
+        )
 
     def random_action(k):
         return jax.random.uniform(k, (n, 1), jnp.float32, -1.0, 1.0)
@@ -342,26 +441,37 @@ def _iteration(state: TrainState, _, config: LoopConfig):
         ),
     )
 
-    should_update = buffer.size >= max(config.learning_starts, config.sac.batch_size)
+    # every shard holds the same number of rows: D * size in all
+    filled = buffer.size * devices
+    should_update = filled >= max(config.learning_starts, config.sac.batch_size)
     should_update &= state.iteration % config.update_every == 0
 
     def skip(sac_state, buffer, key):
         return sac_state, {name: jnp.float32(0) for name in sac.METRIC_NAMES}
 
     if _always_updates(config):
-        sac_state, metrics = _update_round(state.sac, buffer, k_update, config)
+        sac_state, metrics = _update_round(
+            state.sac, buffer, k_update, config, hyper, axis
+        )
     else:
-        update = partial(_update_round, config=config)
+        update = partial(_update_round, config=config, hyper=hyper, axis=axis)
         sac_state, metrics = jax.lax.cond(
             should_update, update, skip, state.sac, buffer, k_update
         )
     done = result.terminated | result.truncated
+    totals = {
+        "episodes_done": jnp.sum(done),
+        "episode_return_sum": jnp.sum(jnp.where(done, result.episode_return, 0.0)),
+    }
+    reward_mean = jnp.mean(result.reward)
+    if axis_name is not None:  # over all devices' envs
+        totals = jax.lax.psum(totals, axis_name)
+        reward_mean = jax.lax.pmean(reward_mean, axis_name)
     metrics = {
         **metrics,
         "updated": should_update,
-        "episodes_done": jnp.sum(done),
-        "episode_return_sum": jnp.sum(jnp.where(done, result.episode_return, 0.0)),
-        "reward_mean": jnp.mean(result.reward),
+        **totals,
+        "reward_mean": reward_mean,
     }
     new_state = TrainState(
         sac=sac_state,
@@ -374,12 +484,13 @@ def _iteration(state: TrainState, _, config: LoopConfig):
     return new_state, metrics
 
 
-def run_chunk(state: TrainState, config: LoopConfig):
+def run_chunk(state: TrainState, config: LoopConfig, hyper=None, axis=None):
     """``config.chunk_iterations`` iterations in one ``lax.scan``.
 
     Returns ``(state, metrics)``, each metric of shape ``(chunk_iterations,)``.
+    ``hyper`` and ``axis``: see :func:`_iteration`.
     """
-    step = partial(_iteration, config=config)
+    step = partial(_iteration, config=config, hyper=hyper, axis=axis)
     return jax.lax.scan(step, state, None, length=config.chunk_iterations)
 
 
@@ -392,3 +503,42 @@ def run_chunk_jit(state: TrainState, config: LoopConfig):
     ``TrainConfig`` is keyed on its loop fields alone (``config.loop``), so
     its run length never recompiles."""
     return chunk_program(state, config.loop)
+
+
+def _parallel_chunk(state, config: LoopConfig, hyper=None, *, mesh, batched: bool):
+    """:func:`run_chunk` for a batch of runs (``batched``: every leaf has a
+    leading run axis, and so has ``hyper`` if given) and/or across the
+    devices of ``mesh`` (``shard_map``; see :mod:`sacbook.sharding`)."""
+    axis = None if mesh is None else sharding.mesh_axis(mesh)
+
+    def local(state, hyper):
+        return run_chunk(state, config, hyper, axis)
+
+    if batched:
+        local = jax.vmap(local, in_axes=(0, None if hyper is None else 0))
+    if mesh is None:
+        return local(state, hyper)
+    specs = sharding.state_specs(state, axis[0], batched=batched)
+    replicated = jax.sharding.PartitionSpec()
+    return jax.shard_map(
+        lambda state: local(state, hyper),  # hyper: the same on every device
+        mesh=mesh,
+        in_specs=(specs,),
+        out_specs=(specs, replicated),  # metrics are already summed/averaged
+        check_vma=False,
+    )(state)
+
+
+@functools.cache
+def parallel_chunk_program(mesh=None, batched: bool = False) -> jit.Program:
+    """The compiled chunk ``(state, config, hyper=None) -> (state, metrics)``
+    for ``mesh`` (None: one device) and, with ``batched``, a leading run axis
+    (seeds, or the settings of a sweep). One program per pair, each compiled
+    once per config; ``state`` is donated."""
+    if mesh is None and not batched:
+        return chunk_program
+    return jit.Program(
+        partial(_parallel_chunk, mesh=mesh, batched=batched),
+        static_argnums=1,
+        donate_argnums=0,
+    )

@@ -6,6 +6,8 @@ Pieces, each a pure function:
   * :func:`critic_loss`, :func:`actor_loss`, :func:`temperature_loss`
   * :func:`polyak_update` for the target critics
   * :func:`update`: one gradient step of all three, jit-compiled.
+  * :class:`Hyperparams`: the continuous hyperparameters as traced arrays, so
+    one compiled program can train many settings at once (a sweep).
 
 Truncation (the time limit) is *not* a terminal state: the target bootstraps
 through it and cuts only at ``terminated``. That is correct only because the
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from functools import partial
 
 import flax.linen as nn
 import jax
@@ -134,11 +137,50 @@ class SACConfig:
         """``(actor, critic, alpha)`` optax optimizers (Adam). :func:`init`
         builds Adam's all-zero states on the host without running optax; for
         other optimizers it falls back to their own ``init``."""
-        return (
-            optax.adam(self.actor_lr),
-            optax.adam(self.critic_lr),
-            optax.adam(self.alpha_lr),
-        )
+        return optimizers(self)
+
+
+def optimizers(hyper: SACConfig | Hyperparams):
+    """``(actor, critic, alpha)`` Adam optimizers with the learning rates of
+    ``hyper``: Python floats from a :class:`SACConfig`, or traced arrays from
+    :class:`Hyperparams` (optax takes either; the optimizer states have the
+    same structure both ways, so checkpoints do not care)."""
+    return (
+        optax.adam(hyper.actor_lr),
+        optax.adam(hyper.critic_lr),
+        optax.adam(hyper.alpha_lr),
+    )
+
+
+@struct.dataclass
+class Hyperparams:
+    """SAC's continuous hyperparameters as arrays (float32 scalars, or
+    ``(M,)`` for M settings under ``vmap``).
+
+    Inside the compiled program they are traced values, not constants: one
+    program trains every setting of them, and a sweep of M settings vmaps
+    over them instead of compiling M programs. The initial temperature is
+    swept too, but it only sets ``log_alpha`` at the start
+    (:data:`SWEEPABLE`). Everything that changes a shape (widths, batch
+    size, K) stays in :class:`SACConfig` and the loop's config.
+    """
+
+    gamma: jax.Array
+    tau: jax.Array
+    actor_lr: jax.Array
+    critic_lr: jax.Array
+    alpha_lr: jax.Array
+
+    @classmethod
+    def of(cls, config: SACConfig) -> Hyperparams:
+        """The values in ``config``, as float32 NumPy scalars."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        return cls(**{name: np.float32(getattr(config, name)) for name in names})
+
+
+# What a sweep may vary without compiling again: the Hyperparams, and the
+# initial temperature (a starting value, not part of the program at all).
+SWEEPABLE = (*(f.name for f in dataclasses.fields(Hyperparams)), "init_alpha")
 
 
 @struct.dataclass
@@ -241,10 +283,12 @@ def critic_loss(
     batch: Transition,
     key,
     config: SACConfig,
+    gamma=None,
 ):
     """``0.5 * sum_i mean_B (Q_i(s, a) - y)^2`` with ``y`` from :func:`soft_td_target`.
 
     The target (next action, target critics, alpha) carries no gradient.
+    ``gamma`` (a traced value in a sweep) defaults to ``config.gamma``.
     Returns ``(loss, {"q_mean": ...})``.
     """
     next_mean, next_log_std = config.actor().apply(actor_params, batch.next_obs)
@@ -258,7 +302,7 @@ def critic_loss(
         next_q,
         next_log_prob,
         jnp.exp(log_alpha),
-        config.gamma,
+        config.gamma if gamma is None else gamma,
     )
     target = jax.lax.stop_gradient(target)
     q = config.critic().apply(
@@ -295,20 +339,42 @@ def polyak_update(target, online, tau):
     return jax.tree.map(lambda t, o: t + tau * (o - t), target, online)
 
 
+def mean_across(tree, axis_name: str | None):
+    """The mean of ``tree`` over the devices of mesh axis ``axis_name``
+    (``lax.pmean``, inside ``shard_map``); ``tree`` itself when ``None``."""
+    return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
+
+
 def global_norm(tree):
     """Euclidean norm of all leaves of a pytree together."""
     return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
 
 
-@jax.jit
-def update(state: SACState, batch: Transition, key: jax.Array):
+@partial(jax.jit, static_argnames="axis_name")
+def update(
+    state: SACState,
+    batch: Transition,
+    key: jax.Array,
+    hyper: Hyperparams | None = None,
+    axis_name: str | None = None,
+):
     """One SAC gradient step: critics, then the actor (against the updated
     critics), then the temperature, then the target critics.
+
+    Args:
+      state, batch, key: the SAC state, a batch of B transitions, a PRNG key.
+      hyper: traced hyperparameters (a sweep); ``None`` takes them from
+        ``state.config`` as constants.
+      axis_name: under ``shard_map``, the mesh axis the batch is split over:
+        every gradient is averaged across it (``lax.pmean``) before the
+        update, so every device applies the same update to the same
+        (replicated) parameters.
 
     Returns ``(new_state, metrics)``; metrics is a dict of scalars.
     """
     config = state.config
-    actor_opt, critic_opt, alpha_opt = config.optimizers()
+    hyper = config if hyper is None else hyper
+    actor_opt, critic_opt, alpha_opt = optimizers(hyper)
     k_critic, k_actor = jax.random.split(key)
 
     (c_loss, c_aux), c_grads = jax.value_and_grad(critic_loss, has_aux=True)(
@@ -319,7 +385,9 @@ def update(state: SACState, batch: Transition, key: jax.Array):
         batch,
         k_critic,
         config,
+        hyper.gamma,
     )
+    c_grads = mean_across(c_grads, axis_name)
     updates, critic_opt_state = critic_opt.update(
         c_grads, state.critic_opt_state, state.critic_params
     )
@@ -328,6 +396,7 @@ def update(state: SACState, batch: Transition, key: jax.Array):
     (a_loss, log_prob), a_grads = jax.value_and_grad(actor_loss, has_aux=True)(
         state.actor_params, critic_params, state.log_alpha, batch.obs, k_actor, config
     )
+    a_grads = mean_across(a_grads, axis_name)
     updates, actor_opt_state = actor_opt.update(
         a_grads, state.actor_opt_state, state.actor_params
     )
@@ -336,13 +405,14 @@ def update(state: SACState, batch: Transition, key: jax.Array):
     t_loss, t_grad = jax.value_and_grad(temperature_loss)(
         state.log_alpha, log_prob, config.entropy_target
     )
+    t_grad = mean_across(t_grad, axis_name)
     updates, alpha_opt_state = alpha_opt.update(
         t_grad, state.alpha_opt_state, state.log_alpha
     )
     log_alpha = optax.apply_updates(state.log_alpha, updates)
 
     target_critic_params = polyak_update(
-        state.target_critic_params, critic_params, config.tau
+        state.target_critic_params, critic_params, hyper.tau
     )
 
     new_state = state.replace(
@@ -355,16 +425,21 @@ def update(state: SACState, batch: Transition, key: jax.Array):
         log_alpha=log_alpha,
         step=state.step + 1,
     )
-    metrics = {
+    # losses and means of this device's batch, averaged over the devices
+    local = {
         "critic_loss": c_loss,
         "actor_loss": a_loss,
         "alpha_loss": t_loss,
-        "alpha": jnp.exp(log_alpha),
         "q_mean": c_aux["q_mean"],
         "entropy": -jnp.mean(log_prob),
+    }
+    metrics = {
+        **mean_across(local, axis_name),
+        "alpha": jnp.exp(log_alpha),
         "actor_grad_norm": global_norm(a_grads),
         "critic_grad_norm": global_norm(c_grads),
     }
+    metrics = {name: metrics[name] for name in METRIC_NAMES}
     return new_state, metrics
 
 

@@ -1,0 +1,119 @@
+"""Data parallelism over the devices of a one-axis mesh, with JAX's sharding.
+
+A run on D devices splits its N environments and its replay buffer into D
+equal shards along the env axis. The networks, optimizer states, PRNG key and
+counters are replicated: every device holds the same copy. In each iteration
+each device steps its N/D envs and writes their transitions to its own buffer
+shard; in each update it draws B/D transitions from that shard, and the
+gradients are averaged across devices (``lax.pmean`` in
+:func:`sacbook.sac.update`). Every device then applies the same update to the
+same parameters, so they stay identical without ever being sent around.
+
+The chunk runs under ``jax.shard_map`` (:func:`sacbook.loop.
+parallel_chunk_program`): the code is written for one device's shard, and
+the only communication is what it asks for, one mean of the gradients per
+update (a few hundred kB for 64-wide networks). Plain ``jit`` with sharding
+annotations would let XLA decide: sampling rows at random from a buffer
+sharded over devices is a gather that may read any shard, so it would move
+transitions between devices on every update.
+
+Several hosts work the same way once ``jax.distributed.initialize()`` has
+joined them: ``jax.devices()`` then lists every host's devices, and a mesh
+over all of them is used exactly like a mesh over one host's.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+# (TrainState lives in sacbook.loop, which imports this module.)
+
+
+def mesh_axis(mesh: Mesh) -> tuple[str, int]:
+    """``(name, size)`` of the one axis of ``mesh``, whatever it is named;
+    a clear error for anything else."""
+    if not isinstance(mesh, Mesh):
+        raise ValueError(
+            f"mesh must be a jax.sharding.Mesh (e.g. jax.make_mesh((4,), ('data',))), "
+            f"got {type(mesh).__name__}"
+        )
+    if len(mesh.axis_names) != 1:
+        raise ValueError(
+            f"mesh must have exactly one axis (the env axis), got axes "
+            f"{tuple(mesh.axis_names)} of sizes {tuple(mesh.devices.shape)}"
+        )
+    return mesh.axis_names[0], int(mesh.devices.size)
+
+
+def make_mesh(devices: int | str = "all", axis_name: str = "data") -> Mesh:
+    """A one-axis mesh over the first ``devices`` devices (``"all"``: every
+    device JAX sees), for ``sacbook train --devices``."""
+    available = jax.devices()
+    if devices == "all":
+        devices = len(available)
+    if (
+        isinstance(devices, bool)
+        or not isinstance(devices, (int, np.integer))
+        or not 1 <= devices <= len(available)
+    ):
+        raise ValueError(
+            f"devices must be 'all' or an integer in [1, {len(available)}] "
+            f"(the {jax.default_backend()} devices available), got {devices!r}"
+        )
+    return Mesh(np.array(available[: int(devices)]), (axis_name,))
+
+
+def check_divides(config, mesh: Mesh) -> None:
+    """Refuse a config that does not split evenly over the mesh's D devices:
+    N envs, the buffer's capacity and the batch must all divide by D."""
+    _, d = mesh_axis(mesh)
+    for field, value in (
+        ("num_envs", config.num_envs),
+        ("buffer_capacity", config.buffer_capacity),
+        ("sac.batch_size", config.sac.batch_size),
+    ):
+        if value % d:
+            raise ValueError(
+                f"{type(config).__name__}.{field} ({value}) must be a multiple of "
+                f"the mesh's {d} devices: each device takes an equal share"
+            )
+
+
+def state_specs(state, axis_name: str, *, batched: bool = False):
+    """The ``PartitionSpec`` of every leaf of a :class:`~sacbook.loop.TrainState`
+    (arrays or ``ShapeDtypeStruct`` leaves): env and buffer arrays split
+    along their env axis, everything else replicated. ``batched``: the
+    leaves have a leading run axis (seeds), which is not split."""
+    split = PartitionSpec(None, axis_name) if batched else PartitionSpec(axis_name)
+    replicated = PartitionSpec()
+
+    def all_(tree, spec):
+        return jax.tree.map(lambda _: spec, tree)
+
+    return state.replace(
+        sac=all_(state.sac, replicated),
+        buffer=state.buffer.replace(
+            data=all_(state.buffer.data, split),
+            position=replicated,
+            size=replicated,
+        ),
+        env=all_(state.env, split),
+        obs=split,
+        key=replicated,
+        iteration=replicated,
+    )
+
+
+def state_shardings(state, mesh: Mesh, *, batched: bool = False):
+    """:func:`state_specs` as ``NamedSharding`` leaves on ``mesh``."""
+    axis_name, _ = mesh_axis(mesh)
+    specs = state_specs(state, axis_name, batched=batched)
+    return jax.tree.map(lambda spec: NamedSharding(mesh, spec), specs)
+
+
+def put(state, mesh: Mesh, *, batched: bool = False):
+    """Place a state (host or device arrays) on ``mesh`` as designed, in one
+    ``jax.device_put``."""
+    return jax.device_put(state, state_shardings(state, mesh, batched=batched))
