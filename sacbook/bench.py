@@ -361,6 +361,165 @@ def training_throughput(
     }
 
 
+def seeds_throughput(
+    config: train.TrainConfig | None = None,
+    *,
+    seeds: int = 8,
+    pairs: int = 3,
+    min_seconds: float = MIN_WINDOW_SECONDS,
+) -> dict:
+    """S seeds in one program against S runs one after another, side by side.
+
+    Times, in turn, windows of chunks of the batched program (S seeds,
+    vmapped) and windows of chunks of the single-run program, with updates
+    running. The single run's time is multiplied by S (S runs one after
+    another each run the same chunks). Returns both rates in env-steps/s of
+    all seeds together and the ratio per pair (> 1: one program is faster).
+    """
+    config = config or train.TrainConfig()
+    config = config.replace(warmup_env_steps=0, learning_starts=config.sac.batch_size)
+    keys = [jax.random.key(seed) for seed in range(seeds)]
+    batched_state = loop.init_runs(config, keys)
+    single_state = train.init(config, keys[0])
+    t0 = time.perf_counter()
+    batched = loop.parallel_chunk_program(None, batched=True)
+    batched_chunk = batched.lower(batched_state, config.loop).compile()
+    batched_compile = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    single_chunk = loop.chunk_program.lower(single_state, config.loop).compile()
+    single_compile = time.perf_counter() - t0
+    states = {"batched": batched_state, "single": single_state}
+
+    def runner(name, chunk):
+        def run(count):
+            for _ in range(count):
+                states[name], _ = chunk(states[name])
+            jax.block_until_ready(states[name])
+
+        return run
+
+    run_batched = runner("batched", batched_chunk)
+    run_single = runner("single", single_chunk)
+    run_batched(1)  # fills the buffers past learning_starts
+    run_single(1)
+    counts = [calibrate(r, min_seconds=min_seconds) for r in (run_batched, run_single)]
+    windows = interleave(
+        [
+            lambda: timed(run_batched, counts[0], min_seconds=min_seconds),
+            lambda: timed(run_single, counts[1], min_seconds=min_seconds),
+        ],
+        pairs,
+    )
+    steps = config.chunk_iterations * config.num_envs
+    batched_rates = [seeds * steps * c / t for c, t in windows[0]]
+    single_rates = [steps * c / t for c, t in windows[1]]  # S runs in turn: the same
+    return {
+        "seeds": seeds,
+        "num_envs": config.num_envs,
+        "compile_seconds": {"one_program": batched_compile, "one_run": single_compile},
+        "one_program_env_steps_per_second": max(batched_rates),
+        "one_after_another_env_steps_per_second": max(single_rates),
+        "ratio": ratio_stats(
+            [b / s for b, s in zip(batched_rates, single_rates)],
+            "env-steps/s of S seeds in one program / of S runs one after "
+            "another, per interleaved pair of windows",
+        ),
+    }
+
+
+def sharded_throughput(
+    config: train.TrainConfig | None = None,
+    *,
+    device_counts=(1, 2, 4),
+    pairs: int = 3,
+    min_seconds: float = MIN_WINDOW_SECONDS,
+) -> dict:
+    """Training throughput of one run split over D devices, for each D in
+    ``device_counts`` (those this machine has), timed in turn.
+
+    Returns env-steps/s per D and, per round, each D's rate over D = 1's.
+    On virtual CPU devices (``--xla_force_host_platform_device_count``) the
+    devices share the same cores, so this measures the cost of the
+    communication, not a speed-up.
+    """
+    from sacbook import sharding
+
+    config = config or train.TrainConfig()
+    config = config.replace(warmup_env_steps=0, learning_starts=config.sac.batch_size)
+    available = jax.device_count()
+    counts = [d for d in device_counts if d <= available]
+    runs, compile_seconds = [], {}
+    for d in counts:
+        mesh = sharding.make_mesh(d)
+        state = loop.init(config, jax.random.key(0), mesh=mesh)
+        t0 = time.perf_counter()
+        program = loop.parallel_chunk_program(mesh)
+        chunk = program.lower(state, config.loop).compile()
+        compile_seconds[str(d)] = time.perf_counter() - t0  # str: JSON keys
+        box = {"state": state}
+
+        def run(count, chunk=chunk, box=box):
+            for _ in range(count):
+                box["state"], _ = chunk(box["state"])
+            jax.block_until_ready(box["state"])
+
+        run(1)
+        runs.append(run)
+    windows_per_d = [calibrate(r, min_seconds=min_seconds) for r in runs]
+    windows = interleave(
+        [
+            lambda r=r, c=c: timed(r, c, min_seconds=min_seconds)
+            for r, c in zip(runs, windows_per_d)
+        ],
+        pairs,
+    )
+    steps = config.chunk_iterations * config.num_envs
+    rates = [[steps * c / t for c, t in w] for w in windows]
+    return {
+        "platform": jax.devices()[0].platform,
+        "virtual_devices": "xla_force_host_platform_device_count"
+        in os.environ.get("XLA_FLAGS", ""),
+        "num_envs": config.num_envs,
+        "device_counts": counts,
+        "compile_seconds": compile_seconds,
+        "env_steps_per_second": {str(d): max(r) for d, r in zip(counts, rates)},
+        "speedup": {
+            str(d): ratio_stats(
+                [x / one for x, one in zip(r, rates[0])],
+                f"env-steps/s on {d} devices / on 1, per round",
+            )
+            for d, r in zip(counts, rates)
+        },
+    }
+
+
+def sharded_throughput_virtual(devices: int = 4, **kwargs) -> dict:
+    """:func:`sharded_throughput` in a fresh process with ``devices`` virtual
+    CPU devices, for a machine with one device."""
+    import json
+    import subprocess
+    import sys
+
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    flag = f"--xla_force_host_platform_device_count={devices}"
+    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + flag).strip()
+    code = (
+        "import json, sys; from sacbook import bench; "
+        "r = bench.sharded_throughput(**json.loads(sys.argv[1])); "
+        "print('@@' + json.dumps(r))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(kwargs)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"sharded_throughput failed:\n{proc.stderr[-2000:]}")
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("@@"))
+    return json.loads(line[2:])
+
+
 NAMED_CONFIGS = {"default": train.TrainConfig, "few_envs": train.TrainConfig.few_envs}
 
 # What a recipe spec may set (see recipe()), and the TrainConfig field it sets.

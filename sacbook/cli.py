@@ -52,6 +52,50 @@ def _seed(text: str) -> int:
     return value
 
 
+def _seed_list(text: str) -> list[int]:
+    """``0-7``, ``0,3,5`` or ``0-3,8``: the seeds, in order, without repeats."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        low, dash, high = part.strip().partition("-")
+        try:
+            first = _seed(low)
+            last = _seed(high) if dash else first
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(
+                f"expected seeds like 0-7 or 0,3,5 (each in [0, 2**32 - 1]), "
+                f"got {text!r}"
+            ) from None
+        if last < first:
+            raise argparse.ArgumentTypeError(
+                f"expected a range low-high with low <= high, got {part!r}"
+            )
+        if last - first >= 4096:
+            raise argparse.ArgumentTypeError(
+                f"expected at most 4096 seeds, got {part!r}"
+            )
+        seeds += [seed for seed in range(first, last + 1) if seed not in seeds]
+    return seeds
+
+
+def _seeds_text(seeds: list[int]) -> str:
+    first, last = seeds[0], seeds[-1]
+    if seeds == list(range(first, last + 1)) and len(seeds) > 2:
+        return f"{first}-{last}"
+    return ",".join(map(str, seeds))
+
+
+def _devices(text: str) -> int | str:
+    """``all`` or a device count >= 1 (checked against the machine later)."""
+    if text == "all":
+        return text
+    try:
+        return _positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected 'all' or an integer >= 1, got {text!r}"
+        ) from None
+
+
 def _writable_dir(path: str) -> Path:
     out = Path(path)
     try:
@@ -146,21 +190,34 @@ _RUN_OPTIONS = (
 
 def _train_config(args):
     """The TrainConfig the options ask for; its checks speak of the options."""
-    from sacbook.device import CLI_OPTION_NAMES
-
     try:
         return _make_train_config(args)
     except ValueError as e:
-        message = str(e)
-        for field, option in {
-            **CLI_OPTION_NAMES,
-            "total_env_steps": "--total-env-steps",
-        }.items():
-            field = field.split(".")[-1]
-            message = re.sub(
-                rf"\b(?:TrainConfig\.|SACConfig\.)?{field}\b", option, message
-            )
-        raise CliError(message) from None
+        raise CliError(_as_options(str(e))) from None
+
+
+def _as_options(message: str) -> str:
+    """A config's error message with its field names spelled as options."""
+    from sacbook.device import CLI_OPTION_NAMES
+
+    for field, option in {
+        **CLI_OPTION_NAMES,
+        "total_env_steps": "--total-env-steps",
+    }.items():
+        field = field.split(".")[-1]
+        message = re.sub(
+            rf"\b(?:TrainConfig\.|SACConfig\.|sac\.)?{field}\b", option, message
+        )
+    return message
+
+
+def _check_divides(config, mesh) -> None:
+    from sacbook import sharding
+
+    try:
+        sharding.check_divides(config, mesh)
+    except ValueError as e:
+        raise CliError(_as_options(str(e)) + " (--devices)") from None
 
 
 def _make_train_config(args):
@@ -264,23 +321,39 @@ def _enable_compilation_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
 
 
-def _check_fits(config) -> None:
+def _check_fits(config, runs: int = 1, devices: int = 1) -> None:
     """A run too large for the device's memory ends here with one line that
     names the options to lower as this command spells them."""
     from sacbook import device
 
     try:
-        device.check_fits(config)
+        device.check_fits(config, runs=runs, devices=devices)
     except device.RunTooLargeError as e:
         message = e.describe(device.CLI_OPTION_NAMES, subject="this run")
         raise CliError(message) from None
 
 
+def _mesh(args):
+    """The mesh ``--devices`` asks for (None without the option)."""
+    if args.devices is None:
+        return None
+    from sacbook import sharding
+
+    return sharding.make_mesh(args.devices)
+
+
 def cmd_train(args) -> int:
     """Train SAC; write metrics, a learning curve, a GIF of the policy and a
     checkpoint."""
+    if args.seeds is not None:
+        return _train_seeds(args)
+    mesh = _mesh(args)
+    devices = 1 if mesh is None else mesh.devices.size
     if not args.resume:  # first: a run that cannot fit ends at once, touching nothing
-        _check_fits(_train_config(args))
+        config = _train_config(args)
+        if mesh is not None:
+            _check_divides(config, mesh)
+        _check_fits(config, devices=devices)
     import json
 
     import jax
@@ -296,7 +369,7 @@ def cmd_train(args) -> int:
     if args.resume:
         if checkpoint.latest_step(ckpt_dir) is None:
             raise CliError(f"--resume: no checkpoint in {str(ckpt_dir)!r}")
-        state, config, seed, history = checkpoint.restore(ckpt_dir)
+        state, config, seed, history = checkpoint.restore(ckpt_dir, mesh=mesh)
         _check_resume_options(args, config, seed)
         if args.total_env_steps is not None:
             config = config.replace(total_env_steps=args.total_env_steps)
@@ -312,8 +385,9 @@ def cmd_train(args) -> int:
             print(f"replacing the previous run's checkpoint in {ckpt_dir}")
             shutil.rmtree(ckpt_dir)
     preset = "(checkpoint)" if args.resume else args.preset or "gymnasium"
+    where = f"{devices} {jax.devices()[0].platform} devices" if mesh else None
     print(
-        f"training on {jax.devices()[0].platform}: preset {preset}, "
+        f"training on {where or jax.devices()[0].platform}: preset {preset}, "
         f"{config.num_envs} envs, "
         f"{config.total_iterations * config.num_envs} env steps, seed {seed}"
     )
@@ -346,6 +420,7 @@ def cmd_train(args) -> int:
                 checkpoint_dir=ckpt_dir,
                 checkpoint_every=args.checkpoint_every,
                 should_stop=stop,
+                mesh=mesh,
             )
     except train.NonFiniteError as e:
         raise TrainingFailed(
@@ -443,6 +518,117 @@ def cmd_train(args) -> int:
         f"wrote {metrics_path}, {out / 'learning_curve.png'}, "
         f"{out / 'policy.gif'}, {ckpt_dir}/"
     )
+    return 0
+
+
+def _train_seeds(args) -> int:
+    """``sacbook train --seeds``: every seed in one program; metrics and a
+    checkpoint per seed, one plot of every curve, a summary across seeds."""
+    if args.resume:
+        raise CliError(
+            "--resume continues one run: resume a seed of a --seeds run with "
+            "--out DIR/seed_S --resume"
+        )
+    if args.seed is not None:
+        raise CliError("use either --seed or --seeds, not both")
+    config = _train_config(args)
+    mesh = _mesh(args)
+    devices = 1 if mesh is None else mesh.devices.size
+    if mesh is not None:
+        _check_divides(config, mesh)
+    _check_fits(config, runs=len(args.seeds), devices=devices)
+    import json
+    import shutil
+
+    import jax
+    import matplotlib.pyplot as plt
+
+    from sacbook import checkpoint, stats, train, viz
+
+    out = _writable_dir(args.out)
+    if not args.no_cache:
+        _enable_compilation_cache()
+    seeds = args.seeds
+    print(
+        f"training {len(seeds)} seeds ({_seeds_text(seeds)}) as one program on "
+        f"{devices} {jax.devices()[0].platform} device(s): {config.num_envs} envs "
+        f"and {config.total_iterations * config.num_envs} env steps per seed"
+    )
+    files = {}
+    for seed in seeds:
+        folder = out / f"seed_{seed}"
+        folder.mkdir(exist_ok=True)
+        files[seed] = (folder / "metrics.jsonl").open("w")
+
+    def log_metrics(records, state):
+        for seed, record in zip(seeds, records):
+            files[seed].write(json.dumps(record) + "\n")
+            files[seed].flush()
+
+    try:
+        with _StopOnSignal() as stop:
+            results = train.train_seeds(
+                config,
+                seeds,
+                progress=not args.quiet,
+                callbacks=[log_metrics],
+                check_memory=False,
+                should_stop=stop,
+                mesh=mesh,
+            )
+    except train.NonFiniteError as e:
+        raise TrainingFailed(str(e)) from None
+    finally:
+        for f in files.values():
+            f.close()
+    for result in results:
+        ckpt_dir = out / f"seed_{result.seed}" / "checkpoint"
+        if ckpt_dir.exists():
+            shutil.rmtree(ckpt_dir)
+        checkpoint.save(ckpt_dir, result)
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    viz.plot_runs([r.history for r in results], ax, label="IQM, 95% CI")
+    ax.set_title(f"{len(seeds)} seeds ({_seeds_text(seeds)})", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "learning_curves.png")
+    plt.close(fig)
+
+    final = [r.final_eval_return for r in results]
+    estimate = stats.interval(final)
+    solved = sum(r.solved_at is not None for r in results)
+    summary = {
+        "seeds": seeds,
+        "final_eval_return": dict(zip(map(str, seeds), final)),
+        "iqm": estimate.point,
+        "ci95": [estimate.low, estimate.high],
+        "solved": solved,
+        "solved_at_env_steps": {
+            str(r.seed): r.solved_at and r.solved_at["env_steps"] for r in results
+        },
+        "eval_envs": config.eval_envs,
+        "compile_seconds": results[0].compile_seconds,
+        "wall_seconds": results[0].history[-1]["wall_seconds"],
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(
+        f"compile {results[0].compile_seconds:.1f} s, training "
+        f"{summary['wall_seconds']:.1f} s; final evaluation return ({config.eval_envs} "
+        f"fixed starts per seed): {estimate}; solved {solved} of {len(seeds)}"
+    )
+    print(
+        f"wrote {out}/seed_*/metrics.jsonl, seed_*/checkpoint/, "
+        f"{out / 'learning_curves.png'}, {out / 'summary.json'}"
+    )
+    if results[0].interrupted:
+        import signal
+
+        raise TrainingFailed(
+            f"stopped by {signal.Signals(stop.signum).name}; each seed's state is "
+            f"saved in its checkpoint",
+            exit_code=128 + stop.signum,
+        )
     return 0
 
 
@@ -599,6 +785,44 @@ def cmd_bench(args) -> int:
                 f"{t['updates_per_second']:.4g} updates/s "
                 f"(compile {t['compile_seconds']:.2f} s)"
             )
+    if not args.skip_training:
+        import jax
+
+        seeds = bench.seeds_throughput(
+            seeds=args.seeds, pairs=args.pairs, min_seconds=args.min_window
+        )
+        report["seeds"] = seeds
+        log(
+            f"\n{args.seeds} seeds in one program against {args.seeds} runs one after "
+            f"another (default recipe, updates running), env-steps/s of all seeds:\n"
+            f"  one program {seeds['one_program_env_steps_per_second']:.4g}, one "
+            f"after another {seeds['one_after_another_env_steps_per_second']:.4g}; "
+            f"ratio {bench.format_ratio(seeds['ratio'])}"
+        )
+        counts = tuple(args.device_counts)
+        if jax.device_count() >= max(counts):
+            scaling = bench.sharded_throughput(
+                device_counts=counts, pairs=args.pairs, min_seconds=args.min_window
+            )
+        else:  # one device here: virtual CPU devices, in a fresh process
+            scaling = bench.sharded_throughput_virtual(
+                max(counts),
+                device_counts=counts,
+                pairs=args.pairs,
+                min_seconds=args.min_window,
+            )
+        report["sharding"] = scaling
+        kind = "virtual CPU" if scaling["virtual_devices"] else scaling["platform"]
+        log(f"\none run split over D {kind} devices (default recipe), env-steps/s:")
+        for d in scaling["device_counts"]:
+            rate = scaling["env_steps_per_second"][str(d)]
+            speedup = scaling["speedup"][str(d)]
+            log(f"  D = {d}: {rate:.4g}; / D = 1: {bench.format_ratio(speedup)}")
+        if scaling["virtual_devices"]:
+            log(
+                "  (virtual devices share this machine's cores: this is the cost "
+                "of the communication, not a speed-up)"
+            )
     if args.compare:
         log(
             "\nsimulation references at N = 1024, timed in turn with sacbook "
@@ -700,6 +924,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=_seed, help="PRNG seed (default 0)")
     p.add_argument(
+        "--seeds",
+        type=_seed_list,
+        help="train several seeds as one program, e.g. 0-7 or 0,3,5: metrics and a "
+        "checkpoint per seed in --out/seed_S, and one plot of every curve",
+    )
+    p.add_argument(
+        "--devices",
+        type=_devices,
+        help="split each run over N devices (or all): envs and replay buffer "
+        "sharded, networks replicated (default: one device)",
+    )
+    p.add_argument(
         "--out", default="runs/latest", help="output directory (default runs/latest)"
     )
     p.add_argument(
@@ -753,6 +989,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--skip-training", action="store_true", help="only the simulation benchmark"
+    )
+    p.add_argument(
+        "--seeds",
+        type=_positive_int,
+        default=8,
+        help="seeds of the one-program against one-after-another ratio (default 8)",
+    )
+    p.add_argument(
+        "--device-counts",
+        type=_positive_int,
+        nargs="+",
+        default=[1, 2, 4],
+        help="device counts of the sharded-throughput ratio (default 1 2 4; "
+        "virtual CPU devices when this machine has fewer)",
     )
     p.add_argument("--save", help="also write the JSON report to this file")
     p.add_argument(

@@ -86,23 +86,28 @@ def state_specs(state, axis_name: str, *, batched: bool = False):
     (arrays or ``ShapeDtypeStruct`` leaves): env and buffer arrays split
     along their env axis, everything else replicated. ``batched``: the
     leaves have a leading run axis (seeds), which is not split."""
-    split = PartitionSpec(None, axis_name) if batched else PartitionSpec(axis_name)
-    replicated = PartitionSpec()
+    lead = (None,) if batched else ()  # the run axis is not split
 
-    def all_(tree, spec):
-        return jax.tree.map(lambda _: spec, tree)
+    # Specs name every dimension (P(None, None), not P()): with explicit
+    # mesh axes the spec is part of an array's type, and the chunk returns
+    # full-rank specs, so a shorter one here would compile the chunk twice.
+    def split(x):
+        return PartitionSpec(*lead, axis_name, *[None] * (np.ndim(x) - len(lead) - 1))
+
+    def replicated(x):
+        return PartitionSpec(*[None] * np.ndim(x))
 
     return state.replace(
-        sac=all_(state.sac, replicated),
+        sac=jax.tree.map(replicated, state.sac),
         buffer=state.buffer.replace(
-            data=all_(state.buffer.data, split),
-            position=replicated,
-            size=replicated,
+            data=jax.tree.map(split, state.buffer.data),
+            position=replicated(state.buffer.position),
+            size=replicated(state.buffer.size),
         ),
-        env=all_(state.env, split),
-        obs=split,
-        key=replicated,
-        iteration=replicated,
+        env=jax.tree.map(split, state.env),
+        obs=split(state.obs),
+        key=replicated(state.key),
+        iteration=replicated(state.iteration),
     )
 
 

@@ -340,3 +340,58 @@ class LivePlot:
         else:
             self._handle.update(self.fig)
         return self.fig
+
+
+def plot_runs(
+    histories,
+    ax=None,
+    *,
+    key: str = "eval_return",
+    label: str | None = None,
+    color=None,
+    marker: str = "o",
+    linestyle: str = "-",
+    target: float | None = -200.0,
+    runs: bool = True,
+    confidence: float = 0.95,
+):
+    """Learning curves of several runs (seeds): each run thin, their
+    interquartile mean bold, and its bootstrap confidence band shaded
+    (:func:`sacbook.stats.band`).
+
+    Args:
+      histories: one history per run (``TrainResult.history``, lists of
+        records with ``env_steps`` and ``key``).
+      ax: the axes to draw on (default: a new figure's).
+      label: legend label of the IQM line (default: "IQM of R runs").
+      color, marker, linestyle: of the IQM line; the markers and line style
+        tell curves apart without colour.
+      target: a dashed line at the solved return (None: none).
+      runs: draw each run's curve too.
+    Returns the axes.
+    """
+    from sacbook import stats
+
+    steps, values = stats.from_histories(histories, key)
+    if ax is None:
+        ax = plt.subplots(figsize=(6, 3.5), dpi=100)[1]
+    point, low, high = stats.band(values, confidence=confidence)
+    (line,) = ax.plot(
+        steps,
+        point,
+        color=color,
+        marker=marker,
+        ms=3,
+        ls=linestyle,
+        lw=2,
+        label=label or f"IQM of {len(values)} runs",
+    )
+    ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.25, lw=0)
+    if runs:
+        for curve in values:
+            ax.plot(steps, curve, color=line.get_color(), lw=0.6, alpha=0.35)
+    if target is not None:
+        ax.axhline(target, color="k", ls="--", lw=1)
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("evaluation return" if key == "eval_return" else key)
+    return ax

@@ -582,8 +582,8 @@ def test_train_non_finite_run_exits_with_one_line_and_keeps_the_checkpoint(
 
     original = loop._update_round
 
-    def poisoned(sac_state, buffer, key, config):
-        sac_state, metrics = original(sac_state, buffer, key, config)
+    def poisoned(sac_state, buffer, key, config, hyper=None, axis=None):
+        sac_state, metrics = original(sac_state, buffer, key, config, hyper, axis)
         late = buffer.size > 64 * 30
         return sac_state, {
             **metrics,

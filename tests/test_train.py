@@ -5,6 +5,7 @@ result: SAC solves Pendulum-v1 within 20k environment steps for seeds 0, 1, 2.""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
@@ -80,7 +81,7 @@ def test_train_config_rejects_bad_values(overrides, field):
 def test_train_config_derived_quantities():
     """few_envs is the documented setting; total_iterations rounds up to whole chunks; configs are hashable."""
     cfg = TrainConfig.few_envs()
-    assert (cfg.num_envs, cfg.total_env_steps, cfg.eval_envs) == (4, 20_000, 16)
+    assert (cfg.num_envs, cfg.total_env_steps, cfg.eval_envs) == (4, 20_000, 64)
     assert cfg.total_iterations == 5000
     assert cfg.updates_per_env_step == pytest.approx(0.25)
     assert (
@@ -297,9 +298,9 @@ def test_policy_rollout_shapes(actor_params):
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_few_envs_solves_pendulum(seed):
-    """TrainConfig.few_envs() reaches a mean deterministic evaluation return >= -200 (16 episodes) within 20k env steps."""
+    """TrainConfig.few_envs() reaches a mean deterministic evaluation return >= -200 (64 episodes) within 20k env steps."""
     config = TrainConfig.few_envs()
-    assert config.eval_envs == 16 and config.total_env_steps == 20_000
+    assert config.eval_envs == 64 and config.total_env_steps == 20_000
     result = train.train(config, seed, progress=False)
     assert result.solved_at is not None, [h.get("eval_return") for h in result.history]
     assert result.solved_at["env_steps"] <= 20_000
@@ -545,3 +546,110 @@ def test_non_finite_parameters_are_found_even_when_the_metrics_are_finite():
     )
     found = train.first_non_finite(metrics, poisoned)
     assert found.startswith("sac.target_critic_params") and "end of the chunk" in found
+
+
+# ----------------------------------------------------------------------------
+# train_seeds and sweep: many runs as one program
+# ----------------------------------------------------------------------------
+
+MANY = TrainConfig(
+    num_envs=32,
+    total_env_steps=32 * 20,
+    buffer_capacity=2048,
+    warmup_env_steps=64,
+    learning_starts=64,
+    updates_per_iteration=2,
+    chunk_iterations=10,
+    eval_envs=8,
+    sac=SACConfig(hidden_sizes=(16, 16), batch_size=32),
+)
+COMPARED = ("critic_loss", "actor_loss", "alpha_loss", "q_mean", "entropy", "alpha")
+
+
+def _relative_gap(a: dict, b: dict, names=COMPARED) -> float:
+    return max(abs(a[k] - b[k]) / max(abs(b[k]), 1e-12) for k in names)
+
+
+def test_train_seeds_matches_train_per_seed():
+    """Seed i of one batched program is train(config, seed i): the first chunk's
+    metrics agree to 1e-5 relative, the evaluation starts are the same."""
+    seeds = [7, 3, 11]
+    together = train.train_seeds(MANY, seeds, progress=False)
+    assert [r.seed for r in together] == seeds
+    for result in together:
+        alone = train.train(MANY, result.seed, progress=False)
+        assert result.config == MANY
+        assert len(result.history) == len(alone.history) == 2
+        first, ref = result.history[0], alone.history[0]
+        assert _relative_gap(first, ref, COMPARED + ("reward_mean",)) < 1e-5
+        assert first["episodes"] == ref["episodes"]
+        assert first["eval_return"] == pytest.approx(ref["eval_return"], rel=1e-5)
+        # the state is one run's (no seed axis) and can continue alone
+        loop.check_state(result.state, MANY)
+    # different seeds learn differently
+    assert (
+        together[0].history[-1]["critic_loss"] != together[1].history[-1]["critic_loss"]
+    )
+
+
+def test_train_seeds_callbacks_and_bad_input():
+    seen = []
+    results = train.train_seeds(
+        MANY,
+        [0, 1],
+        progress=False,
+        callbacks=[lambda records, state: seen.append(records)],
+    )
+    assert len(seen) == 2 and all(len(records) == 2 for records in seen)
+    assert seen[-1][1] is results[1].history[-1]
+    with pytest.raises(ValueError, match="seeds must name at least one seed"):
+        train.train_seeds(MANY, [], progress=False)
+    with pytest.raises(ValueError, match=r"seeds must be an integer >= 0"):
+        train.train_seeds(MANY, [-1], progress=False)
+
+
+def test_sweep_runs_each_setting_as_its_own_config():
+    """A sweep's runs equal runs of the swept configs (traced values against
+    constants: 1e-5 relative), and every setting compiles into one program."""
+    settings = [dict(tau=0.05), dict(tau=0.2, critic_lr=1e-3, init_alpha=0.5)]
+    results = train.sweep(MANY, settings, [4], progress=False)
+    assert [len(row) for row in results] == [1, 1]
+    for setting, (result,) in zip(settings, results, strict=True):
+        config = MANY.replace(sac=dataclasses.replace(MANY.sac, **setting))
+        assert result.config == config
+        assert result.state.sac.config == config.sac
+        alone = train.train(config, 4, progress=False)
+        assert _relative_gap(result.history[0], alone.history[0]) < 1e-5
+        assert result.history[-1]["alpha"] == pytest.approx(
+            alone.history[-1]["alpha"], rel=1e-4
+        )
+    # the settings really differ
+    assert results[0][0].history[0]["alpha"] != results[1][0].history[0]["alpha"]
+
+
+def test_sweep_keeps_going_past_a_diverging_setting():
+    """Runs never mix: a setting that blows up is marked, the others are untouched."""
+    results = train.sweep(
+        MANY, [dict(critic_lr=1e30, actor_lr=1e30), dict()], [0], progress=False
+    )
+    (bad,), (good,) = results
+    assert bad.diverged is not None and "chunk" in bad.diverged
+    assert good.diverged is None
+    alone = train.train(MANY, 0, progress=False)
+    assert _relative_gap(good.history[-1], alone.history[-1]) < 1e-4
+    with pytest.raises(train.NonFiniteError, match="seed 0 became non-finite"):
+        train.train_seeds(
+            MANY,
+            [0],
+            progress=False,
+            _sac_configs=[dataclasses.replace(MANY.sac, critic_lr=1e30, actor_lr=1e30)],
+        )
+
+
+def test_sweep_refuses_what_would_recompile():
+    with pytest.raises(ValueError, match="batch_size change the compiled program"):
+        train.sweep(MANY, [dict(batch_size=64)], [0], progress=False)
+    with pytest.raises(ValueError, match="SACConfig.tau must be in"):
+        train.sweep(MANY, [dict(tau=2.0)], [0], progress=False)
+    with pytest.raises(ValueError, match="at least one setting"):
+        train.sweep(MANY, [], [0], progress=False)

@@ -1,0 +1,174 @@
+"""Checks of a sharded run on 4 virtual CPU devices, run in a subprocess by
+tests/test_sharding.py (the device count is fixed when JAX starts).
+
+Prints one JSON object: each check's name and its measured answer.
+"""
+
+import json
+import os
+import sys
+import tempfile
+
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+)
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from sacbook import checkpoint, loop, sac, sharding, train  # noqa: E402
+
+SMALL = train.TrainConfig(
+    num_envs=64,
+    total_env_steps=64 * 40,
+    buffer_capacity=4096,
+    warmup_env_steps=128,
+    learning_starts=128,
+    updates_per_iteration=2,
+    chunk_iterations=10,
+    sac=sac.SACConfig(hidden_sizes=(16, 16), batch_size=64),
+)
+
+
+def spec_of(x):
+    return tuple(x.sharding.spec) + (None,) * (x.ndim - len(x.sharding.spec))
+
+
+def raw(x):
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        x = jax.random.key_data(x)
+    return np.asarray(x)
+
+
+def same_state(a, b):
+    return all(
+        np.array_equal(raw(x), raw(y))
+        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+    )
+
+
+def error_of(fn):
+    try:
+        fn()
+    except ValueError as e:
+        return str(e)
+    return None
+
+
+def main():
+    out = {"devices": len(jax.devices())}
+    mesh = jax.make_mesh((4,), ("shards",))  # any axis name
+
+    # 1. where each leaf lives
+    state = loop.init(SMALL, jax.random.key(0), mesh=mesh)
+    out["specs"] = {
+        "buffer.obs": spec_of(state.buffer.data.obs),
+        "buffer.reward": spec_of(state.buffer.data.reward),
+        "buffer.size": spec_of(state.buffer.size),
+        "env.theta": spec_of(state.env.theta),
+        "obs": spec_of(state.obs),
+        "actor_kernel": spec_of(jax.tree.leaves(state.sac.actor_params)[0]),
+        "critic_opt_mu": spec_of(jax.tree.leaves(state.sac.critic_opt_state)[1]),
+        "log_alpha": spec_of(state.sac.log_alpha),
+    }
+    out["shard_rows"] = sorted(
+        {s.data.shape[0] for s in state.buffer.data.obs.addressable_shards}
+    )
+
+    # 2. no host transfers inside a chunk, no recompiles between chunks
+    program = loop.parallel_chunk_program(mesh)
+    state, _ = program(state, SMALL.loop)
+    jax.block_until_ready(state)
+    compiles = []
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda event, seconds, **_: (
+            compiles.append(event)
+            if event == "/jax/core/compile/backend_compile_duration"
+            else None
+        )
+    )
+    with jax.transfer_guard("disallow"):
+        for _ in range(3):
+            state, metrics = program(state, SMALL.loop)
+        jax.block_until_ready((state, metrics))
+    out["compiles_after_first_chunk"] = len(compiles)
+    out["updated_all"] = bool(np.asarray(metrics["updated"]).all())
+    out["specs_after"] = {
+        "buffer.obs": spec_of(state.buffer.data.obs),
+        "actor_kernel": spec_of(jax.tree.leaves(state.sac.actor_params)[0]),
+    }
+    # the replicated networks are the same on every device
+    kernel = jax.tree.leaves(state.sac.actor_params)[-1]
+    copies = [np.asarray(s.data) for s in kernel.addressable_shards]
+    out["replicas_identical"] = all(np.array_equal(copies[0], c) for c in copies)
+
+    # 3. a one-device mesh is the plain run, bit for bit
+    one = jax.make_mesh((1,), ("d",), devices=jax.devices()[:1])
+    plain = train.train(SMALL, 5, progress=False)
+    meshed = train.train(SMALL, 5, progress=False, mesh=one)
+    out["one_device_identical"] = same_state(plain.state, meshed.state) and (
+        _without_times(plain.history) == _without_times(meshed.history)
+    )
+
+    # 4. checkpoints save and resume a sharded run, bit for bit
+    full = train.train(SMALL, 2, progress=False, mesh=mesh)
+    with tempfile.TemporaryDirectory() as folder:
+        half = SMALL.replace(total_env_steps=64 * 20)
+        train.train(half, 2, progress=False, mesh=mesh, checkpoint_dir=folder)
+        out["resume_without_mesh"] = error_of(lambda: checkpoint.restore(folder))
+        state, config, seed, history = checkpoint.restore(folder, mesh=mesh)
+        out["restored_spec"] = spec_of(state.buffer.data.obs)
+        resumed = train.train(
+            SMALL, seed, state=state, history=history, progress=False, mesh=mesh
+        )
+    out["resume_identical"] = same_state(full.state, resumed.state) and [
+        h["eval_return"] for h in full.history
+    ] == [h["eval_return"] for h in resumed.history]
+
+    # 5. seeds on the mesh: each run as train() on the mesh
+    seeds = train.train_seeds(SMALL, [2, 3], progress=False, mesh=mesh)
+    first, alone = seeds[0].history[0], full.history[0]
+    out["seeds_on_mesh_rel"] = max(
+        abs(first[k] - alone[k]) / max(abs(alone[k]), 1e-12)
+        for k in ("critic_loss", "actor_loss", "q_mean", "entropy", "reward_mean")
+    )
+
+    # 6. bad input
+    out["errors"] = {
+        "num_envs": error_of(
+            lambda: loop.init(SMALL.replace(num_envs=66), jax.random.key(0), mesh=mesh)
+        ),
+        "batch": error_of(
+            lambda: train.train(
+                SMALL.replace(sac=sac.SACConfig(hidden_sizes=(16, 16), batch_size=66)),
+                0,
+                mesh=mesh,
+                progress=False,
+            )
+        ),
+        "two_axes": error_of(
+            lambda: train.train(
+                SMALL, 0, mesh=jax.make_mesh((2, 2), ("a", "b")), progress=False
+            )
+        ),
+        "make_mesh": error_of(lambda: sharding.make_mesh(5)),
+    }
+
+    # 7. four devices solve the task with the default recipe
+    result = train.train(
+        train.TrainConfig(), 0, progress=False, mesh=mesh, stop_when_solved=True
+    )
+    out["solved_at"] = result.solved_at and result.solved_at["env_steps"]
+    out["final_eval_return"] = result.final_eval_return
+    json.dump(out, sys.stdout)
+
+
+def _without_times(history):
+    """A history as JSON (NaN == NaN there) without its wall-clock fields,
+    which differ between any two runs."""
+    timed = ("wall_seconds", "env_steps_per_second")
+    return json.dumps([{k: v for k, v in r.items() if k not in timed} for r in history])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""A run split over devices with jax.sharding, checked on 4 virtual CPU
+devices in a subprocess (tests/multidevice.py), since JAX fixes its device
+count when it starts."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import pytest
+
+from sacbook import sharding, train
+
+SCRIPT = Path(__file__).with_name("multidevice.py")
+
+
+@pytest.fixture(scope="module")
+def report():
+    run = subprocess.run(
+        [sys.executable, str(SCRIPT)], capture_output=True, text=True, timeout=900
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def test_four_virtual_devices(report):
+    assert report["devices"] == 4
+
+
+def test_envs_and_buffer_sharded_networks_replicated(report):
+    axis = "shards"
+    specs = report["specs"]
+    for leaf in ("buffer.obs", "buffer.reward", "env.theta", "obs"):
+        assert specs[leaf][0] == axis and set(specs[leaf][1:]) <= {None}, leaf
+    for leaf in ("buffer.size", "actor_kernel", "critic_opt_mu", "log_alpha"):
+        assert set(specs[leaf]) <= {None}, leaf  # replicated
+    assert report["shard_rows"] == [4096 // 4]
+    # the chunk returns the state laid out as it came: nothing to recompile
+    assert report["specs_after"]["buffer.obs"][0] == axis
+    assert set(report["specs_after"]["actor_kernel"]) <= {None}
+    assert report["replicas_identical"]
+
+
+def test_no_host_transfers_and_one_compilation(report):
+    assert report["updated_all"]
+    assert report["compiles_after_first_chunk"] == 0
+
+
+def test_one_device_mesh_is_the_plain_run_bit_for_bit(report):
+    assert report["one_device_identical"]
+
+
+def test_checkpoint_resumes_a_sharded_run_bit_for_bit(report):
+    assert report["restored_spec"][0] == "shards"
+    assert report["resume_identical"]
+    assert "sharded over 4 device(s)" in report["resume_without_mesh"]
+    assert "--devices 4" in report["resume_without_mesh"]
+
+
+def test_seeds_on_a_mesh_match_single_runs(report):
+    assert report["seeds_on_mesh_rel"] < 1e-5
+
+
+def test_bad_meshes_are_refused_clearly(report):
+    errors = report["errors"]
+    assert (
+        "num_envs (66) must be a multiple of the mesh's 4 devices" in errors["num_envs"]
+    )
+    assert (
+        "batch_size (66) must be a multiple of the mesh's 4 devices" in errors["batch"]
+    )
+    assert "exactly one axis" in errors["two_axes"]
+    assert "integer in [1, 4]" in errors["make_mesh"]
+
+
+def test_four_devices_solve_the_task(report):
+    assert report["solved_at"] is not None
+    assert report["final_eval_return"] >= train.SOLVED_RETURN
+
+
+def test_mesh_checks_in_this_process():
+    """On the one device here: the axis, whatever its name; clear refusals."""
+    mesh = jax.make_mesh((1,), ("anything",))
+    assert sharding.mesh_axis(mesh) == ("anything", 1)
+    with pytest.raises(ValueError, match="must be a jax.sharding.Mesh"):
+        sharding.mesh_axis("data")
+    with pytest.raises(ValueError, match=r"'all' or an integer in \[1, 1\]"):
+        sharding.make_mesh(2)
+    with pytest.raises(ValueError, match=r"integer in \[1, 1\]"):
+        sharding.make_mesh(0)
+    assert sharding.make_mesh("all").devices.size == 1
