@@ -375,6 +375,27 @@ def test_bench_compare_alternates_ours_and_rejax_and_reports_the_ratio(
             "compile_seconds": 1.0,
         },
     )
+    ratio = bench.ratio_stats([1.0])
+    monkeypatch.setattr(
+        bench,
+        "seeds_throughput",
+        lambda **kw: {
+            "one_program_env_steps_per_second": 2.0,
+            "one_after_another_env_steps_per_second": 1.0,
+            "ratio": ratio,
+        },
+    )
+    monkeypatch.setattr(
+        bench,
+        "sharded_throughput_virtual",
+        lambda devices, **kw: {
+            "platform": "cpu",
+            "virtual_devices": True,
+            "device_counts": [1],
+            "env_steps_per_second": {"1": 1.0},
+            "speedup": {"1": ratio},
+        },
+    )
     monkeypatch.setattr(bench, "sacbook_runner", lambda n: None)
     monkeypatch.setattr(bench, "compare_simulation", lambda *a, **kw: None)
     assert cli.main(["bench", "--compare", "--repeats", "3", "--json"]) == 0
@@ -616,3 +637,81 @@ def test_train_non_finite_run_exits_with_one_line_and_keeps_the_checkpoint(
     state, config, seed, history = checkpoint.restore(out / "checkpoint")
     assert [h["chunk"] for h in history] == [1] and int(state.iteration) == 20
     assert [r["chunk"] for r in _records(out)] == [1]
+
+
+# ----------------------------------------------------------------------------
+# sacbook train --seeds / --devices, and the bench's two ratios
+# ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--seeds", "3-1"], "low <= high"),
+        (["--seeds", "a-b"], "seeds like 0-7 or 0,3,5"),
+        (["--seeds", "0-5000"], "at most 4096 seeds"),
+        (["--devices", "0"], "'all' or an integer >= 1"),
+        (["--devices", "2"], "devices must be 'all' or an integer in [1, 1]"),
+        (["--seeds", "0-1", "--seed", "3"], "either --seed or --seeds"),
+        (["--seeds", "0-1", "--resume"], "--out DIR/seed_S --resume"),
+    ],
+)
+def test_train_seeds_and_devices_bad_options(args, needle, tmp_path, capsys):
+    rc = None
+    with pytest.raises(SystemExit) as exit_info:
+        rc = cli.main(["train", "--out", str(tmp_path / "run"), *args])
+        raise SystemExit(rc)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err, err
+
+
+def test_seed_list_parsing():
+    assert cli._seed_list("0-3") == [0, 1, 2, 3]
+    assert cli._seed_list("5,1-2,5") == [5, 1, 2]
+    assert cli._seeds_text([0, 1, 2, 3]) == "0-3"
+    assert cli._seeds_text([5, 1, 2]) == "5,1,2"
+
+
+def test_train_seeds_writes_each_seed_and_one_plot(tmp_path, capsys):
+    """--seeds 0-1: per-seed metrics and checkpoints that restore as that
+    seed's run, one plot, and a summary with the IQM and its interval."""
+    from sacbook import checkpoint
+
+    out = tmp_path / "run"
+    args = ["train", "--seeds", "0-1", "--total-env-steps", str(64 * 40), *SMALL]
+    assert cli.main([*args, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "2 seeds (0,1) as one program" in printed and "IQM of 2 runs" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["seeds"] == [0, 1] and len(summary["ci95"]) == 2
+    assert summary["ci95"][0] <= summary["iqm"] <= summary["ci95"][1]
+    assert (out / "learning_curves.png").stat().st_size > 0
+    for seed in (0, 1):
+        lines = (out / f"seed_{seed}" / "metrics.jsonl").read_text().splitlines()
+        assert [json.loads(x)["env_steps"] for x in lines] == [64 * 20, 64 * 40]
+        state, config, saved_seed, history = checkpoint.restore(
+            out / f"seed_{seed}" / "checkpoint"
+        )
+        assert saved_seed == seed and int(state.iteration) == 40
+        assert history[-1]["eval_return"] == summary["final_eval_return"][str(seed)]
+
+
+def test_bench_seeds_and_sharding_ratios():
+    """The bench's two side-by-side ratios, with tiny windows: S seeds in one
+    program against S runs in turn, and D virtual devices against one."""
+    from sacbook import bench, sac, train
+
+    config = train.TrainConfig(
+        num_envs=32, buffer_capacity=1024, sac=sac.SACConfig(batch_size=32)
+    )
+    seeds = bench.seeds_throughput(config, seeds=2, pairs=2, min_seconds=0.0)
+    assert seeds["seeds"] == 2 and seeds["ratio"]["pairs"] == 2
+    assert seeds["one_program_env_steps_per_second"] > 0
+    assert seeds["ratio"]["min"] > 0
+    scaling = bench.sharded_throughput_virtual(
+        2, device_counts=[1, 2], pairs=1, min_seconds=0.0
+    )
+    assert scaling["virtual_devices"] and scaling["device_counts"] == [1, 2]
+    assert scaling["speedup"]["1"]["median"] == 1.0
+    assert scaling["env_steps_per_second"]["2"] > 0
