@@ -29,23 +29,42 @@ def needs_custom_widget_manager(ipywidgets_version: str) -> bool:
     return int(ipywidgets_version.split(".")[0]) >= 8
 
 
-def setup(*, widgets: bool = False, wants_accelerator: bool = False) -> None:
+def setup(
+    *,
+    widgets: bool = False,
+    wants_accelerator: bool = False,
+    cpu_devices: int | None = None,
+) -> None:
     """Print where the chapter runs; enable Colab's widget manager if needed.
 
     Args:
       widgets: the chapter shows ipywidgets.
       wants_accelerator: the chapter is written for a GPU (it still runs on a
         CPU, at smaller sizes).
+      cpu_devices: split the CPU into this many virtual JAX devices (for
+        showing sharding on any machine). Only possible before JAX first
+        uses its CPU backend, so this must be the first JAX call of the
+        kernel; programs still run on the first device unless told otherwise.
     """
     import jax
 
     import sacbook
     from sacbook import device
 
+    if cpu_devices is not None:
+        try:
+            jax.config.update("jax_num_cpu_devices", cpu_devices)
+        except RuntimeError:  # JAX has already started: restart the kernel
+            print(
+                f"(JAX has already started, so the CPU cannot be split into "
+                f"{cpu_devices} devices now: restart the kernel to get them)"
+            )
     devices = jax.devices()
     lines = [
         f"sacbook {sacbook.__version__}, JAX {jax.__version__}, devices: {devices}"
     ]
+    if cpu_devices is not None and device.is_accelerator(devices[0]):
+        lines.append(f"and {len(jax.devices('cpu'))} virtual CPU devices")
     if not device.is_accelerator(devices[0]):
         if wants_accelerator:
             lines.append(

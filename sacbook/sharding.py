@@ -17,9 +17,11 @@ annotations would let XLA decide: sampling rows at random from a buffer
 sharded over devices is a gather that may read any shard, so it would move
 transitions between devices on every update.
 
-Several hosts work the same way once ``jax.distributed.initialize()`` has
-joined them: ``jax.devices()`` then lists every host's devices, and a mesh
-over all of them is used exactly like a mesh over one host's.
+Several hosts: after ``jax.distributed.initialize()`` joins the processes,
+``jax.devices()`` lists every host's devices and a mesh over all of them is
+used like a mesh over one host's; :func:`put` hands each process's devices
+their shards. (Tested on one host only; evaluation, checkpoints and the
+host-side metrics then need each process's own care.)
 """
 
 from __future__ import annotations
@@ -119,6 +121,26 @@ def state_shardings(state, mesh: Mesh, *, batched: bool = False):
 
 
 def put(state, mesh: Mesh, *, batched: bool = False):
-    """Place a state (host or device arrays) on ``mesh`` as designed, in one
-    ``jax.device_put``."""
-    return jax.device_put(state, state_shardings(state, mesh, batched=batched))
+    """Place a state (host or device arrays) on ``mesh`` as designed.
+
+    Each device receives only its own shard, cut from the full array
+    (``jax.make_array_from_callback``): this also works when the mesh spans
+    several processes (``jax.distributed``), where each process builds the
+    same full state from the seed and hands over its devices' shards. Leaves
+    already placed as designed are kept as they are.
+    """
+    shardings = state_shardings(state, mesh, batched=batched)
+
+    def place(leaf, where):
+        if getattr(leaf, "sharding", None) == where:
+            return leaf
+        if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            impl = jax.random.key_impl(leaf)
+            data = jax.random.key_data(leaf)  # (..., words): one more axis
+            spec = PartitionSpec(*where.spec, *[None] * (data.ndim - len(where.spec)))
+            data = place(data, NamedSharding(mesh, spec))
+            return jax.random.wrap_key_data(data, impl=impl)
+        full = np.asarray(leaf)
+        return jax.make_array_from_callback(full.shape, where, lambda i: full[i])
+
+    return jax.tree.map(place, state, shardings)
