@@ -116,6 +116,10 @@ class SACConfig:
                 f"got {self.target_entropy!r}"
             )
 
+    def replace(self, **changes) -> SACConfig:
+        """A copy with ``changes``, validated like a new config."""
+        return dataclasses.replace(self, **changes)
+
     @property
     def entropy_target(self) -> float:
         """The target entropy in use: ``target_entropy`` or ``-action_dim``."""

@@ -364,9 +364,10 @@ def train_seeds(
     The training state gets a leading seed axis and the chunk is vmapped over
     it (:func:`sacbook.loop.parallel_chunk_program`); the evaluation of all
     seeds is one vmapped call too. Run ``i`` is ``train(config, seeds[i])``
-    computed side by side with the others: on a CPU the first chunk's
-    metrics agree to about 1e-6 relative (batched matrix products may sum
-    in another order), and each run keeps its own PRNG stream.
+    computed side by side with the others, with its own PRNG stream. It is
+    not the same bit for bit: batched matrix products round differently in
+    the last bit, and a run can amplify that (measured on a CPU: 1e-7
+    relative after a chunk for most seeds, up to 2e-3 for some).
 
     Between chunks the host keeps one history per seed, shows the median and
     the worst return on the progress bar and calls each

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import nbformat
@@ -74,6 +75,8 @@ def run(
     """Execute one notebook; write it to ``out`` (default: in place).
     Returns True when every cell ran."""
     nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:  # cells added by hand may lack the id nbformat 4.5 wants
+        cell.setdefault("id", uuid.uuid4().hex[:8])
     if assignments:
         inject_parameters(nb, list(assignments))
     client = NotebookClient(
