@@ -75,11 +75,12 @@ phase "dry-run checks"
 python -m pip install --quiet -e ".[test]" -c "$constraints"
 phase "installing sacbook[test]"
 rc=0
-# The unit tests, and the chapters whose widgets and display depend on Colab's
-# IPython and ipywidgets. Chapters 3, 4 and the appendix use the same package
-# APIs the unit tests cover here; executing them a second time (after the main
-# stack) would add about ten minutes to CI.
-python -m pytest tests book/01_physics.ipynb book/02_networks.ipynb || rc=$?
+# The unit tests (less the long end-to-end runs marked slow, which the main
+# stack runs), and the chapters whose widgets and display depend on Colab's
+# IPython and ipywidgets. Chapters 3, 4 and the appendix use the package APIs
+# the unit tests cover here; executing them a second time would add about ten
+# minutes to CI.
+python -m pytest -m "not slow" tests book/01_physics.ipynb book/02_networks.ipynb || rc=$?
 phase "python -m pytest (unit tests, Chapters 1-2)"
 if [ "$rc" != 0 ]; then
   echo "colab stack: FAILED (pytest exit status $rc) after $(( $(date +%s) - start )) s"

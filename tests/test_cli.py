@@ -260,6 +260,7 @@ def test_train_unwritable_out_and_missing_resume(tmp_path):
         )
 
 
+@pytest.mark.slow
 def test_train_writes_outputs_and_resumes(tmp_path):
     """A short run writes metrics, curve, GIF and checkpoint; --resume continues to a longer total."""
     out = tmp_path / "run"
@@ -287,6 +288,7 @@ def test_train_writes_outputs_and_resumes(tmp_path):
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_bench_json_simulation_only():
     """`sacbook bench --json --skip-training` prints valid JSON with device info and one row per size."""
     proc = _sacbook("bench", "--json", "--skip-training", "--sizes", "1", "64")
@@ -470,6 +472,7 @@ def _records(out):
     ]
 
 
+@pytest.mark.slow
 def test_train_run_ending_on_a_checkpoint_step_finishes(tmp_path):
     """A run whose length fills whole checkpoint intervals (2 chunks of 20
     iterations, a checkpoint every 2 chunks) ends with its outputs; the final
@@ -534,6 +537,7 @@ def test_train_resume_refuses_options_that_change_the_run(tmp_path, capsys):
         assert len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
 def test_train_signal_saves_a_checkpoint_and_resume_loses_no_line(tmp_path, signame):
     """A real signal during `sacbook train`: the run stops at the next chunk
@@ -697,6 +701,7 @@ def test_train_seeds_writes_each_seed_and_one_plot(tmp_path, capsys):
         assert history[-1]["eval_return"] == summary["final_eval_return"][str(seed)]
 
 
+@pytest.mark.slow
 def test_bench_seeds_and_sharding_ratios():
     """The bench's two side-by-side ratios, with tiny windows: S seeds in one
     program against S runs in turn, and D virtual devices against one."""

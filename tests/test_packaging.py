@@ -101,3 +101,13 @@ def test_requires_python_admits_colabs_python():
     from packaging.specifiers import SpecifierSet
 
     assert SpecifierSet(_project()["requires-python"]).contains(f"{COLAB_PYTHON}.0")
+
+
+def test_package_version_is_one_number():
+    """pyproject.toml's version is sacbook.__version__ (the release tag's)."""
+    import tomllib
+
+    import sacbook
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["version"] == sacbook.__version__

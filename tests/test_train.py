@@ -296,6 +296,7 @@ def test_policy_rollout_shapes(actor_params):
 # ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_few_envs_solves_pendulum(seed):
     """TrainConfig.few_envs() reaches a mean deterministic evaluation return >= -200 (64 episodes) within 20k env steps."""
