@@ -6,10 +6,10 @@ Conventions
   unstable equilibrium), ``theta = +-pi`` hangs down. The task is swing-up.
 * Every function is pure and written for arrays of any shape: a scalar for one
   pendulum, ``(N,)`` for N pendulums. Broadcasting and ``jax.vmap`` give the
-  same result, so the plan's ``jax.vmap(step)`` works as well as a direct call.
+  same result, so ``jax.vmap(step)`` works as well as a direct call.
 * float32 throughout; the tests compare against float64 references.
 
-Integration is the plan's scheme: the angular acceleration at the current angle
+Integration: the angular acceleration at the current angle
 updates the velocity, and the *new* velocity updates the angle. That is the
 semi-implicit (symplectic) Euler method. Unlike explicit Euler (which would use
 the old velocity) it keeps the energy of a free pendulum bounded forever.
@@ -101,10 +101,11 @@ class PendulumParams:
 
     @classmethod
     def point_mass(cls, **overrides) -> PendulumParams:
-        """The plan's point-mass pendulum (g = 9.81, l = m = 1, dt = 0.05).
+        """The point-mass pendulum (g = 9.81, l = m = 1, dt = 0.05): a point
+        mass on a massless rod, the simplest model.
 
-        The plan leaves the torque and speed limits open; we take Gymnasium's
-        values (2 N m, 8 rad/s) so the swing-up needs several pumping swings.
+        Its torque and speed limits are Gymnasium's values (2 N m, 8 rad/s),
+        so the swing-up needs several pumping swings.
         """
         return cls(
             **{
@@ -236,7 +237,7 @@ def observe(theta, theta_dot):
 
 
 def reward(theta, theta_dot, torque, params: PendulumParams):
-    """The plan's reward, ``-(theta^2 + 0.1 theta_dot^2 + 0.001 torque^2)``,
+    """The quadratic cost ``-(theta^2 + 0.1 theta_dot^2 + 0.001 torque^2)``,
     on the wrapped angle and the clipped torque. Ranges from 0 (upright, at
     rest, no effort) to about -16.3 (hanging, at full speed and torque)."""
     theta = wrap_angle(theta)
