@@ -17,6 +17,10 @@ from matplotlib import animation
 
 from sacbook import checks, pendulum
 
+# Titles of animation panels, in pixels of the frame whatever its dpi: 12 px
+# text stays readable when the book shows the frame at its natural size.
+TITLE_PX = 12
+
 
 def _grid(n: int) -> tuple[int, int]:
     cols = n if n <= 4 else math.ceil(math.sqrt(n * 1.5))
@@ -54,7 +58,8 @@ def animate_pendulums(
       cols: panels per row (default: a near-square grid; up to 4 in one row).
       every: keep every ``every``-th row, to keep the animation small.
       panel_size: inches per panel; dpi: resolution. Small values keep notebooks
-        small.
+        small. Titles are :data:`TITLE_PX` pixels whatever the dpi, so a panel
+        needs about 6.5 px (``6.5 / dpi`` inches) per title character.
       interval_ms: delay between frames; default real time (``dt * every``).
     Returns:
       A ``FuncAnimation``; show it with :func:`to_html` or save it with
@@ -116,11 +121,11 @@ def animate_pendulums(
         (arc,) = ax.plot([], [], color="tab:orange", lw=2)
         ax.plot([0], [0], "ko", ms=3)
         if titles is not None:
-            ax.set_title(str(titles[i]), fontsize=8)
+            ax.set_title(str(titles[i]), fontsize=TITLE_PX * 72 / dpi)
         rods.append(rod)
         tips.append(tip)
         arcs.append(arc)
-    clock = fig.suptitle(suptitle or "", fontsize=9)
+    clock = fig.suptitle(suptitle or "", fontsize=(TITLE_PX + 1) * 72 / dpi)
 
     def draw(frame):
         x, y = pendulum_xy(thetas[frame])
@@ -147,11 +152,28 @@ def animate_pendulums(
     return anim
 
 
-def to_html(anim: animation.FuncAnimation):
-    """Inline, self-contained player for Jupyter, Colab and the rendered book."""
+def to_html(anim: animation.FuncAnimation, alt: str | None = None):
+    """Inline, self-contained player for Jupyter, Colab and the rendered book.
+
+    ``alt`` says in words what the animation shows; it becomes the alt text of
+    the player's frame, for readers who cannot see it.
+    """
+    import html
+
     from IPython.display import HTML
 
-    return HTML(anim.to_jshtml(default_mode="loop"))
+    player = anim.to_jshtml(default_mode="loop")
+    if alt is not None:
+        if not isinstance(alt, str) or not alt.strip():
+            raise ValueError(f"alt must be a non-empty string, got {alt!r}")
+        frame = '<img id="_anim_img'
+        if frame not in player:  # matplotlib changed its player
+            raise RuntimeError("cannot find the animation's frame to give it alt text")
+        alt_attribute = (
+            f'<img alt="{html.escape(alt.strip(), quote=True)}" id="_anim_img'
+        )
+        player = player.replace(frame, alt_attribute, 1)
+    return HTML(player)
 
 
 def save_gif(anim: animation.FuncAnimation, path, fps: int | None = None) -> None:
@@ -189,20 +211,73 @@ def simulate(
     return np.asarray(thetas), np.asarray(theta_dots)
 
 
+def draw_swing(
+    axes,
+    params: pendulum.PendulumParams,
+    theta0: float,
+    theta_dot0: float = 0.0,
+    torque: float = 0.0,
+    steps: int = 200,
+):
+    """Simulate one pendulum under a constant torque and draw it on three axes:
+    the angle over time (unwrapped, so going over the top reads as a climb of
+    2 pi, not a jump), the phase portrait, and six snapshots of the rod.
+
+    ``axes`` is a sequence of three matplotlib axes. Returns ``(thetas,
+    theta_dots)``, numpy arrays of shape ``(steps + 1,)``.
+    """
+    th, thd = simulate(theta0, theta_dot0, torque, steps, params)
+    t = np.arange(steps + 1) * params.dt
+    a0, a1, a2 = axes
+    a0.plot(t, np.unwrap(th), lw=1.2)
+    for k in range(-4, 5):  # upright (0) and hanging (odd multiples of pi) levels
+        a0.axhline(k * np.pi, color="0.85" if k % 2 else "0.6", lw=0.8, zorder=0)
+    lo, hi = np.min(np.unwrap(th)), np.max(np.unwrap(th))
+    a0.set_ylim(min(lo, -0.5) - 0.3, max(hi, 0.5) + 0.3)
+    a0.set_xlabel("time [s]")
+    a0.set_ylabel("θ [rad], unwrapped")
+    a1.plot(th, thd, ".", ms=1.5)
+    a1.set_xlim(-np.pi, np.pi)
+    a1.set_xlabel("θ [rad]")
+    a1.set_ylabel("θ̇ [rad/s]")
+    a1.set_title("phase portrait", fontsize=9)
+    styles = ["-", "--", "-.", ":", "-", "--"]
+    for k, idx in enumerate(np.linspace(0, steps, 6).astype(int)):
+        x, y = pendulum_xy(th[idx], 1.0)
+        a2.plot(
+            [0, x],
+            [0, y],
+            color=plt.cm.viridis(k / 5),
+            ls=styles[k],
+            lw=2,
+            label=f"t={idx * params.dt:.1f}s",
+        )
+    a2.set_xlim(-1.2, 1.2)
+    a2.set_ylim(-1.2, 1.2)
+    a2.set_aspect("equal")
+    a2.set_xticks([])
+    a2.set_yticks([])
+    a2.legend(fontsize=6, loc="lower right")
+    a2.set_title("snapshots", fontsize=9)
+    return th, thd
+
+
 def pendulum_explorer(params: pendulum.PendulumParams | None = None):
     """An ipywidgets explorer: sliders for g, l, m, the initial angle and
     velocity, a constant torque, dt and the number of steps. Every change
-    re-simulates with :func:`pendulum.step` and redraws the angle over time,
-    the phase portrait and snapshots of the pendulum.
+    re-simulates with :func:`pendulum.step` and redraws :func:`draw_swing`:
+    the angle over time, the phase portrait and snapshots of the pendulum.
 
+    It opens on a real swing, released at rest 2 rad from the top. The
+    sliders sit in two columns above the plots, so their readouts have room.
     Returns the widget (display it as the last expression of a cell).
     """
     import ipywidgets as widgets
     from IPython.display import display
 
     params = params or pendulum.PendulumParams.point_mass()
-    style = {"description_width": "110px"}
-    layout = widgets.Layout(width="340px")
+    style = {"description_width": "100px"}
+    layout = widgets.Layout(width="320px")
 
     def slider(description, value, lo, hi, step):
         return widgets.FloatSlider(
@@ -220,7 +295,7 @@ def pendulum_explorer(params: pendulum.PendulumParams | None = None):
         g=slider("g [m/s²]", params.g, 0.5, 25.0, 0.1),
         l=slider("l [m]", params.l, 0.2, 3.0, 0.05),
         m=slider("m [kg]", params.m, 0.1, 5.0, 0.1),
-        theta0=slider("θ₀ [rad]", 3.0, -math.pi, math.pi, 0.01),
+        theta0=slider("θ₀ [rad]", 2.0, -math.pi, math.pi, 0.01),
         theta_dot0=slider("θ̇₀ [rad/s]", 0.0, -8.0, 8.0, 0.1),
         torque=slider("torque [N m]", 0.0, -params.max_torque, params.max_torque, 0.05),
         dt=slider("dt [s]", params.dt, 0.005, 0.2, 0.005),
@@ -248,30 +323,8 @@ def pendulum_explorer(params: pendulum.PendulumParams | None = None):
             episode_length=params.episode_length,
             body=params.body,
         )
-        th, thd = simulate(theta0, theta_dot0, torque, steps, p)
-        t = np.arange(steps + 1) * dt
-        fig, (a0, a1, a2) = plt.subplots(1, 3, figsize=(10, 3), dpi=70)
-        a0.plot(t, th, lw=1)
-        a0.set_xlabel("time [s]")
-        a0.set_ylabel("θ [rad] (0 = upright)")
-        a1.plot(th, thd, ".", ms=1.5)
-        a1.set_xlabel("θ [rad]")
-        a1.set_ylabel("θ̇ [rad/s]")
-        a1.set_title("phase portrait", fontsize=9)
-        for k, idx in enumerate(np.linspace(0, steps, 6).astype(int)):
-            x, y = pendulum_xy(th[idx], 1.0)
-            a2.plot(
-                [0, x],
-                [0, y],
-                color=plt.cm.viridis(k / 5),
-                lw=2,
-                label=f"t={idx * dt:.1f}s",
-            )
-        a2.set_xlim(-1.2, 1.2)
-        a2.set_ylim(-1.2, 1.2)
-        a2.set_aspect("equal")
-        a2.legend(fontsize=6, loc="lower right")
-        a2.set_title("snapshots", fontsize=9)
+        fig, axes = plt.subplots(1, 3, figsize=(9.4, 2.9), dpi=70)
+        draw_swing(axes, p, theta0, theta_dot0, torque, steps)
         fig.tight_layout()
         with out:
             out.clear_output(wait=True)
@@ -284,8 +337,11 @@ def pendulum_explorer(params: pendulum.PendulumParams | None = None):
     for w in controls.values():
         w.observe(on_change, names="value")
     on_change()
-    sliders = list(controls.values())
-    return widgets.HBox([widgets.VBox(sliders), out])
+    sliders = widgets.GridBox(
+        list(controls.values()),
+        layout=widgets.Layout(grid_template_columns="repeat(2, 330px)"),
+    )
+    return widgets.VBox([sliders, out])
 
 
 class LivePlot:

@@ -59,7 +59,8 @@ FULL_BENCH = (
     "--sizes 1 16 256 1024 16384 131072 1048576 --train-sizes 1024 8192 65536"
 ).split()
 SMOKE_BENCH = (
-    "--sizes 1 16 --train-sizes 16 --min-window 0.1 --solve N=16,B=16,K=2,it=20"
+    "--sizes 1 16 --train-sizes 16 --min-window 0.1 --solve N=16,B=16,K=2,it=20 "
+    "--seeds 2 --device-counts 1 2 --pairs 2"
 ).split()
 
 

@@ -98,3 +98,71 @@ def test_readme_points_at_the_configured_repository():
         f"colab.research.google.com/github/{owner_repo}/"
         in (ROOT / "README.md").read_text()
     )
+
+
+MAX_COLUMNS = 88  # the package's line length; book/_ext/static/sacbook.css fits it
+
+
+def _text_outputs(cell):
+    """The printed text of a code cell's outputs as the book shows it: streams and
+    plain text, but not the text fallback of a picture, a widget or an HTML table."""
+    for out in cell.get("outputs", []):
+        if out["output_type"] == "stream":
+            yield "".join(out["text"])
+        data = out.get("data", {})
+        shown_otherwise = ("image/png", "application/vnd.jupyter.widget-view+json")
+        if "text/plain" in data and not any(k in data for k in shown_otherwise):
+            if "text/html" in data and "<pre" not in "".join(data["text/html"]):
+                continue  # an HTML table or a player: the browser test checks those
+            yield "".join(data["text/plain"])
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_code_and_printed_output_fit_88_columns(path):
+    """No code line, listing or printed line is wider than the book's code column."""
+    nb = json.loads(path.read_text())
+    wide = []
+    for number, cell in enumerate(nb["cells"]):
+        texts = ["".join(cell["source"])]
+        if cell["cell_type"] == "markdown":
+            texts = re.findall(r"^```[^\n]*\n(.*?)^```", texts[0], re.M | re.S)
+        elif cell["cell_type"] == "code":
+            texts += list(_text_outputs(cell))
+        for text in texts:
+            wide += [
+                f"cell {number}: {len(line)} columns: {line[:60]}..."
+                for line in text.splitlines()
+                if len(line) > MAX_COLUMNS
+            ]
+    assert not wide, "\n".join(wide)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_figure_has_alt_text(path):
+    """A code cell that draws a picture says in words what it shows
+    (cell metadata ``mystnb: image: alt``), for readers who cannot see it."""
+    nb = json.loads(path.read_text())
+    missing = [
+        f"cell {number} ({cell.get('id')}): {''.join(cell['source'])[:50]!r}"
+        for number, cell in enumerate(nb["cells"])
+        if cell["cell_type"] == "code"
+        and any("image/png" in o.get("data", {}) for o in cell.get("outputs", []))
+        and len(
+            str(cell["metadata"].get("mystnb", {}).get("image", {}).get("alt", ""))
+        )
+        < 20
+    ]
+    assert not missing, "figures without alt text:\n" + "\n".join(missing)
+
+
+def test_landing_page_opens_with_the_1024_pendulum_picture():
+    """The landing page's first picture is every pendulum of a run (drawn by
+    scripts/make_hero.py), with alt text, and the file is there."""
+    text = (ROOT / "book" / "intro.md").read_text()
+    first = re.search(r"```\{(?:figure|image)\} (\S+)\n((?::\w+:.*\n)*)", text)
+    assert first and first.group(1) == "images/hero_1024.png"
+    alt = re.search(r"^:alt: (.+)$", first.group(2), re.M)
+    assert alt and len(alt.group(1)) > 40
+    image = ROOT / "book" / "images" / "hero_1024.png"
+    assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert image.stat().st_size < 300_000

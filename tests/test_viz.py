@@ -11,6 +11,7 @@ matplotlib.use("Agg")  # headless, before pyplot is imported anywhere
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib import animation  # noqa: E402
 
 from sacbook import pendulum, viz  # noqa: E402
@@ -84,6 +85,22 @@ def test_to_html_is_a_jshtml_player():
     assert "new Animation(" in data
     assert "new Array(3)" in data  # ceil(5 / 2) frames
     assert data.count("data:image/png;base64") == 3
+
+
+def test_to_html_gives_the_frame_alt_text():
+    """alt becomes the escaped alt attribute of the player's one frame image;
+    an empty alt is refused."""
+    import re
+
+    anim = viz.animate_pendulums(_thetas(3, 1), **TINY)
+    data = viz.to_html(anim, alt='Four swings, one "pumped" & up').data
+    frames = re.findall(r"<img [^>]*>", data)
+    assert len(frames) == 1
+    assert 'alt="Four swings, one &quot;pumped&quot; &amp; up"' in frames[0]
+    assert 'id="_anim_img' in frames[0]
+    assert "alt=" not in viz.to_html(anim).data
+    with pytest.raises(ValueError, match="alt"):
+        viz.to_html(anim, alt="  ")
 
 
 def test_save_gif_writes_valid_gif(tmp_path):
@@ -176,10 +193,26 @@ def test_pendulum_explorer_builds_with_eight_sliders(capsys):
     assert any(isinstance(c, widgets.Output) for c in _descendants(w))
     by_name = {s.description.split()[0]: s for s in sliders}
     assert by_name["g"].value == pytest.approx(9.81)
+    assert by_name["θ₀"].value == pytest.approx(2.0)  # opens on a real swing
     by_name["steps"].value = 10  # triggers a redraw
     by_name["g"].value = 1.0
     w2 = viz.pendulum_explorer(pendulum.PendulumParams.gymnasium())
     assert len([c for c in _descendants(w2) if isinstance(c, widgets.FloatSlider)]) == 7
+
+
+def test_draw_swing_unwraps_the_angle_over_the_top():
+    """A pendulum launched fast enough to go over the top keeps turning one way:
+    the angle plot climbs by more than 2 pi instead of jumping back at +-pi, and
+    the returned angles match viz.simulate."""
+    params = pendulum.PendulumParams.point_mass()
+    fig, axes = plt.subplots(1, 3)
+    th, thd = viz.draw_swing(axes, params, 3.0, 7.5, 0.0, 120)
+    plotted = axes[0].lines[0].get_ydata()
+    assert plotted[-1] - plotted[0] > 2 * np.pi  # went round at least once
+    assert np.max(np.abs(np.diff(plotted))) < 1.0  # no wrap-around jumps
+    np.testing.assert_allclose(th, viz.simulate(3.0, 7.5, 0.0, 120, params)[0])
+    assert len(axes[2].lines) == 6  # six snapshots
+    plt.close(fig)
 
 
 def test_live_plot_update_returns_figure(capsys):

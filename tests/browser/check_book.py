@@ -32,6 +32,11 @@ import browser_assets as assets  # noqa: E402
 from browser_cdp import Browser, CDPError, find_chrome  # noqa: E402
 
 WIDTHS = (1280, 400)
+# At desktop widths a code line of 88 characters (the package's line length,
+# the most any cell or output holds) must fit its column unwrapped; narrower
+# windows wrap long lines instead (book/_ext/static/sacbook.css).
+CODE_COLUMNS = 88
+DESKTOP_WIDTH = 1200
 VIEWPORT_HEIGHT = 900
 ANIMATION_WAIT_S = 3.0
 WIDGET_WAIT_S = 20.0
@@ -328,7 +333,7 @@ class BookChecker:
                 add("page did not load", "", "no load event in 60 s")
             self._settle(page)
             result = page.evaluate(
-                f"({self.js})({json.dumps({'checkAlt': self.check_alt})})"
+                f"({self.js})({json.dumps(self._options(width))})"
             )
             for f in result["findings"]:
                 add(f["kind"], f["where"], f["detail"])
@@ -350,6 +355,10 @@ class BookChecker:
         for url in dict.fromkeys(external):
             add("external request with no offline copy", "", url)
         return findings
+
+    def _options(self, width: int) -> dict:
+        columns = CODE_COLUMNS if width >= DESKTOP_WIDTH else 0
+        return {"checkAlt": self.check_alt, "codeColumns": columns}
 
     def _settle(self, page):
         """Wait for MathJax's first typeset, the fonts and the widget views."""

@@ -52,19 +52,33 @@
   }
 
   // -- widths ---------------------------------------------------------------
-  for (const pre of document.querySelectorAll("div.highlight pre")) {
-    if (!overflows(pre) && !outsideColumn(pre)) continue;
-    reported.add(pre);
-    const kind = pre.closest(".cell_output") ? "output wider than the column"
-      : pre.closest(".cell_input") ? "code cell wider than the column" : "code block wider than the column";
-    // how many characters fit: measure one character in the pre's font
+  // the characters that fit one line of a pre, in its own font
+  const columnsThatFit = (pre) => {
     const probe = document.createElement("span");
     probe.textContent = "0".repeat(100);
     pre.appendChild(probe);
     const cw = probe.getBoundingClientRect().width / 100;
     probe.remove();
     const cs = getComputedStyle(pre);
-    const fit = Math.floor((pre.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight)) / cw);
+    return Math.floor((pre.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight)) / cw);
+  };
+  if (opts.codeColumns) {
+    // at desktop widths, a line of the longest allowed length must fit unwrapped
+    for (const pre of document.querySelectorAll("div.highlight pre")) {
+      if (pre.clientWidth === 0) continue;  // inside a closed dropdown
+      const fit = columnsThatFit(pre);
+      if (fit < opts.codeColumns) {
+        add("code column narrower than " + opts.codeColumns + " characters", pre, `${fit} fit: ${clip(pre.textContent, 60)}`);
+        break;  // one is enough: the style is the same for all
+      }
+    }
+  }
+  for (const pre of document.querySelectorAll("div.highlight pre")) {
+    if (!overflows(pre) && !outsideColumn(pre)) continue;
+    reported.add(pre);
+    const kind = pre.closest(".cell_output") ? "output wider than the column"
+      : pre.closest(".cell_input") ? "code cell wider than the column" : "code block wider than the column";
+    const fit = columnsThatFit(pre);
     const lines = pre.textContent.replace(/\n$/, "").split("\n");
     const long = lines.filter((l) => l.length > fit);
     const worst = lines.reduce((a, b) => (b.length > a.length ? b : a), "");

@@ -1,0 +1,55 @@
+"""Small fixes to the HTML pages Jupyter Book 1.x writes for this book.
+
+Loaded through ``sphinx: local_extensions`` in ``_config.yml``. Each fix answers
+a fault a browser showed (``tests/test_browser.py`` checks every page):
+
+- sphinx-thebe's inline ``const THEBE_JS_URL = ...`` script (and sphinx-
+  togglebutton's) reach every page twice, and the second ``const`` is a
+  SyntaxError in the console. Repeated scripts are dropped here.
+- pydata-sphinx-theme reads ``default_mode`` from the page context; Jupyter
+  Book leaves it empty, and the theme logs "Got invalid theme mode". The
+  book opens in light mode (its figures are drawn on white); the reader's
+  own choice in the theme switcher still wins.
+- ``static/sacbook.css``: code set so that 88 columns fit the column at
+  desktop widths, wrapped instead of cut on narrow screens, and tables and
+  equations that fit a phone.
+- ``static/widgets-fixes.js``: the Jupyter widgets page manager fetches its
+  fonts from the wrong folder, and typesets
+  with MathJax 2's ``MathJax.Hub.Queue``; this book loads MathJax 3.
+"""
+
+from pathlib import Path
+
+STATIC = Path(__file__).parent / "static"
+
+
+def _add_static_path(app):
+    app.config.html_static_path.append(str(STATIC))
+
+
+def _fix_page(app, pagename, templatename, context, doctree):
+    scripts = context.get("script_files")
+    if scripts:
+        seen, kept = set(), []
+        for script in scripts:
+            attributes = getattr(script, "attributes", {}) or {}
+            # an inline script's filename is None or "" depending on who added it
+            name = getattr(script, "filename", script) or ""
+            key = (str(name), tuple(attributes.items()))
+            if key not in seen:
+                seen.add(key)
+                kept.append(script)
+        scripts[:] = kept
+    if not context.get("default_mode"):
+        context["default_mode"] = "light"
+
+
+def setup(app):
+    app.connect("builder-inited", _add_static_path)
+    # last, after the extensions that add their scripts while a page is written
+    app.connect("html-page-context", _fix_page, priority=900)
+    app.add_css_file("sacbook.css")
+    # before the widget manager (500), so the shim sees MathJax 3 arrive
+    app.add_js_file("widgets-fixes.js", priority=200)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
+
