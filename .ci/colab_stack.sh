@@ -4,6 +4,12 @@
 # and sacbook[test] there would change none of them, then run the unit tests and
 # the widget chapters under nbval on that stack.
 # Fails on any error. Called by .ci/run; runs on its own too, from any shell.
+#
+#   bash .ci/colab_stack.sh            # everything, in a temporary folder
+#   COLAB_STACK_DIR=DIR bash .ci/colab_stack.sh prepare   # the venv and checks only
+#   COLAB_STACK_DIR=DIR bash .ci/colab_stack.sh test      # the tests, in DIR's venv
+#
+# (.ci/run prepares while the main tests run: installing is mostly waiting.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 constraints=.ci/colab-constraints.txt
@@ -17,6 +23,22 @@ if [ -n "${VIRTUAL_ENV:-}" ]; then
   unset VIRTUAL_ENV
 fi
 unset PYTHONPATH PYTHONHOME
+
+mode=${1:-all}
+case "$mode" in
+  all | prepare | test) ;;
+  *) echo "usage: colab_stack.sh [all|prepare|test]" >&2; exit 2 ;;
+esac
+if [ -n "${COLAB_STACK_DIR:-}" ]; then
+  tmp=$COLAB_STACK_DIR
+  mkdir -p "$tmp"
+else
+  [ "$mode" = all ] || { echo "colab stack: $mode needs COLAB_STACK_DIR" >&2; exit 2; }
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+fi
+
+if [ "$mode" != test ]; then
 
 # Python 3.12, as on Colab, when this machine has one; else python3.
 py=""
@@ -32,8 +54,6 @@ if [ -z "$py" ]; then
 fi
 echo "colab stack: Python $("$py" -c 'import platform; print(platform.python_version())') ($py)"
 
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
 "$py" -m venv "$tmp/venv"
 # shellcheck disable=SC1091
 . "$tmp/venv/bin/activate"
@@ -74,13 +94,19 @@ phase "dry-run checks"
 
 python -m pip install --quiet -e ".[test]" -c "$constraints"
 phase "installing sacbook[test]"
+fi  # prepare
+[ "$mode" = prepare ] && { echo "colab stack: prepared in $(( $(date +%s) - start )) s"; exit 0; }
+# shellcheck disable=SC1091
+. "$tmp/venv/bin/activate"
 rc=0
 # The unit tests (less the long end-to-end runs marked slow, which the main
 # stack runs), and the chapters whose widgets and display depend on Colab's
 # IPython and ipywidgets. Chapters 3, 4 and the appendix use the package APIs
 # the unit tests cover here; executing them a second time would add about ten
-# minutes to CI.
-python -m pytest -m "not slow" tests book/01_physics.ipynb book/02_networks.ipynb || rc=$?
+# minutes to CI. The command-line tests (tests/test_cli.py: argument parsing,
+# files, subprocesses, over the same APIs) run in the main stack only.
+python -m pytest -m "not slow" --ignore=tests/test_cli.py \
+  tests book/01_physics.ipynb book/02_networks.ipynb || rc=$?
 phase "python -m pytest (unit tests, Chapters 1-2)"
 if [ "$rc" != 0 ]; then
   echo "colab stack: FAILED (pytest exit status $rc) after $(( $(date +%s) - start )) s"

@@ -229,17 +229,28 @@ def draw_swing(
     th, thd = simulate(theta0, theta_dot0, torque, steps, params)
     t = np.arange(steps + 1) * params.dt
     a0, a1, a2 = axes
-    a0.plot(t, np.unwrap(th), lw=1.2)
-    for k in range(-4, 5):  # upright (0) and hanging (odd multiples of pi) levels
-        a0.axhline(k * np.pi, color="0.85" if k % 2 else "0.6", lw=0.8, zorder=0)
-    lo, hi = np.min(np.unwrap(th)), np.max(np.unwrap(th))
-    a0.set_ylim(min(lo, -0.5) - 0.3, max(hi, 0.5) + 0.3)
+    unwrapped = np.unwrap(th)
+    a0.plot(t, unwrapped, lw=1.2)
+    # upright (even multiples of pi) and hanging (odd) levels, labelled in pi
+    lo = math.floor(min(unwrapped.min(), -0.5) / np.pi)
+    hi = math.ceil(max(unwrapped.max(), 0.5) / np.pi)
+    levels = np.arange(lo, hi + 1)
+    for k in levels:
+        a0.axhline(k * np.pi, color="0.6" if k % 2 == 0 else "0.85", lw=0.8, zorder=0)
+    step = math.ceil(len(levels) / 6)
+    step += step % 2 if step > 1 else 0  # 1, 2, 4, 6, ...: keep 0 and upright ticks
+    ticks = levels[levels % step == 0]
+    names = {0: "0", 1: "π", -1: "−π"}
+    a0.set_yticks(
+        ticks * np.pi, [names.get(k, f"{k}π".replace("-", "−")) for k in ticks]
+    )
+    a0.set_ylim(lo * np.pi - 0.3, hi * np.pi + 0.3)
     a0.set_xlabel("time [s]")
-    a0.set_ylabel("θ [rad], unwrapped")
+    a0.set_ylabel("θ, unwrapped (0 = up)")
     a1.plot(th, thd, ".", ms=1.5)
     a1.set_xlim(-np.pi, np.pi)
     a1.set_xlabel("θ [rad]")
-    a1.set_ylabel("θ̇ [rad/s]")
+    a1.set_ylabel(r"$\dot\theta$ [rad/s]")
     a1.set_title("phase portrait", fontsize=9)
     styles = ["-", "--", "-.", ":", "-", "--"]
     for k, idx in enumerate(np.linspace(0, steps, 6).astype(int)):
@@ -257,7 +268,7 @@ def draw_swing(
     a2.set_aspect("equal")
     a2.set_xticks([])
     a2.set_yticks([])
-    a2.legend(fontsize=6, loc="lower right")
+    a2.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     a2.set_title("snapshots", fontsize=9)
     return th, thd
 
