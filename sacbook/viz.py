@@ -376,8 +376,11 @@ class LivePlot:
         self.x_key = x_key
         self.reference = reference or {}
         rows = math.ceil(len(self.keys) / ncols)
+        # at most 9.4 inches wide, so that the text stays readable (about 9 px
+        # and up) when the book scales the figure to its column
+        width = min(3.2 * ncols, 9.4)
         self.fig, axes = plt.subplots(
-            rows, ncols, figsize=(3.4 * ncols, 2.4 * rows), dpi=dpi, squeeze=False
+            rows, ncols, figsize=(width, 2.5 * rows), dpi=dpi, squeeze=False
         )
         self.axes = list(axes.flat)
         for ax in self.axes[len(self.keys) :]:
@@ -398,9 +401,9 @@ class LivePlot:
                 value, label = self.reference[key]
                 ax.axhline(value, color="k", ls="--", lw=1, label=label)
                 ax.legend(fontsize=7)
-            ax.set_title(key, fontsize=9)
-            ax.set_xlabel(self.x_key, fontsize=8)
-            ax.tick_params(labelsize=7)
+            ax.set_title(key, fontsize=10)
+            ax.set_xlabel(self.x_key, fontsize=9)
+            ax.tick_params(labelsize=8.5)
         if self._handle is None:
             self.fig.tight_layout()  # once: layout is the slow part of a redraw
             self._handle = display(self.fig, display_id=True)

@@ -13,11 +13,14 @@ a fault a browser showed (``tests/test_browser.py`` checks every page):
 - ``static/sacbook.css``: code set so that 88 columns fit the column at
   desktop widths, wrapped instead of cut on narrow screens, and tables and
   equations that fit a phone.
-- ``static/widgets-fixes.js``: the Jupyter widgets page manager fetches its
-  fonts from the wrong folder, and typesets
-  with MathJax 2's ``MathJax.Hub.Queue``; this book loads MathJax 3.
+- ``static/widgets-fixes.js``: the Jupyter widgets page manager typesets with
+  MathJax 2's ``MathJax.Hub.Queue``; this book loads MathJax 3.
+- The widgets page manager finds its fonts relative to the URL require.js gives
+  its module, which without configuration is the page's own folder (404s in the
+  console). Pages that load the manager first tell require.js where it lives.
 """
 
+import json
 from pathlib import Path
 
 STATIC = Path(__file__).parent / "static"
@@ -44,10 +47,25 @@ def _fix_page(app, pagename, templatename, context, doctree):
         context["default_mode"] = "light"
 
 
+def _widget_manager_home(app, pagename, templatename, context, doctree):
+    """Map the widget manager's require.js module name to the folder it is loaded
+    from, so that the fonts its styles name resolve there."""
+    for script in context.get("script_files", []):
+        url = str(getattr(script, "filename", "") or "")
+        marker = "/@jupyter-widgets/html-manager@"
+        if marker in url and url.endswith("/dist/embed-amd.js"):
+            home = url[: -len("/dist/embed-amd.js")]
+            # read by require.js when it starts (it loads after this, at 500)
+            paths = json.dumps({"paths": {"@jupyter-widgets/html-manager": home}})
+            app.add_js_file(None, body=f"var require = {paths};", priority=210)
+            return
+
+
 def setup(app):
     app.connect("builder-inited", _add_static_path)
     # last, after the extensions that add their scripts while a page is written
     app.connect("html-page-context", _fix_page, priority=900)
+    app.connect("html-page-context", _widget_manager_home, priority=910)
     app.add_css_file("sacbook.css")
     # before the widget manager (500), so the shim sees MathJax 3 arrive
     app.add_js_file("widgets-fixes.js", priority=200)

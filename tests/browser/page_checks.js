@@ -99,7 +99,14 @@
     if (reported.has(el) || [...reported].some((r) => el.contains(r))) continue;
     if (overflows(el) || outsideColumn(el)) {
       reported.add(el);
-      add("output wider than the column", el, `${el.scrollWidth} px in ${el.clientWidth} px, <${el.tagName.toLowerCase()} class="${clip(el.className, 50)}">: ${clip(el.innerText || el.textContent, 70)}`);
+      // name the widest thing inside, the usual culprit
+      let widest = null, widestWidth = 0;
+      for (const d of el.querySelectorAll("*")) {
+        const w = d.getBoundingClientRect().width;
+        if (w > widestWidth) { widest = d; widestWidth = w; }
+      }
+      const culprit = widest ? `; widest inside: <${widest.tagName.toLowerCase()} class="${clip(widest.className, 40)}"> ${Math.round(widestWidth)} px` : "";
+      add("output wider than the column", el, `${el.scrollWidth} px in ${el.clientWidth} px, <${el.tagName.toLowerCase()} class="${clip(el.className, 50)}">${culprit}: ${clip(el.innerText || el.textContent, 70)}`);
     }
   }
   for (const el of column.querySelectorAll("table")) {
@@ -107,7 +114,14 @@
     if (reported.has(box) || [...reported].some((r) => r.contains(box))) continue;
     if (overflows(box) || outsideColumn(el)) {
       reported.add(box);
-      add("table wider than the column", el, `${Math.max(box.scrollWidth, el.scrollWidth)} px in ${box.clientWidth} px: ${clip(el.innerText, 70)}`);
+      // the cell whose content is widest for its column
+      let worst = null, worstOver = -Infinity;
+      for (const cell of el.querySelectorAll("td, th")) {
+        const over = cell.scrollWidth - cell.clientWidth;
+        if (over > worstOver) { worst = cell; worstOver = over; }
+      }
+      const cell = worst ? `; widest cell: ${clip(worst.innerText, 40)}` : "";
+      add("table wider than the column", el, `${Math.max(box.scrollWidth, el.scrollWidth)} px in ${box.clientWidth} px${cell}: ${clip(el.innerText, 70)}`);
     }
   }
   const doc = document.documentElement;

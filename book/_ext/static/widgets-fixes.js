@@ -1,19 +1,4 @@
-// Two fixes for the Jupyter widgets page manager, @jupyter-widgets/html-manager.
-//
-// 1. Its fonts (font-awesome, for widget icons) are fetched relative to a
-//    public path it derives from its require.js module name, which on a book
-//    page resolves to the page's own folder (404s in the console). The
-//    manager reads window.__jupyter_widgets_assets_path__ first: point it at
-//    the folder the manager itself was loaded from.
-Object.defineProperty(window, "__jupyter_widgets_assets_path__", {
-  configurable: true,
-  get: () => {
-    const s = document.querySelector('script[src*="@jupyter-widgets/html-manager"]');
-    return s ? s.src.slice(0, s.src.lastIndexOf("/") + 1) : undefined;
-  },
-});
-
-// 2. The manager (@jupyter-widgets/html-manager 1.x) typesets
+// The Jupyter widgets page manager (@jupyter-widgets/html-manager 1.x) typesets
 // widget labels with MathJax 2's MathJax.Hub.Queue(["Typeset", MathJax.Hub, el]).
 // This book loads MathJax 3, which has no Hub, so every widget logged a
 // TypeError. When MathJax 3 installs itself, give it a Hub whose Queue hands
