@@ -147,9 +147,7 @@ def test_every_figure_has_alt_text(path):
         for number, cell in enumerate(nb["cells"])
         if cell["cell_type"] == "code"
         and any("image/png" in o.get("data", {}) for o in cell.get("outputs", []))
-        and len(
-            str(cell["metadata"].get("mystnb", {}).get("image", {}).get("alt", ""))
-        )
+        and len(str(cell["metadata"].get("mystnb", {}).get("image", {}).get("alt", "")))
         < 20
     ]
     assert not missing, "figures without alt text:\n" + "\n".join(missing)

@@ -9,9 +9,9 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless, before pyplot is imported anywhere
 
+import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib import animation  # noqa: E402
 
 from sacbook import pendulum, viz  # noqa: E402

@@ -332,9 +332,7 @@ class BookChecker:
             if not loaded.wait(60):
                 add("page did not load", "", "no load event in 60 s")
             self._settle(page)
-            result = page.evaluate(
-                f"({self.js})({json.dumps(self._options(width))})"
-            )
+            result = page.evaluate(f"({self.js})({json.dumps(self._options(width))})")
             for f in result["findings"]:
                 add(f["kind"], f["where"], f["detail"])
             self._check_colab(rel, result["colab"], add)
