@@ -154,12 +154,8 @@ def main():
         "make_mesh": error_of(lambda: sharding.make_mesh(5)),
     }
 
-    # 7. four devices solve the task with the default recipe
-    result = train.train(
-        train.TrainConfig(), 0, progress=False, mesh=mesh, stop_when_solved=True
-    )
-    out["solved_at"] = result.solved_at and result.solved_at["env_steps"]
-    out["final_eval_return"] = result.final_eval_return
+    # (that four devices solve the task with the default recipe is checked by
+    # Chapter 4's live four-device cell, which nbval executes)
     json.dump(out, sys.stdout)
 
 

@@ -1,6 +1,7 @@
 """A run split over devices with jax.sharding, checked on 4 virtual CPU
 devices in a subprocess (tests/multidevice.py), since JAX fixes its device
-count when it starts."""
+count when it starts. That the default recipe solves the task on four devices
+is asserted by Chapter 4's live four-device cell, which nbval executes."""
 
 import json
 import subprocess
@@ -10,7 +11,7 @@ from pathlib import Path
 import jax
 import pytest
 
-from sacbook import sharding, train
+from sacbook import sharding
 
 SCRIPT = Path(__file__).with_name("multidevice.py")
 
@@ -72,11 +73,6 @@ def test_bad_meshes_are_refused_clearly(report):
     )
     assert "exactly one axis" in errors["two_axes"]
     assert "integer in [1, 4]" in errors["make_mesh"]
-
-
-def test_four_devices_solve_the_task(report):
-    assert report["solved_at"] is not None
-    assert report["final_eval_return"] >= train.SOLVED_RETURN
 
 
 def test_mesh_checks_in_this_process():
