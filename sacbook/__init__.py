@@ -20,6 +20,6 @@ Modules, one concept each:
   cli         ``sacbook render | train | bench``
 """
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 from sacbook._source import show_source  # noqa: E402,F401
