@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from functools import partial
 from pathlib import Path
 
 import jax
@@ -26,11 +25,11 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from sacbook import loop, sac, sharding, train
+from sacbook import jit, loop, sac, sharding
+from sacbook.config import TrainConfig
 from sacbook.loop import TrainState
 from sacbook.pendulum import PendulumParams
 from sacbook.sac import SACConfig
-from sacbook.train import TrainConfig
 
 KEEP = 2  # checkpoints kept: the newest and the one before it
 
@@ -62,24 +61,21 @@ def _to_saveable(state: TrainState) -> TrainState:
 
 def save(
     directory,
-    result_or_state,
+    state: TrainState,
     *,
-    config: TrainConfig | None = None,
+    config: TrainConfig,
     seed: int = 0,
     history: list | None = None,
 ) -> Path:
-    """Write a checkpoint of a run into ``directory`` (created if missing).
-
-    Pass a :class:`~sacbook.train.TrainResult`, or a ``TrainState`` with its
-    ``config`` (and optionally ``seed`` and ``history``). Returns the step folder.
-    """
-    if isinstance(result_or_state, train.TrainResult):
-        state, config = result_or_state.state, result_or_state.config
-        seed, history = result_or_state.seed, result_or_state.history
-    else:
-        state = result_or_state
-        if config is None:
-            raise ValueError("save: pass config together with a bare TrainState")
+    """Write a checkpoint of a run into ``directory`` (created if missing):
+    its ``state``, the ``config`` it runs with, its ``seed`` and its metrics
+    ``history``. For a finished run: ``save(dir, result.state,
+    config=result.config, seed=result.seed, history=result.history)``.
+    Returns the step folder."""
+    if not isinstance(config, TrainConfig):
+        raise ValueError(
+            f"save: config must be a TrainConfig, got {type(config).__name__}"
+        )
     step = int(state.iteration)
     meta = {
         "config": config_to_dict(config),
@@ -212,7 +208,7 @@ def _partial_restore_args(subtree, restore_args) -> ocp.args.PyTreeRestore:
     )
 
 
-@partial(jax.jit, static_argnames=("sac_config", "max_torque"))
+@jit.program(static_argnames=("sac_config", "max_torque"))
 def policy_torque(actor_params, obs, sac_config: SACConfig, max_torque: float):
     """The deterministic torque ``max_torque * tanh(mean)`` for ``obs (..., 3)``:
     shape ``(...)``.

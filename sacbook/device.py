@@ -6,8 +6,9 @@ killed by the operating system without a word. :func:`check_fits` compares an
 estimate of the bytes a run needs (:func:`estimate_train_bytes`) with the
 memory available (:func:`available_bytes`) and raises
 :class:`RunTooLargeError`, with one line naming the options to lower, before
-anything is allocated. :func:`sacbook.loop.init` calls it (skip it with
-``check_memory=False``), and so does ``sacbook train``.
+anything is allocated. :func:`sacbook.train.train` and its kin call it
+before they build a state (skip it with ``check_memory=False``), and so
+does ``sacbook train``.
 
 The estimate is computed from shapes (:func:`sacbook.loop.abstract_state`)
 and a count of what the compiled chunk holds besides the state: it takes
@@ -19,13 +20,12 @@ from __future__ import annotations
 
 import math
 import os
-from typing import TYPE_CHECKING
 
 import jax
 import numpy as np
 
-if TYPE_CHECKING:  # loop imports this module; the estimate imports loop when called
-    from sacbook.loop import LoopConfig
+from sacbook import loop, sac
+from sacbook.config import LoopConfig
 
 # A run may use at most this fraction of the memory available: the estimate
 # leaves out the compiler, the Python process and whatever else starts meanwhile.
@@ -157,8 +157,6 @@ def estimate_train_bytes(config: LoopConfig, device=None) -> dict:
         must hold: ``state + working``, plus ``host_copy`` where that memory
         is host RAM (the CPU backend).
     """
-    from sacbook import loop, sac  # here: loop imports this module
-
     state = loop.abstract_state(config)
     replay_buffer = _nbytes(state.buffer)
     environments = _nbytes((state.env, state.obs))
@@ -217,19 +215,10 @@ def format_bytes(n: float) -> str:
     return f"{int(n)} B"
 
 
-# How the sacbook train command spells the options it has.
-CLI_OPTION_NAMES = {
-    "num_envs": "--num-envs",
-    "buffer_capacity": "--buffer-capacity",
-    "sac.batch_size": "--batch-size",
-    "updates_per_iteration": "--updates-per-iteration",
-}
-
-
 class RunTooLargeError(ValueError):
     """A run needs more memory than its device has. ``str()`` is one line
     naming the ``TrainConfig`` fields to lower; :meth:`describe` spells them
-    as another interface does (the command line: ``CLI_OPTION_NAMES``).
+    as another interface does (the command line's options).
 
     Attributes:
       config: the ``TrainConfig``.

@@ -1,4 +1,4 @@
-"""The compiled training program: its config, its state, one iteration, a chunk.
+"""The compiled training program: its state, one iteration, a chunk.
 
 One *iteration* does, for all N environments at once:
 
@@ -9,9 +9,11 @@ One *iteration* does, for all N environments at once:
    iterations, once the buffer holds ``learning_starts`` transitions).
 
 :func:`run_chunk` runs ``chunk_iterations`` iterations in a ``lax.scan``;
-:func:`run_chunk_jit` is that chunk as one compiled call, with the training
-state donated. Everything here is pure and runs on the device; the host
-drives it chunk by chunk in :mod:`sacbook.train`.
+:func:`chunk_program` is that chunk as one compiled call, with the training
+state donated: for one run on one device, for many runs at once (seeds, a
+sweep) and over the devices of a mesh. Everything here is pure and runs on
+the device; the host drives it chunk by chunk in :mod:`sacbook.train`. Its
+config is :class:`sacbook.config.LoopConfig`.
 """
 
 from __future__ import annotations
@@ -26,120 +28,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from sacbook import (
-    checks,
-    device,
-    host_random,
-    jit,
-    networks,
-    pendulum,
-    replay,
-    sac,
-    sharding,
-)
-from sacbook.pendulum import PendulumParams
+from sacbook import host_random, jit, networks, pendulum, replay, sac, sharding
+from sacbook.config import LoopConfig
 from sacbook.sac import SACConfig
-
-
-@dataclasses.dataclass(frozen=True)
-class LoopConfig:
-    """Everything that shapes the compiled training program, and nothing else.
-
-    Frozen, hashable, validated here; the static argument of the compiled
-    chunk, so each distinct config compiles once. The seed and the run's
-    length are not in it: a new seed, a longer run or a resumed one reuses
-    the compiled program.
-
-    Attributes:
-      env: pendulum parameters (a preset).
-      sac: SAC hyperparameters.
-      num_envs: N environments stepped in parallel, >= 1.
-      buffer_capacity: replay capacity in transitions, >= max(N, batch size).
-      warmup_env_steps: uniform random actions until this many env steps, >= 0.
-      learning_starts: no updates until the buffer holds this many
-        transitions (and at least the batch size).
-      updates_per_iteration: K gradient updates per update round, >= 1.
-      update_every: iterations between update rounds, >= 1. ``K /
-        update_every`` is the number of updates per iteration, so ratios
-        below one are ``updates_per_iteration=1, update_every=4`` and the like.
-      chunk_iterations: iterations per compiled chunk, >= 1.
-    """
-
-    # Defaults: the massively parallel recipe, chosen by the study in Chapter 4
-    # (time-to-solve on a 2-core CPU): 1024 envs, 16 updates of 96 per
-    # iteration, tau 0.03 (K * tau <= 0.5 kept every seed stable).
-    env: PendulumParams = PendulumParams.gymnasium()
-    sac: SACConfig = SACConfig(batch_size=96, tau=0.03)
-    num_envs: int = 1024
-    buffer_capacity: int = 1_000_000
-    warmup_env_steps: int = 1024
-    learning_starts: int = 1024
-    updates_per_iteration: int = 16
-    update_every: int = 1
-    chunk_iterations: int = 20
-
-    def __post_init__(self):
-        name = type(self).__name__
-        if not isinstance(self.env, PendulumParams):
-            raise ValueError(
-                f"{name}.env must be a PendulumParams, got {type(self.env).__name__}"
-            )
-        if not isinstance(self.sac, SACConfig):
-            raise ValueError(
-                f"{name}.sac must be a SACConfig, got {type(self.sac).__name__}"
-            )
-        if self.sac.obs_dim != 3 or self.sac.action_dim != 1:
-            raise ValueError(
-                "SACConfig.obs_dim and action_dim must be 3 and 1 for the pendulum"
-            )
-        # int32 on the device: the buffer's row indices reach capacity + N
-        n = self._set_int("num_envs", 1, checks.INT32_MAX // 2)
-        capacity = self._set_int("buffer_capacity", 1, checks.INT32_MAX - n)
-        if capacity < n:
-            raise ValueError(
-                f"{name}.buffer_capacity ({capacity}) must be >= num_envs ({n})"
-            )
-        if self.sac.batch_size > capacity:
-            raise ValueError(
-                f"SACConfig.batch_size ({self.sac.batch_size}) must be <= "
-                f"buffer_capacity ({capacity})"
-            )
-        self._set_int("warmup_env_steps", 0)
-        self._set_int("learning_starts", 0, checks.INT32_MAX)
-        for field in ("updates_per_iteration", "update_every", "chunk_iterations"):
-            self._set_int(field, 1, checks.INT32_MAX)
-
-    def _set_int(self, field: str, low: int, high: int | None = None) -> int:
-        """Check an integer field; store it as a Python int (so NumPy
-        integers hash and print like the same config given as ints)."""
-        value = checks.integer(
-            f"{type(self).__name__}.{field}", getattr(self, field), low, high
-        )
-        object.__setattr__(self, field, value)
-        return value
-
-    @property
-    def loop(self) -> LoopConfig:
-        """The fields of :class:`LoopConfig` alone (itself, for a LoopConfig):
-        what the compiled chunk is keyed on."""
-        if type(self) is LoopConfig:
-            return self
-        return LoopConfig(
-            **{f.name: getattr(self, f.name) for f in dataclasses.fields(LoopConfig)}
-        )
-
-    @property
-    def updates_per_env_step(self) -> float:
-        return self.updates_per_iteration / (self.update_every * self.num_envs)
-
-    @property
-    def warmup_iterations(self) -> int:
-        """Iterations of random actions: ``ceil(warmup_env_steps / N)``,
-        compared with the int32 iteration counter (never overflows)."""
-        return min(math.ceil(self.warmup_env_steps / self.num_envs), checks.INT32_MAX)
-
-    def replace(self, **changes):
-        return dataclasses.replace(self, **changes)
+from sacbook.sharding import LOCAL, Axis
 
 
 @struct.dataclass
@@ -163,11 +55,7 @@ class TrainState:
 
 
 def init(
-    config: LoopConfig,
-    key: jax.Array,
-    *,
-    check_memory: bool = True,
-    mesh: jax.sharding.Mesh | None = None,
+    config: LoopConfig, key: jax.Array, *, mesh: jax.sharding.Mesh | None = None
 ) -> TrainState:
     """A fresh run: new networks, an empty buffer, N freshly reset envs.
 
@@ -177,14 +65,11 @@ def init(
     ``mesh``, the state is placed on its devices as :mod:`sacbook.sharding`
     designs (and the config must divide evenly over them).
 
-    First, unless ``check_memory=False``, :func:`sacbook.device.check_fits`
-    raises :class:`sacbook.device.RunTooLargeError` (a ``ValueError``) if the
-    run would not fit in the device's memory: at once, instead of being
-    killed by the operating system minutes later.
+    Whether the run fits in memory is the caller's question, asked before
+    anything is built (:func:`sacbook.device.check_fits`, which
+    :func:`sacbook.train.train` and ``sacbook train`` ask).
     """
-    devices = _check_mesh(config, mesh)
-    if check_memory:
-        device.check_fits(config, devices=devices)
+    check_mesh(config, mesh)
     return _put(_init_host(config, key), mesh)
 
 
@@ -193,11 +78,10 @@ def init_runs(
     keys,
     *,
     sac_configs=None,
-    check_memory: bool = True,
     mesh: jax.sharding.Mesh | None = None,
 ) -> TrainState:
     """R fresh runs as one state with a leading run axis on every leaf, for
-    the batched chunk (:func:`parallel_chunk_program` with ``batched``).
+    the batched chunk (:func:`chunk_program` with ``batched``).
 
     Run r is exactly ``init(config, keys[r])``, stacked. ``sac_configs``
     (one per run, for a sweep) sets each run's initial temperature; their
@@ -214,9 +98,7 @@ def init_runs(
             f"sac_configs must have one entry per run ({len(keys)}), "
             f"got {len(sac_configs)}"
         )
-    devices = _check_mesh(config, mesh)
-    if check_memory:
-        device.check_fits(config, runs=len(keys), devices=devices)
+    check_mesh(config, mesh)
     runs = [
         _init_host(config.replace(sac=sac_config), key)
         for sac_config, key in zip(sac_configs, keys, strict=True)
@@ -228,9 +110,9 @@ def init_runs(
     return _put(stacked.replace(key=keys), mesh, batched=True)
 
 
-def _check_mesh(config: LoopConfig, mesh) -> int:
+def check_mesh(config: LoopConfig, mesh: jax.sharding.Mesh | None) -> int:
     """The mesh's device count (1 without one), after checking that
-    ``config`` splits evenly over it."""
+    ``config`` splits evenly over it (one line naming the field if not)."""
     if mesh is None:
         return 1
     sharding.check_divides(config, mesh)
@@ -362,28 +244,26 @@ def _host_state(
     )
 
 
-def _collective_axis(axis) -> tuple[str | None, int]:
-    """``(name, D)`` of the device axis, with no name when there is nothing to
-    communicate (one device): a one-device mesh then runs exactly the
-    single-device program, bit for bit."""
-    name, devices = axis or (None, 1)
-    return (name if devices > 1 else None), devices
-
-
-def _update_round(sac_state, buffer, key, config: LoopConfig, hyper=None, axis=None):
+def update_round(
+    sac_state,
+    buffer,
+    key,
+    config: LoopConfig,
+    hyper=None,  # [sweep]
+    axis: Axis = LOCAL,  # [devices]
+):
     """K gradient updates on fresh batches, in a ``lax.scan``. Returns the
     new SAC state and the metrics averaged over the K updates.
 
-    On D devices (``axis = (name, D)``) each device draws B/D of each batch
-    from its own buffer shard, and :func:`sacbook.sac.update` averages the
-    gradients across them."""
-    axis_name, devices = _collective_axis(axis)
-    batch_size = config.sac.batch_size // devices
+    On D devices each device draws B/D of each batch from its own buffer
+    shard, and :func:`sacbook.sac.update` averages the gradients across them.
+    """
+    batch_size = config.sac.batch_size // axis.size
 
     def one_update(state, k):
         k_batch, k_update = jax.random.split(k)
         batch = replay.sample(buffer, k_batch, batch_size)
-        return sac.update(state, batch, k_update, hyper, axis_name)
+        return sac.update(state, batch, k_update, hyper, axis)
 
     keys = jax.random.split(key, config.updates_per_iteration)
     sac_state, metrics = jax.lax.scan(one_update, sac_state, keys)
@@ -400,22 +280,23 @@ def _always_updates(config: LoopConfig) -> bool:
     return config.update_every == 1 and first_update <= config.num_envs
 
 
-def _iteration(state: TrainState, _, config: LoopConfig, hyper=None, axis=None):
+def iteration(
+    state: TrainState,
+    config: LoopConfig,
+    hyper=None,  # [sweep]
+    axis: Axis = LOCAL,  # [devices]
+):
     """One iteration for all N envs; returns the new state and its metrics.
 
     ``hyper``: traced :class:`~sacbook.sac.Hyperparams` (a sweep) or None.
-    ``axis``: ``(name, D)`` when the chunk runs under ``shard_map`` on D
-    devices (:mod:`sacbook.sharding`): then ``state`` holds this device's
-    N/D envs and buffer shard, and the networks are the same everywhere.
+    ``axis``: the devices the chunk runs on under ``shard_map``
+    (:mod:`sacbook.sharding`); then ``state`` holds this device's N/D envs
+    and buffer shard, and the networks are the same everywhere.
     """
-    axis_name, devices = _collective_axis(axis)
     n = state.obs.shape[0]  # this device's envs: N / D
     key, k_act, k_env, k_update = jax.random.split(state.key, 4)
-    if axis_name is not None:  # the key is replicated; each device needs its own
-        shard = jax.lax.axis_index(axis_name)
-        k_act, k_env, k_update = (
-            jax.random.fold_in(k, shard) for k in (k_act, k_env, k_update)
-        )
+    # [devices]: the key is replicated; each device needs its own
+    k_act, k_env, k_update = map(axis.fold_in, (k_act, k_env, k_update))  # [devices]
 
     def random_action(k):
         return jax.random.uniform(k, (n, 1), jnp.float32, -1.0, 1.0)
@@ -441,20 +322,17 @@ def _iteration(state: TrainState, _, config: LoopConfig, hyper=None, axis=None):
         ),
     )
 
-    # every shard holds the same number of rows: D * size in all
-    filled = buffer.size * devices
+    filled = buffer.size * axis.size  # every device's shard holds as many rows
     should_update = filled >= max(config.learning_starts, config.sac.batch_size)
     should_update &= state.iteration % config.update_every == 0
+    update = partial(update_round, config=config, hyper=hyper, axis=axis)
 
     def skip(sac_state, buffer, key):
         return sac_state, {name: jnp.float32(0) for name in sac.METRIC_NAMES}
 
     if _always_updates(config):
-        sac_state, metrics = _update_round(
-            state.sac, buffer, k_update, config, hyper, axis
-        )
+        sac_state, metrics = update(state.sac, buffer, k_update)
     else:
-        update = partial(_update_round, config=config, hyper=hyper, axis=axis)
         sac_state, metrics = jax.lax.cond(
             should_update, update, skip, state.sac, buffer, k_update
         )
@@ -464,9 +342,8 @@ def _iteration(state: TrainState, _, config: LoopConfig, hyper=None, axis=None):
         "episode_return_sum": jnp.sum(jnp.where(done, result.episode_return, 0.0)),
     }
     reward_mean = jnp.mean(result.reward)
-    if axis_name is not None:  # over all devices' envs
-        totals = jax.lax.psum(totals, axis_name)
-        reward_mean = jax.lax.pmean(reward_mean, axis_name)
+    totals = axis.sum(totals)  # [devices]: over all devices' envs
+    reward_mean = axis.mean(reward_mean)  # [devices]
     metrics = {
         **metrics,
         "updated": should_update,
@@ -484,32 +361,29 @@ def _iteration(state: TrainState, _, config: LoopConfig, hyper=None, axis=None):
     return new_state, metrics
 
 
-def run_chunk(state: TrainState, config: LoopConfig, hyper=None, axis=None):
+def run_chunk(
+    state: TrainState,
+    config: LoopConfig,
+    hyper=None,  # [sweep]
+    axis: Axis = LOCAL,  # [devices]
+):
     """``config.chunk_iterations`` iterations in one ``lax.scan``.
 
     Returns ``(state, metrics)``, each metric of shape ``(chunk_iterations,)``.
-    ``hyper`` and ``axis``: see :func:`_iteration`.
+    ``hyper`` and ``axis``: see :func:`iteration`.
     """
-    step = partial(_iteration, config=config, hyper=hyper, axis=axis)
+
+    def step(state, _):
+        return iteration(state, config, hyper, axis)
+
     return jax.lax.scan(step, state, None, length=config.chunk_iterations)
-
-
-chunk_program = jit.Program(run_chunk, static_argnums=1, donate_argnums=0)
-
-
-def run_chunk_jit(state: TrainState, config: LoopConfig):
-    """:func:`run_chunk` as one compiled call, with ``state`` donated (the old
-    one must not be used again). Compiled once per :class:`LoopConfig`: a
-    ``TrainConfig`` is keyed on its loop fields alone (``config.loop``), so
-    its run length never recompiles."""
-    return chunk_program(state, config.loop)
 
 
 def _parallel_chunk(state, config: LoopConfig, hyper=None, *, mesh, batched: bool):
     """:func:`run_chunk` for a batch of runs (``batched``: every leaf has a
     leading run axis, and so has ``hyper`` if given) and/or across the
     devices of ``mesh`` (``shard_map``; see :mod:`sacbook.sharding`)."""
-    axis = None if mesh is None else sharding.mesh_axis(mesh)
+    axis = sharding.collective_axis(mesh)
 
     def local(state, hyper):
         return run_chunk(state, config, hyper, axis)
@@ -518,7 +392,7 @@ def _parallel_chunk(state, config: LoopConfig, hyper=None, *, mesh, batched: boo
         local = jax.vmap(local, in_axes=(0, None if hyper is None else 0))
     if mesh is None:
         return local(state, hyper)
-    specs = sharding.state_specs(state, axis[0], batched=batched)
+    specs = sharding.state_specs(state, sharding.mesh_axis(mesh)[0], batched=batched)
     replicated = jax.sharding.PartitionSpec()
     return jax.shard_map(
         lambda state: local(state, hyper),  # hyper: the same on every device
@@ -530,15 +404,20 @@ def _parallel_chunk(state, config: LoopConfig, hyper=None, *, mesh, batched: boo
 
 
 @functools.cache
-def parallel_chunk_program(mesh=None, batched: bool = False) -> jit.Program:
-    """The compiled chunk ``(state, config, hyper=None) -> (state, metrics)``
-    for ``mesh`` (None: one device) and, with ``batched``, a leading run axis
-    (seeds, or the settings of a sweep). One program per pair, each compiled
-    once per config; ``state`` is donated."""
+def chunk_program(
+    mesh: jax.sharding.Mesh | None = None, batched: bool = False
+) -> jit.Program:
+    """The compiled chunk ``(state, config, hyper=None) -> (state, metrics)``.
+
+    ``mesh``: split each run over its devices (None: one device).
+    ``batched``: the state has a leading run axis (seeds, or the settings of
+    a sweep, with ``hyper`` stacked the same way). One program per pair,
+    each compiled once per :class:`LoopConfig`: pass ``config.loop``, so a
+    ``TrainConfig``'s run length never recompiles. ``state`` is donated
+    (the old one must not be used again).
+    """
     if mesh is None and not batched:
-        return chunk_program
-    return jit.Program(
-        partial(_parallel_chunk, mesh=mesh, batched=batched),
-        static_argnums=1,
-        donate_argnums=0,
-    )
+        fun = run_chunk  # one run on one device: no vmap, no shard_map
+    else:
+        fun = partial(_parallel_chunk, mesh=mesh, batched=batched)
+    return jit.Program(fun, static_argnums=1, donate_argnums=0)

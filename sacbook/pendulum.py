@@ -36,6 +36,7 @@ from sacbook.fastmath import sin_cos, wrap_angle
 
 Body = Literal["point_mass", "rod"]
 BODIES = ("point_mass", "rod")
+POSITIVE = checks.Range(0.0, low_open=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,44 +57,19 @@ class PendulumParams:
         ``"rod"`` (uniform rod, centre of mass at l/2, inertia m l^2 / 3).
     """
 
-    g: float = 9.81
-    l: float = 1.0
-    m: float = 1.0
-    dt: float = 0.05
-    max_torque: float = 2.0
-    max_speed: float = 8.0
+    g: float = checks.real_field(9.81, POSITIVE)
+    l: float = checks.real_field(1.0, POSITIVE)
+    m: float = checks.real_field(1.0, POSITIVE)
+    dt: float = checks.real_field(0.05, POSITIVE)
+    max_torque: float = checks.real_field(2.0, checks.Range(low=0.0))
+    max_speed: float = checks.real_field(8.0, checks.Range(0.0, low_open=True, inf=True))
     episode_length: int = 200
     body: Body = "point_mass"
 
     def __post_init__(self):
-        for name in ("g", "l", "m", "dt", "max_torque", "max_speed"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(
-                    f"PendulumParams.{name} must be a real number, got {value!r}"
-                )
-            if math.isnan(value):
-                raise ValueError(f"PendulumParams.{name} must not be NaN")
-            if math.isinf(value) and name != "max_speed":
-                raise ValueError(f"PendulumParams.{name} must be finite, got {value}")
-        for name in ("g", "l", "m", "dt", "max_speed"):
-            if getattr(self, name) <= 0:
-                raise ValueError(
-                    f"PendulumParams.{name} must be > 0, got {getattr(self, name)}"
-                )
-        if self.max_torque < 0:
-            raise ValueError(
-                f"PendulumParams.max_torque must be >= 0, got {self.max_torque}"
-            )
-        if (
-            isinstance(self.episode_length, bool)
-            or not isinstance(self.episode_length, int)
-            or self.episode_length < 1
-        ):
-            raise ValueError(
-                "PendulumParams.episode_length must be an integer >= 1, "
-                f"got {self.episode_length!r}"
-            )
+        checks.fields(self)
+        length = checks.integer("PendulumParams.episode_length", self.episode_length)
+        object.__setattr__(self, "episode_length", length)
         if self.body not in BODIES:
             raise ValueError(
                 f"PendulumParams.body must be one of {BODIES}, got {self.body!r}"
@@ -145,11 +121,6 @@ class PendulumParams:
     @classmethod
     def preset(cls, name: str, **overrides) -> PendulumParams:
         """A preset by name: ``"point_mass"`` or ``"gymnasium"``."""
-        if name == "seed":
-            raise ValueError(
-                'the preset "seed" is now called "point_mass"; '
-                'use PendulumParams.preset("point_mass") or PendulumParams.point_mass()'
-            )
         if name not in PRESETS:
             raise ValueError(
                 f"unknown preset {name!r}; choose one of {sorted(PRESETS)}"

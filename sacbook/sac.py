@@ -27,11 +27,12 @@ import numpy as np
 import optax
 from flax import struct
 
-from sacbook import checks, host_random, networks
+from sacbook import checks, host_random, jit, networks, sharding
 from sacbook.host_random import draw_params
 from sacbook.replay import Transition
 
 ACTIVATIONS = {"relu": nn.relu, "swish": nn.swish, "tanh": nn.tanh, "elu": nn.elu}
+POSITIVE = checks.Range(0.0, low_open=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,14 +60,17 @@ class SACConfig:
     action_dim: int = 1
     hidden_sizes: tuple[int, ...] = (64, 64)
     activation: str = "relu"
-    gamma: float = 0.99
-    tau: float = 0.02
-    actor_lr: float = 3e-3
-    critic_lr: float = 3e-3
-    alpha_lr: float = 3e-3
+    # sweep="traced": a traced value in the compiled program (Hyperparams);
+    # sweep="initial": only a starting value. Either way a sweep may vary it
+    # without compiling again (SWEEPABLE).
+    gamma: float = checks.real_field(0.99, checks.Range(0, 1, high_open=True), sweep="traced")
+    tau: float = checks.real_field(0.02, checks.Range(0, 1, low_open=True), sweep="traced")
+    actor_lr: float = checks.real_field(3e-3, POSITIVE, sweep="traced")
+    critic_lr: float = checks.real_field(3e-3, POSITIVE, sweep="traced")
+    alpha_lr: float = checks.real_field(3e-3, POSITIVE, sweep="traced")
     batch_size: int = 256
-    target_entropy: float | None = None
-    init_alpha: float = 1.0
+    target_entropy: float | None = checks.real_field(None, checks.Range(optional=True))
+    init_alpha: float = checks.real_field(1.0, POSITIVE, sweep="initial")
     num_critics: int = 2
 
     def __post_init__(self):
@@ -81,40 +85,14 @@ class SACConfig:
                 "SACConfig.hidden_sizes must be a non-empty tuple of integers >= 1, "
                 f"got {self.hidden_sizes!r}"
             )
-        object.__setattr__(
-            self, "hidden_sizes", hidden
-        )  # lists -> tuple, to stay hashable
+        # lists -> tuple, to stay hashable
+        object.__setattr__(self, "hidden_sizes", hidden)
         if self.activation not in ACTIVATIONS:
             raise ValueError(
                 f"SACConfig.activation must be one of {sorted(ACTIVATIONS)}, "
                 f"got {self.activation!r}"
             )
-        for name in ("gamma", "tau", "actor_lr", "critic_lr", "alpha_lr", "init_alpha"):
-            v = getattr(self, name)
-            if (
-                isinstance(v, bool)
-                or not isinstance(v, (int, float))
-                or not math.isfinite(v)
-            ):
-                raise ValueError(f"SACConfig.{name} must be a finite number, got {v!r}")
-        if not 0.0 <= self.gamma < 1.0:
-            raise ValueError(f"SACConfig.gamma must be in [0, 1), got {self.gamma}")
-        if not 0.0 < self.tau <= 1.0:
-            raise ValueError(f"SACConfig.tau must be in (0, 1], got {self.tau}")
-        for name in ("actor_lr", "critic_lr", "alpha_lr", "init_alpha"):
-            if getattr(self, name) <= 0:
-                raise ValueError(
-                    f"SACConfig.{name} must be > 0, got {getattr(self, name)}"
-                )
-        if self.target_entropy is not None and (
-            isinstance(self.target_entropy, bool)
-            or not isinstance(self.target_entropy, (int, float))
-            or not math.isfinite(self.target_entropy)
-        ):
-            raise ValueError(
-                "SACConfig.target_entropy must be a finite number or None, "
-                f"got {self.target_entropy!r}"
-            )
+        checks.fields(self)
 
     def replace(self, **changes) -> SACConfig:
         """A copy with ``changes``, validated like a new config."""
@@ -156,35 +134,43 @@ def optimizers(hyper: SACConfig | Hyperparams):
     )
 
 
+def _sweep_fields(kind: str) -> tuple[str, ...]:
+    return tuple(
+        f.name for f in dataclasses.fields(SACConfig) if f.metadata.get("sweep") == kind
+    )
+
+
+# The SACConfig fields that are traced values in the compiled program, and all
+# that a sweep may vary without compiling again: those, and the initial
+# temperature (a starting value, not part of the program at all).
+TRACED = _sweep_fields("traced")
+SWEEPABLE = TRACED + _sweep_fields("initial")
+
+
 @struct.dataclass
 class Hyperparams:
-    """SAC's continuous hyperparameters as arrays (float32 scalars, or
-    ``(M,)`` for M settings under ``vmap``).
+    """SAC's traced hyperparameters (the :data:`TRACED` fields of
+    :class:`SACConfig`) as arrays: float32 scalars, or ``(M,)`` for M
+    settings under ``vmap``. ``hyper.gamma`` reads like ``config.gamma``.
 
     Inside the compiled program they are traced values, not constants: one
     program trains every setting of them, and a sweep of M settings vmaps
-    over them instead of compiling M programs. The initial temperature is
-    swept too, but it only sets ``log_alpha`` at the start
-    (:data:`SWEEPABLE`). Everything that changes a shape (widths, batch
-    size, K) stays in :class:`SACConfig` and the loop's config.
+    over them instead of compiling M programs. Everything that changes a
+    shape (widths, batch size, K) stays in :class:`SACConfig` and the loop's
+    config.
     """
 
-    gamma: jax.Array
-    tau: jax.Array
-    actor_lr: jax.Array
-    critic_lr: jax.Array
-    alpha_lr: jax.Array
+    values: dict  # field name -> array
 
     @classmethod
     def of(cls, config: SACConfig) -> Hyperparams:
         """The values in ``config``, as float32 NumPy scalars."""
-        names = [f.name for f in dataclasses.fields(cls)]
-        return cls(**{name: np.float32(getattr(config, name)) for name in names})
+        return cls({name: np.float32(getattr(config, name)) for name in TRACED})
 
-
-# What a sweep may vary without compiling again: the Hyperparams, and the
-# initial temperature (a starting value, not part of the program at all).
-SWEEPABLE = (*(f.name for f in dataclasses.fields(Hyperparams)), "init_alpha")
+    def __getattr__(self, name):
+        if name in TRACED:
+            return self.values[name]
+        raise AttributeError(f"Hyperparams has no field {name!r}")
 
 
 @struct.dataclass
@@ -313,7 +299,7 @@ def critic_loss(
         critic_params, batch.obs, batch.action
     )  # (num_critics, B)
     loss = 0.5 * jnp.sum(jnp.mean((q - target) ** 2, axis=-1))
-    return loss, {"q_mean": jnp.mean(q), "target_mean": jnp.mean(target)}
+    return loss, {"q_mean": jnp.mean(q)}
 
 
 def actor_loss(actor_params, critic_params, log_alpha, obs, key, config: SACConfig):
@@ -343,24 +329,18 @@ def polyak_update(target, online, tau):
     return jax.tree.map(lambda t, o: t + tau * (o - t), target, online)
 
 
-def mean_across(tree, axis_name: str | None):
-    """The mean of ``tree`` over the devices of mesh axis ``axis_name``
-    (``lax.pmean``, inside ``shard_map``); ``tree`` itself when ``None``."""
-    return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
-
-
 def global_norm(tree):
     """Euclidean norm of all leaves of a pytree together."""
     return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
 
 
-@partial(jax.jit, static_argnames="axis_name")
+@jit.program(static_argnames="axis")
 def update(
     state: SACState,
     batch: Transition,
     key: jax.Array,
-    hyper: Hyperparams | None = None,
-    axis_name: str | None = None,
+    hyper: Hyperparams | None = None,  # [sweep]
+    axis: sharding.Axis = sharding.LOCAL,  # [devices]
 ):
     """One SAC gradient step: critics, then the actor (against the updated
     critics), then the temperature, then the target critics.
@@ -369,16 +349,16 @@ def update(
       state, batch, key: the SAC state, a batch of B transitions, a PRNG key.
       hyper: traced hyperparameters (a sweep); ``None`` takes them from
         ``state.config`` as constants.
-      axis_name: under ``shard_map``, the mesh axis the batch is split over:
-        every gradient is averaged across it (``lax.pmean``) before the
-        update, so every device applies the same update to the same
-        (replicated) parameters.
+      axis: the devices the batch is split over (:mod:`sacbook.sharding`):
+        every gradient is averaged across them before the update, so every
+        device applies the same update to the same parameters.
 
     Returns ``(new_state, metrics)``; metrics is a dict of scalars.
     """
-    config = state.config
-    hyper = config if hyper is None else hyper
-    actor_opt, critic_opt, alpha_opt = optimizers(hyper)
+    config = hp = state.config  # hp: gamma, tau and the learning rates
+    if hyper is not None:  # [sweep]
+        hp = hyper  # [sweep]: traced values, one program for every setting
+    actor_opt, critic_opt, alpha_opt = optimizers(hp)
     k_critic, k_actor = jax.random.split(key)
 
     (c_loss, c_aux), c_grads = jax.value_and_grad(critic_loss, has_aux=True)(
@@ -389,9 +369,9 @@ def update(
         batch,
         k_critic,
         config,
-        hyper.gamma,
+        hp.gamma,
     )
-    c_grads = mean_across(c_grads, axis_name)
+    c_grads = axis.mean(c_grads)  # [devices]
     updates, critic_opt_state = critic_opt.update(
         c_grads, state.critic_opt_state, state.critic_params
     )
@@ -400,7 +380,7 @@ def update(
     (a_loss, log_prob), a_grads = jax.value_and_grad(actor_loss, has_aux=True)(
         state.actor_params, critic_params, state.log_alpha, batch.obs, k_actor, config
     )
-    a_grads = mean_across(a_grads, axis_name)
+    a_grads = axis.mean(a_grads)  # [devices]
     updates, actor_opt_state = actor_opt.update(
         a_grads, state.actor_opt_state, state.actor_params
     )
@@ -409,14 +389,14 @@ def update(
     t_loss, t_grad = jax.value_and_grad(temperature_loss)(
         state.log_alpha, log_prob, config.entropy_target
     )
-    t_grad = mean_across(t_grad, axis_name)
+    t_grad = axis.mean(t_grad)  # [devices]
     updates, alpha_opt_state = alpha_opt.update(
         t_grad, state.alpha_opt_state, state.log_alpha
     )
     log_alpha = optax.apply_updates(state.log_alpha, updates)
 
     target_critic_params = polyak_update(
-        state.target_critic_params, critic_params, hyper.tau
+        state.target_critic_params, critic_params, hp.tau
     )
 
     new_state = state.replace(
@@ -429,22 +409,21 @@ def update(
         log_alpha=log_alpha,
         step=state.step + 1,
     )
-    # losses and means of this device's batch, averaged over the devices
-    local = {
+    losses = {
         "critic_loss": c_loss,
         "actor_loss": a_loss,
         "alpha_loss": t_loss,
         "q_mean": c_aux["q_mean"],
         "entropy": -jnp.mean(log_prob),
     }
+    losses = axis.mean(losses)  # [devices]: this device's batch, then all
     metrics = {
-        **mean_across(local, axis_name),
+        **losses,
         "alpha": jnp.exp(log_alpha),
         "actor_grad_norm": global_norm(a_grads),
         "critic_grad_norm": global_norm(c_grads),
     }
-    metrics = {name: metrics[name] for name in METRIC_NAMES}
-    return new_state, metrics
+    return new_state, {name: metrics[name] for name in METRIC_NAMES}
 
 
 METRIC_NAMES = (

@@ -9,10 +9,11 @@ gradients are averaged across devices (``lax.pmean`` in
 :func:`sacbook.sac.update`). Every device then applies the same update to the
 same parameters, so they stay identical without ever being sent around.
 
-The chunk runs under ``jax.shard_map`` (:func:`sacbook.loop.
-parallel_chunk_program`): the code is written for one device's shard, and
-the only communication is what it asks for, one mean of the gradients per
-update (a few hundred kB for 64-wide networks). Plain ``jit`` with sharding
+The chunk runs under ``jax.shard_map`` (:func:`sacbook.loop.chunk_program`
+with a mesh): the code is written for one device's shard, and the only
+communication is what it asks for through an :class:`Axis`: one mean of
+the gradients per update (a few hundred kB for 64-wide networks), and the
+sums of the chunk's metrics. Plain ``jit`` with sharding
 annotations would let XLA decide: sampling rows at random from a buffer
 sharded over devices is a gather that may read any shard, so it would move
 transitions between devices on every update.
@@ -22,15 +23,75 @@ Several hosts: after ``jax.distributed.initialize()`` joins the processes,
 used like a mesh over one host's; :func:`put` hands each process's devices
 their shards. (Tested on one host only; evaluation, checkpoints and the
 host-side metrics then need each process's own care.)
+
+This module imports nothing of the package: the SAC update, the loop and
+the runner all use it.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-# (TrainState lives in sacbook.loop, which imports this module.)
+
+@dataclasses.dataclass(frozen=True)
+class Axis:
+    """The devices a computation is split over, and the only ways they talk.
+
+    The base class is one device (:data:`LOCAL`): nothing to communicate,
+    so code written against an ``Axis`` reads, and compiles, as plain
+    single-device code. :class:`Sharded` is the axis of a mesh under
+    ``jax.shard_map``. Hashable: a static argument of ``jit``.
+    """
+
+    size: int = 1
+
+    def mean(self, tree):
+        """The mean of ``tree`` over the devices (``tree`` on one device)."""
+        return tree
+
+    def sum(self, tree):
+        """The sum of ``tree`` over the devices (``tree`` on one device)."""
+        return tree
+
+    def fold_in(self, key):
+        """A key of this device's own, from a key every device holds; the key
+        itself on one device."""
+        return key
+
+
+@dataclasses.dataclass(frozen=True)
+class Sharded(Axis):
+    """Mesh axis ``name`` of ``size`` devices, inside ``jax.shard_map``:
+    ``lax.pmean`` and ``lax.psum`` across it, keys folded with the device's
+    index along it."""
+
+    name: str = "data"
+
+    def mean(self, tree):
+        return jax.lax.pmean(tree, self.name)
+
+    def sum(self, tree):
+        return jax.lax.psum(tree, self.name)
+
+    def fold_in(self, key):
+        return jax.random.fold_in(key, jax.lax.axis_index(self.name))
+
+
+LOCAL = Axis()
+
+
+def collective_axis(mesh: Mesh | None) -> Axis:
+    """The :class:`Axis` of a one-axis mesh; :data:`LOCAL` without a mesh or
+    for a one-device mesh, which then runs exactly the single-device
+    program, bit for bit."""
+    if mesh is None:
+        return LOCAL
+    name, size = mesh_axis(mesh)
+    return LOCAL if size == 1 else Sharded(size, name)
 
 
 def mesh_axis(mesh: Mesh) -> tuple[str, int]:

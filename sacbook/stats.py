@@ -19,8 +19,9 @@ import numbers
 import numpy as np
 import scipy.stats
 
+from sacbook.evaluate import SOLVED_RETURN
+
 __all__ = [
-    "DEFAULT_TARGET",
     "Estimate",
     "band",
     "first_reached",
@@ -29,10 +30,6 @@ __all__ = [
     "iqm",
     "solved_fraction",
 ]
-
-# Pendulum-v1's solved return (sacbook.train.SOLVED_RETURN), repeated here because
-# importing sacbook.train from this module would make an import cycle.
-DEFAULT_TARGET = -200.0
 
 # Resamples per vectorised call. A fixed number bounds memory for long curves and
 # makes a seed give the same resamples whatever the shape of the data.
@@ -131,7 +128,7 @@ def band(curves, statistic=iqm, *, confidence=0.95, n_resamples=2000, seed=0):
     return point, np.asarray(ci.low, dtype=float), np.asarray(ci.high, dtype=float)
 
 
-def first_reached(steps, values, target=DEFAULT_TARGET) -> float:
+def first_reached(steps, values, target=SOLVED_RETURN) -> float:
     """The first of ``steps`` (T,) at which ``values`` (T,) >= ``target``.
 
     Returns that step as a float, or ``inf`` if the target is never reached.
@@ -148,7 +145,7 @@ def first_reached(steps, values, target=DEFAULT_TARGET) -> float:
     return float(steps[reached[0]]) if reached.size else math.inf
 
 
-def solved_fraction(steps, values, target=DEFAULT_TARGET, at=None) -> np.ndarray:
+def solved_fraction(steps, values, target=SOLVED_RETURN, at=None) -> np.ndarray:
     """The fraction of runs that have reached ``target`` by each step of ``at``.
 
     steps: (T,), increasing; values: (runs, T) at those steps. ``at`` defaults to

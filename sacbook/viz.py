@@ -16,6 +16,7 @@ import numpy as np
 from matplotlib import animation
 
 from sacbook import checks, pendulum
+from sacbook.evaluate import SOLVED_RETURN
 
 # Titles of animation panels, in pixels of the frame whatever its dpi: 12 px
 # text stays readable when the book shows the frame at its natural size.
@@ -421,7 +422,7 @@ def plot_runs(
     color=None,
     marker: str = "o",
     linestyle: str = "-",
-    target: float | None = -200.0,
+    target: float | None = SOLVED_RETURN,
     runs: bool = True,
     confidence: float = 0.95,
 ):
