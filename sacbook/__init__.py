@@ -1,22 +1,27 @@
 """sacbook: Soft Actor-Critic in JAX, from one pendulum to thousands on one device.
 
-Modules, one concept each:
-  pendulum    physics, observation, reward, batched environments with auto-reset
+Modules, one concept each, each importing only those above it:
+  checks      argument checks with one-line errors; real-valued fields' ranges
+  jit         how the package compiles: jax.jit with one set of XLA options
   fastmath    the CPU-fast angle wrap and sin/cos the physics uses
+  pendulum    physics parameters and presets, step, observe, reward, resets
   networks    Flax actor and twin critics, the tanh-squashed Gaussian
   replay      circular replay buffer as a pytree
-  sac         SAC config, state, losses and one gradient update
   host_random NumPy draws seeded by JAX keys: runs start without compiling
-  loop        the compiled training program: config, state, iteration, chunk
-  evaluate    deterministic evaluation and policy rollouts
-  train       the host runner: train(), history, checkpoints, clean stops
-  jit         how the package compiles: jax.jit with one set of XLA options
-  device      is it an accelerator, how much memory, does a run fit
+  sharding    meshes, layouts, and the collective axis (one device or many)
+  sac         SAC config (static and swept fields), state, losses, one update
+  config      LoopConfig and TrainConfig: what a run is
+  loop        the compiled program: state, init, iteration, chunk
+  evaluate    deterministic evaluation, the solved return, rollouts
+  records     a chunk's metrics as one record per run; the NaN check
+  device      accelerator, memory, does a run fit
   checkpoint  save and resume runs with orbax; load a trained policy
+  train       the host runner: train, train_seeds and sweep on one driver
+  stats       interquartile means and bootstrap intervals across seeds
   viz         animations, widgets and training plots
-  bench       throughput and time-to-solve measurements, reference tables
+  crowd       pictures of many pendulums at once
+  bench       throughput and time-to-solve measurements, references, reports
   notebook    the chapters' setup cell: devices, Colab's widget manager
-  checks      argument checks with one-line errors
   cli         ``sacbook render | train | bench``
 """
 

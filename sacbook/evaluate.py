@@ -152,4 +152,3 @@ def fresh_start_return(
     key = jax.random.key((seed + _FRESH_OFFSET) % 2**32)
     returns = evaluate(actor_params, key, config.sac, config.env, episodes)
     return float(np.mean(np.asarray(returns)))
-

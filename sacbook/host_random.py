@@ -15,7 +15,8 @@ gives the same numbers.
 Network weights are drawn on the host only where NumPy can reproduce Flax's
 distribution exactly: :func:`draw_params` checks that every parameter is an
 ``nn.Dense`` kernel or bias with Flax's default initialisers, and hands any
-other module to ``module.init``.
+other module to ``module.init``. Optimizer states that start at zero
+(Adam's) are NumPy zeros too (:func:`optimizer_state`).
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ import zlib
 import flax.linen as nn
 import jax
 import numpy as np
+import optax
 
-from sacbook import networks
+from sacbook import jit, networks
 
 
 def generator(key: jax.Array, label: str) -> np.random.Generator:
@@ -93,7 +95,7 @@ def draw_params(rng: np.random.Generator, module: nn.Module, *example_inputs) ->
     Fallback: any other module (another initialiser, a LayerNorm, a
     parameter created with ``self.param``, an ensemble other than
     :class:`~sacbook.networks.TwinCritic`'s, a collection besides
-    ``"params"``) is initialised by ``jax.jit(module.init)`` with a key drawn
+    ``"params"``) is initialised by ``module.init``, compiled, with a key drawn
     from ``rng``: its own distribution, for one compilation.
     :func:`host_draw_refusal` says which case applies.
 
@@ -108,7 +110,7 @@ def draw_params(rng: np.random.Generator, module: nn.Module, *example_inputs) ->
     layout = _default_dense_layout(module, example_inputs)
     if isinstance(layout, str):  # not a layout NumPy can reproduce: Flax draws it
         key = jax.random.key(int(rng.integers(0, 2**32)))
-        return jax.device_get(jax.jit(module.init)(key, *example_inputs))
+        return jax.device_get(jit.Program(module.init)(key, *example_inputs))
     abstract, fan_ins = layout
 
     def draw(path, leaf):
@@ -244,3 +246,27 @@ def _same_initializer(init, reference) -> bool:
         )
     except (TypeError, ValueError):  # e.g. arrays held in the closure
         return False
+
+
+def optimizer_state(optimizer: optax.GradientTransformation, params):
+    """``optimizer.init(params)`` as NumPy arrays.
+
+    Adam's state (step count, first and second moments) starts at zero, so for
+    it the state is NumPy zeros shaped by ``jax.eval_shape``: nothing is
+    compiled. Any other optimizer state is computed by ``optimizer.init``
+    itself (correct, but it compiles). ``tests/test_host_random.py`` checks both.
+    """
+    abstract = jax.eval_shape(optimizer.init, params)
+    if not zero_initialised(abstract):
+        return jax.device_get(optimizer.init(params))
+    return jax.tree.map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), abstract)
+
+
+def zero_initialised(opt_state) -> bool:
+    """Whether every part of an optax state is known to start at zero (Adam's
+    moments and count, or no state at all)."""
+    if isinstance(opt_state, (optax.ScaleByAdamState, optax.EmptyState)):
+        return True
+    if type(opt_state) in (tuple, list):  # optax.chain's tuple of states
+        return all(zero_initialised(part) for part in opt_state)
+    return False

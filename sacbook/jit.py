@@ -7,9 +7,10 @@ compiles about 30% faster (2.7 s -> 2.1 s) and runs about 10% slower; LLVM's
 A run of a few hundred thousand environment steps is mostly compiling, so the
 package compiles with both on a CPU, and with XLA's defaults elsewhere.
 
-Every compiled entry point of the package (the training chunk, evaluation,
-rollouts) is a :class:`Program`, so training, the CLI, the benchmarks and a
-resumed run all run the same machine code: one seed gives one result,
+Every compiled entry point of the package (the training chunk, the SAC
+update, evaluation, rollouts, a checkpoint's policy, the simulation
+benchmark) is a :class:`Program`, so training, the CLI, the benchmarks and
+a resumed run all run the same machine code: one seed gives one result,
 bit for bit, whatever the entry point.
 """
 

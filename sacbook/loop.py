@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from functools import partial
 
 import jax
@@ -255,10 +254,16 @@ def update_round(
     """K gradient updates on fresh batches, in a ``lax.scan``. Returns the
     new SAC state and the metrics averaged over the K updates.
 
-    On D devices each device draws B/D of each batch from its own buffer
-    shard, and :func:`sacbook.sac.update` averages the gradients across them.
+    Args:
+      sac_state, buffer, key: the SAC state, the replay buffer, a PRNG key.
+      config: the :class:`~sacbook.config.LoopConfig` (static).
+      hyper: see :func:`iteration`.
+      axis: on D devices each device draws B/D of each batch from its own
+        buffer shard, and :func:`sacbook.sac.update` averages the gradients
+        across them.
     """
-    batch_size = config.sac.batch_size // axis.size
+    batch_size = config.sac.batch_size
+    batch_size //= axis.size  # [devices]: each device draws its share
 
     def one_update(state, k):
         k_batch, k_update = jax.random.split(k)
@@ -288,12 +293,15 @@ def iteration(
 ):
     """One iteration for all N envs; returns the new state and its metrics.
 
-    ``hyper``: traced :class:`~sacbook.sac.Hyperparams` (a sweep) or None.
-    ``axis``: the devices the chunk runs on under ``shard_map``
-    (:mod:`sacbook.sharding`); then ``state`` holds this device's N/D envs
-    and buffer shard, and the networks are the same everywhere.
+    Args:
+      state: the :class:`TrainState`.
+      config: the :class:`~sacbook.config.LoopConfig` (static).
+      hyper: traced :class:`~sacbook.sac.Hyperparams` (a sweep) or None.
+      axis: the devices the chunk runs on under ``shard_map``
+        (:mod:`sacbook.sharding`); then ``state`` holds this device's N/D envs
+        and buffer shard, and the networks are the same everywhere.
     """
-    n = state.obs.shape[0]  # this device's envs: N / D
+    n = state.obs.shape[0]  # the N envs (on D devices: this device's N / D)
     key, k_act, k_env, k_update = jax.random.split(state.key, 4)
     # [devices]: the key is replicated; each device needs its own
     k_act, k_env, k_update = map(axis.fold_in, (k_act, k_env, k_update))  # [devices]
@@ -322,7 +330,8 @@ def iteration(
         ),
     )
 
-    filled = buffer.size * axis.size  # every device's shard holds as many rows
+    filled = buffer.size  # transitions in the buffer
+    filled *= axis.size  # [devices]: every device's shard holds as many rows
     should_update = filled >= max(config.learning_starts, config.sac.batch_size)
     should_update &= state.iteration % config.update_every == 0
     update = partial(update_round, config=config, hyper=hyper, axis=axis)
@@ -370,7 +379,9 @@ def run_chunk(
     """``config.chunk_iterations`` iterations in one ``lax.scan``.
 
     Returns ``(state, metrics)``, each metric of shape ``(chunk_iterations,)``.
-    ``hyper`` and ``axis``: see :func:`iteration`.
+
+    Args:
+      hyper, axis: see :func:`iteration`.
     """
 
     def step(state, _):
@@ -379,7 +390,7 @@ def run_chunk(
     return jax.lax.scan(step, state, None, length=config.chunk_iterations)
 
 
-def _parallel_chunk(state, config: LoopConfig, hyper=None, *, mesh, batched: bool):
+def parallel_chunk(state, config: LoopConfig, hyper=None, *, mesh, batched: bool):
     """:func:`run_chunk` for a batch of runs (``batched``: every leaf has a
     leading run axis, and so has ``hyper`` if given) and/or across the
     devices of ``mesh`` (``shard_map``; see :mod:`sacbook.sharding`)."""
@@ -419,5 +430,5 @@ def chunk_program(
     if mesh is None and not batched:
         fun = run_chunk  # one run on one device: no vmap, no shard_map
     else:
-        fun = partial(_parallel_chunk, mesh=mesh, batched=batched)
+        fun = partial(parallel_chunk, mesh=mesh, batched=batched)
     return jit.Program(fun, static_argnums=1, donate_argnums=0)

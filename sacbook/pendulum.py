@@ -21,7 +21,6 @@ Angles are wrapped and their sines taken by :mod:`sacbook.fastmath`
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Literal
 
 import jax
@@ -62,7 +61,9 @@ class PendulumParams:
     m: float = checks.real_field(1.0, POSITIVE)
     dt: float = checks.real_field(0.05, POSITIVE)
     max_torque: float = checks.real_field(2.0, checks.Range(low=0.0))
-    max_speed: float = checks.real_field(8.0, checks.Range(0.0, low_open=True, inf=True))
+    max_speed: float = checks.real_field(
+        8.0, checks.Range(0.0, low_open=True, inf=True)
+    )
     episode_length: int = 200
     body: Body = "point_mass"
 

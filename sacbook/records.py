@@ -1,5 +1,5 @@
-"""What the host makes of a chunk's metrics: one record per run, and the
-first value that is not finite.
+"""What the host makes of a chunk's metrics: one record per run, the first
+value that is not finite, and how progress is shown (callbacks, a bar).
 
 The compiled chunk returns per-iteration metrics (:func:`sacbook.loop.
 iteration`); the runner (:mod:`sacbook.train`) turns each run's into one
@@ -9,11 +9,14 @@ record of its history with :func:`summarize_chunk`, after
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import numpy as np
 
 from sacbook import sac
-from sacbook.config import LoopConfig
+from sacbook.config import LoopConfig, TrainConfig
+from sacbook.loop import TrainState
 
 
 class NonFiniteError(RuntimeError):
@@ -57,3 +60,87 @@ def first_non_finite(metrics, sac_state=None) -> str | None:
         if np.issubdtype(leaf.dtype, np.floating) and not np.isfinite(leaf).all():
             return f"sac{jax.tree_util.keystr(path)} (at the end of the chunk)"
     return None
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """One run's outcome: its final state and its per-chunk history."""
+
+    state: TrainState
+    history: list
+    config: TrainConfig
+    seed: int
+    compile_seconds: float
+    solved_at: dict | None  # the first record with eval_return >= the target return
+    interrupted: bool = False  # stopped early by ``should_stop``
+    diverged: str | None = None  # where it first became non-finite (many runs)
+
+    @property
+    def final_eval_return(self) -> float:
+        evals = [h["eval_return"] for h in self.history if "eval_return" in h]
+        return evals[-1] if evals else float("nan")
+
+
+@dataclasses.dataclass
+class Progress:
+    """What each callback receives after every chunk: ``callback(progress)``.
+
+    Attributes:
+      records: the chunk's record of each run (one for :func:`train`).
+      histories: each run's records so far.
+      seeds: each run's seed.
+      state: the training state after the chunk (with a leading run axis
+        for :func:`train_seeds` and :func:`sweep`). The next chunk reuses
+        its memory: copy what you keep (``jax.tree.map(np.array, ...)``).
+    """
+
+    records: list[dict]
+    histories: list[list]
+    seeds: list[int]
+    state: TrainState
+
+    @property
+    def record(self) -> dict:
+        """The record of a single run (a clear error for many)."""
+        if len(self.records) != 1:
+            raise ValueError(f"progress.record: {len(self.records)} runs; use records")
+        return self.records[0]
+
+    @property
+    def history(self) -> list:
+        """The history of a single run."""
+        self.record  # noqa: B018 (the check)
+        return self.histories[0]
+
+
+def progress_bar(config: LoopConfig, total_iterations: int, runs: int, done: int):
+    """A tqdm bar over every run's env steps, starting at ``done`` iterations."""
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total_iterations * config.num_envs * runs,
+        initial=done * config.num_envs * runs,
+        unit="step",
+        unit_scale=True,
+        desc="env steps" + (f" ({runs} runs)" if runs > 1 else ""),
+        dynamic_ncols=True,
+    )
+
+
+def show(bar, records: list[dict], solved_at: list) -> None:
+    """Advance the bar by one chunk of every run; show the return (one run)
+    or the median, the worst and the solved count (many)."""
+    bar.update(records[0]["env_steps"] * len(records) - bar.n)
+    shown = np.array([r.get("eval_return", r["episode_return"]) for r in records])
+    if len(records) == 1:
+        rate = records[0]["env_steps_per_second"]
+        bar.set_postfix({"return": f"{shown[0]:.0f}", "steps/s": f"{rate:.3g}"})
+    else:
+        solved = sum(s is not None for s in solved_at)
+        bar.set_postfix(
+            {
+                "median": f"{np.nanmedian(shown):.0f}",
+                "worst": f"{np.nanmin(shown):.0f}",
+                "solved": f"{solved}/{len(records)}",
+            }
+        )

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from functools import partial
 
 import flax.linen as nn
 import jax
@@ -63,8 +62,12 @@ class SACConfig:
     # sweep="traced": a traced value in the compiled program (Hyperparams);
     # sweep="initial": only a starting value. Either way a sweep may vary it
     # without compiling again (SWEEPABLE).
-    gamma: float = checks.real_field(0.99, checks.Range(0, 1, high_open=True), sweep="traced")
-    tau: float = checks.real_field(0.02, checks.Range(0, 1, low_open=True), sweep="traced")
+    gamma: float = checks.real_field(
+        0.99, checks.Range(0, 1, high_open=True), sweep="traced"
+    )
+    tau: float = checks.real_field(
+        0.02, checks.Range(0, 1, low_open=True), sweep="traced"
+    )
     actor_lr: float = checks.real_field(3e-3, POSITIVE, sweep="traced")
     critic_lr: float = checks.real_field(3e-3, POSITIVE, sweep="traced")
     alpha_lr: float = checks.real_field(3e-3, POSITIVE, sweep="traced")
@@ -215,37 +218,13 @@ def init_host(rng: np.random.Generator, config: SACConfig) -> SACState:
         critic_params=critic_params,
         # a copy, not an alias: the training loop donates the state's buffers
         target_critic_params=jax.tree.map(np.copy, critic_params),
-        actor_opt_state=_zero_optimizer_state(actor_opt, actor_params),
-        critic_opt_state=_zero_optimizer_state(critic_opt, critic_params),
-        alpha_opt_state=_zero_optimizer_state(alpha_opt, log_alpha),
+        actor_opt_state=host_random.optimizer_state(actor_opt, actor_params),
+        critic_opt_state=host_random.optimizer_state(critic_opt, critic_params),
+        alpha_opt_state=host_random.optimizer_state(alpha_opt, log_alpha),
         log_alpha=log_alpha,
         step=np.int32(0),
         config=config,
     )
-
-
-def _zero_optimizer_state(optimizer: optax.GradientTransformation, params):
-    """``optimizer.init(params)`` as NumPy arrays.
-
-    Adam's state (step count, first and second moments) starts at zero, so for
-    it the state is NumPy zeros shaped by ``jax.eval_shape``: nothing is
-    compiled. Any other optimizer state is computed by ``optimizer.init``
-    itself (correct, but it compiles). ``tests/test_sac.py`` checks both.
-    """
-    abstract = jax.eval_shape(optimizer.init, params)
-    if not _zero_initialised(abstract):
-        return jax.device_get(optimizer.init(params))
-    return jax.tree.map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), abstract)
-
-
-def _zero_initialised(opt_state) -> bool:
-    """Whether every part of an optax state is known to start at zero (Adam's
-    moments and count, or no state at all)."""
-    if isinstance(opt_state, (optax.ScaleByAdamState, optax.EmptyState)):
-        return True
-    if type(opt_state) in (tuple, list):  # optax.chain's tuple of states
-        return all(_zero_initialised(part) for part in opt_state)
-    return False
 
 
 # ----------------------------------------------------------------------------
@@ -334,7 +313,7 @@ def global_norm(tree):
     return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
 
 
-@jit.program(static_argnames="axis")
+@jit.program(static_argnames="axis")  # [devices]
 def update(
     state: SACState,
     batch: Transition,

@@ -23,23 +23,25 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from sacbook import crowd, evaluate, train  # noqa: E402
+from sacbook.config import TrainConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 100  # 5 simulated seconds
 START_KEY = 7  # the starts, the same for every stage
 
 
-def stages(config: train.TrainConfig, seed: int = 0):
+def stages(config: TrainConfig, seed: int = 0):
     """The angles ``(STEPS, num_envs)`` of the policy after the first chunk,
     the fifth and the last, with a label for each."""
     last = config.total_iterations // config.chunk_iterations
     keep = {1: None, min(5, last): None, last: None}
 
-    def keep_actor(record, state):
+    def keep_actor(progress):
         # the state's memory is reused by the next chunk: copy what we keep
+        record = progress.record
         if record["chunk"] in keep:
             keep[record["chunk"]] = (
-                jax.tree.map(jnp.copy, state.sac.actor_params),
+                jax.tree.map(jnp.copy, progress.state.sac.actor_params),
                 record["iterations"],
             )
 
@@ -63,7 +65,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=ROOT / "book" / "images" / "hero_1024.png")
     args = parser.parse_args(argv)
-    config = train.TrainConfig()
+    config = TrainConfig()
     thetas, labels = stages(config)
     fig = crowd.plot_angle_image(thetas, labels, dt=config.env.dt)
     fig.suptitle(

@@ -1,0 +1,136 @@
+"""Argument types and errors shared by the commands of ``sacbook``.
+
+Each type turns one option's text into a value or raises
+``argparse.ArgumentTypeError`` with a line naming what is allowed; argparse
+prints it with the option's name and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+
+class CliError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+class TrainingFailed(Exception):
+    """A run that stopped early (a signal, or non-finite numbers): one line,
+    exit status ``exit_code``."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer >= 1, got {text!r}"
+        ) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def seed_number(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer in [0, 2**32 - 1], got {text!r}"
+        ) from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer in [0, 2**32 - 1], got {value}"
+        )
+    return value
+
+
+def seed_list(text: str) -> list[int]:
+    """``0-7``, ``0,3,5`` or ``0-3,8``: the seeds, in order, without repeats."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        low, dash, high = part.strip().partition("-")
+        try:
+            first = seed_number(low)
+            last = seed_number(high) if dash else first
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(
+                f"expected seeds like 0-7 or 0,3,5 (each in [0, 2**32 - 1]), "
+                f"got {text!r}"
+            ) from None
+        if last < first:
+            raise argparse.ArgumentTypeError(
+                f"expected a range low-high with low <= high, got {part!r}"
+            )
+        if last - first >= 4096:
+            raise argparse.ArgumentTypeError(
+                f"expected at most 4096 seeds, got {part!r}"
+            )
+        seeds += [seed for seed in range(first, last + 1) if seed not in seeds]
+    return seeds
+
+
+def seeds_text(seeds: list[int]) -> str:
+    first, last = seeds[0], seeds[-1]
+    if seeds == list(range(first, last + 1)) and len(seeds) > 2:
+        return f"{first}-{last}"
+    return ",".join(map(str, seeds))
+
+
+def device_count(text: str) -> int | str:
+    """``all`` or a device count >= 1 (checked against the machine later)."""
+    if text == "all":
+        return text
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected 'all' or an integer >= 1, got {text!r}"
+        ) from None
+
+
+def writable_dir(path: str) -> Path:
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".sacbook-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise CliError(
+            f"--out {path!r} is not a writable directory ({e.strerror or e})"
+        ) from None
+    return out
+
+
+def writable_file(path: str, suffix: str | None = None, option: str = "--out") -> Path:
+    out = Path(path)
+    if out.is_dir():
+        raise CliError(f"{option} {path!r} is a directory; give a file name")
+    if suffix is not None and out.suffix.lower() != suffix:
+        raise CliError(f"{option} {path!r} must end in {suffix}")
+    writable_dir(str(out.parent if str(out.parent) else "."))
+    return out
+
+
+def finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def seconds(text: str) -> float:
+    value = finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}")
+    return value

@@ -1,0 +1,215 @@
+"""The host loop: run the compiled chunk until the end, a stop or a NaN.
+
+One loop for one run (:func:`sacbook.train.train`) and for many as one
+program (:func:`sacbook.train.train_runs`, and so ``train_seeds`` and
+``sweep``): after each chunk it checks that every number is finite,
+records each run's chunk, evaluates, shows progress, calls the callbacks,
+saves checkpoints at a fixed cadence and stops when told to. The runs
+differ only in the state and the program the caller hands it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from sacbook import checkpoint, checks, records, sac
+from sacbook.config import TrainConfig
+from sacbook.loop import TrainState
+from sacbook.records import (
+    NonFiniteError,
+    Progress,
+    TrainResult,
+    first_non_finite,
+    summarize_chunk,
+)
+
+
+@dataclasses.dataclass
+class Driver:
+    """Runs the compiled chunk until the end, a stop or a NaN, for R runs.
+
+    With one run (:func:`train`) the state and the metrics have no run axis;
+    with many (``run_keys`` of shape ``(R,)``) every leaf has a leading one.
+    """
+
+    config: TrainConfig  # the shared program's config
+    seeds: list[int]
+    run_configs: list[TrainConfig]  # each run's own (a sweep's settings)
+    program: object  # loop.chunk_program(...)
+    evaluation: object  # evaluate.evaluate_run, or evaluate_runs for many
+    run_keys: jax.Array
+    hyper: sac.Hyperparams | None
+    eval_every: int
+    target_return: float
+    callbacks: list
+    checkpoint_dirs: list[Path] | None
+    checkpoint_every: int
+    raise_on_non_finite: bool
+    histories: list[list]
+
+    @property
+    def batched(self) -> bool:
+        return self.run_keys.ndim == 1
+
+    def _run(self, tree, i: int):
+        """Run ``i``'s part of a tree with a run axis (all of it for one run)."""
+        return jax.tree.map(lambda x: x[i], tree) if self.batched else tree
+
+    def compile(self, state):
+        """The chunk and the evaluation, compiled ahead of time, so that
+        compile time is measured apart from run time. The chunk compiles on
+        a second thread while this one lowers and compiles the evaluation
+        (XLA releases the GIL): a cold start is mostly compiling."""
+        config = self.config
+        lowered = self.program.lower(state, config.loop, self.hyper)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            chunk_future = pool.submit(lowered.compile)
+            params = state.sac.actor_params
+            evaluation = self.evaluation.lower(
+                params, self.run_keys, config.sac, config.env, config.eval_envs
+            ).compile()
+            return chunk_future.result(), evaluation
+
+    def run(self, state, progress: bool, stop_when_solved: bool, should_stop):
+        config, runs = self.config, len(self.seeds)
+        if self.checkpoint_dirs is not None:
+            checks.integer("checkpoint_every", self.checkpoint_every, 1)
+        t0 = time.perf_counter()
+        chunk_fn, eval_fn = self.compile(state)
+        compile_seconds = time.perf_counter() - t0
+
+        total = config.total_iterations
+        done = int(np.max(jax.device_get(state.iteration)))
+        # a resumed run: saved where it stopped, and maybe solved before
+        saved_at = done if self.histories[0] else None
+        solved_at = [
+            next(
+                (dict(h) for h in history if self._solved(h)),
+                None,
+            )
+            for history in self.histories
+        ]
+        diverged: list[str | None] = [None] * runs
+        elapsed = self.histories[0][-1]["wall_seconds"] if self.histories[0] else 0.0
+        chunk = len(self.histories[0])
+        interrupted = False
+        bar = records.progress_bar(config, total, runs, done) if progress else None
+        try:
+            while done < total:
+                t_start = time.perf_counter()
+                state, metrics = chunk_fn(state, self.hyper)
+                metrics = jax.device_get(metrics)  # the host sync point
+                chunk += 1
+                first, done = done + 1, done + config.chunk_iterations
+                self._check_finite(
+                    metrics, state, chunk, first, done, saved_at, diverged
+                )
+                returns = None
+                if chunk % self.eval_every == 0 or done >= total:
+                    params = state.sac.actor_params
+                    returns = np.asarray(eval_fn(params, self.run_keys))
+                    returns = returns.reshape(runs, -1)
+                seconds = time.perf_counter() - t_start
+                elapsed += seconds
+                chunk_records = []
+                for i in range(runs):
+                    record = summarize_chunk(self._run(metrics, i), config)
+                    if returns is not None:
+                        record["eval_return"] = float(np.mean(returns[i]))
+                    record.update(
+                        chunk=chunk,
+                        iterations=done,
+                        env_steps=done * config.num_envs,
+                        wall_seconds=elapsed,
+                        # each run's own rate; all runs together made runs x this
+                        env_steps_per_second=config.chunk_iterations
+                        * config.num_envs
+                        / seconds,
+                    )
+                    self.histories[i].append(record)
+                    chunk_records.append(record)
+                    if solved_at[i] is None and self._solved(record):
+                        solved_at[i] = dict(record)
+                if bar is not None:
+                    records.show(bar, chunk_records, solved_at)
+                progress_now = Progress(
+                    chunk_records, self.histories, self.seeds, state
+                )
+                for callback in self.callbacks:
+                    callback(progress_now)
+                if self.checkpoint_dirs and chunk % self.checkpoint_every == 0:
+                    self._save(state, done)
+                    saved_at = done
+                if stop_when_solved and all(s is not None for s in solved_at):
+                    break
+                if should_stop is not None and should_stop():
+                    interrupted = True
+                    break
+            if self.checkpoint_dirs and saved_at != done:
+                self._save(state, done)  # the end, unless the cadence just saved it
+        finally:
+            if bar is not None:
+                bar.close()
+        return [
+            TrainResult(
+                state=self._run_state(state, i),
+                history=self.histories[i],
+                config=self.run_configs[i],
+                seed=self.seeds[i],
+                compile_seconds=compile_seconds,
+                solved_at=solved_at[i],
+                interrupted=interrupted,
+                diverged=diverged[i],
+            )
+            for i in range(runs)
+        ]
+
+    def _solved(self, record: dict) -> bool:
+        return record.get("eval_return", -np.inf) >= self.target_return
+
+    def _check_finite(self, metrics, state, chunk, first, last, saved_at, diverged):
+        """Record (or raise, naming the seed) each run's first non-finite
+        value: a run that diverged is left to itself; runs never mix."""
+        sac_host = jax.device_get(state.sac)
+        for i, seed in enumerate(self.seeds):
+            if diverged[i] is not None:
+                continue
+            bad = first_non_finite(self._run(metrics, i), self._run(sac_host, i))
+            if bad is None:
+                continue
+            diverged[i] = f"chunk {chunk}: {bad}"
+            if self.raise_on_non_finite:
+                where = ""
+                if self.checkpoint_dirs:
+                    where = "; last good checkpoint: " + (
+                        f"step {saved_at}" if saved_at is not None else "none saved"
+                    )
+                raise NonFiniteError(
+                    f"seed {seed} became non-finite in chunk {chunk} "
+                    f"(iterations {first}-{last}): {bad}{where}"
+                )
+
+    def _run_state(self, state, i: int) -> TrainState:
+        """Run ``i``'s state, with its own SAC config (a sweep's setting)."""
+        if not self.batched:
+            return state
+        run = self._run(state, i)
+        return run.replace(sac=run.sac.replace(config=self.run_configs[i].sac))
+
+    def _save(self, state, done: int) -> None:
+        for i, directory in enumerate(self.checkpoint_dirs):
+            if checkpoint.latest_step(directory) == done:
+                continue  # saved already (a resumed run that stopped at once)
+            checkpoint.save(
+                directory,
+                self._run_state(state, i),
+                config=self.run_configs[i],
+                seed=self.seeds[i],
+                history=self.histories[i],
+            )
