@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import numpy as np
 
 from sacbook import checkpoint, checks, records, sac
 from sacbook.config import TrainConfig
+from sacbook.evaluate import SOLVED_RETURN
 from sacbook.loop import TrainState
 from sacbook.records import (
     NonFiniteError,
@@ -43,15 +45,24 @@ class Driver:
     run_configs: list[TrainConfig]  # each run's own (a sweep's settings)
     program: object  # loop.chunk_program(...)
     evaluation: object  # evaluate.evaluate_run, or evaluate_runs for many
-    run_keys: jax.Array
+    run_keys: jax.Array  # one key, or (R,) keys
     hyper: sac.Hyperparams | None
-    eval_every: int
-    target_return: float
-    callbacks: list
-    checkpoint_dirs: list[Path] | None
-    checkpoint_every: int
-    raise_on_non_finite: bool
-    histories: list[list]
+    histories: list[list]  # each run's records so far (a resumed run's)
+    checkpoint_dirs: list[Path] | None = None
+    # the options of sacbook.train.train, documented there
+    eval_every: int = 1
+    target_return: float = SOLVED_RETURN
+    stop_when_solved: bool = False
+    callbacks: Iterable = ()
+    progress: bool = True
+    checkpoint_every: int = 10
+    should_stop: Callable[[], bool] | None = None
+    raise_on_non_finite: bool = True
+
+    def __post_init__(self):
+        checks.integer("eval_every", self.eval_every, 1)
+        checks.integer("checkpoint_every", self.checkpoint_every, 1)
+        self.callbacks = list(self.callbacks)
 
     @property
     def batched(self) -> bool:
@@ -76,10 +87,9 @@ class Driver:
             ).compile()
             return chunk_future.result(), evaluation
 
-    def run(self, state, progress: bool, stop_when_solved: bool, should_stop):
+    def run(self, state: TrainState) -> list[TrainResult]:
+        """Train from ``state`` to the end of the configs' runs."""
         config, runs = self.config, len(self.seeds)
-        if self.checkpoint_dirs is not None:
-            checks.integer("checkpoint_every", self.checkpoint_every, 1)
         t0 = time.perf_counter()
         chunk_fn, eval_fn = self.compile(state)
         compile_seconds = time.perf_counter() - t0
@@ -99,7 +109,7 @@ class Driver:
         elapsed = self.histories[0][-1]["wall_seconds"] if self.histories[0] else 0.0
         chunk = len(self.histories[0])
         interrupted = False
-        bar = records.progress_bar(config, total, runs, done) if progress else None
+        bar = records.progress_bar(config, total, runs, done) if self.progress else None
         try:
             while done < total:
                 t_start = time.perf_counter()
@@ -146,9 +156,9 @@ class Driver:
                 if self.checkpoint_dirs and chunk % self.checkpoint_every == 0:
                     self._save(state, done)
                     saved_at = done
-                if stop_when_solved and all(s is not None for s in solved_at):
+                if self.stop_when_solved and all(s is not None for s in solved_at):
                     break
-                if should_stop is not None and should_stop():
+                if self.should_stop is not None and self.should_stop():
                     interrupted = True
                     break
             if self.checkpoint_dirs and saved_at != done:

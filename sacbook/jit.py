@@ -5,7 +5,10 @@ compiling the default training chunk: without the fusion emitters the code
 compiles about 30% faster (2.7 s -> 2.1 s) and runs about 10% slower; LLVM's
 -O1 instead of -O2 then saves another 0.4 s with no measurable loss of speed.
 A run of a few hundred thousand environment steps is mostly compiling, so the
-package compiles with both on a CPU, and with XLA's defaults elsewhere.
+package compiles with both on a CPU, and with XLA's defaults elsewhere. A
+program that runs long and whose compile time nobody waits for (the
+simulation benchmark, a plain ``lax.scan`` of env steps, runs 25-40% faster
+with XLA's defaults on a 2-core CPU) says so with ``fast_compile=False``.
 
 Every compiled entry point of the package (the training chunk, the SAC
 update, evaluation, rollouts, a checkpoint's policy, the simulation
@@ -26,16 +29,15 @@ CPU_FAST_COMPILE_OPTIONS = {
 }
 
 
-def compiler_options(backend: str | None = None) -> dict:
+def compiler_options(backend: str | None = None, fast_compile: bool = True) -> dict:
     """The XLA options sacbook compiles with on ``backend`` (default: JAX's):
-    :data:`CPU_FAST_COMPILE_OPTIONS` on a CPU, less any that this version of
-    XLA no longer knows (jax 0.11 dropped the fusion-emitter switch)."""
+    :data:`CPU_FAST_COMPILE_OPTIONS` on a CPU (unless ``fast_compile`` is
+    False), less any that this version of XLA no longer knows (jax 0.11
+    dropped the fusion-emitter switch)."""
     backend = backend or jax.default_backend()
-    return (
-        dict(_supported(tuple(CPU_FAST_COMPILE_OPTIONS.items())))
-        if backend == "cpu"
-        else {}
-    )
+    if backend != "cpu" or not fast_compile:
+        return {}
+    return dict(_supported(tuple(CPU_FAST_COMPILE_OPTIONS.items())))
 
 
 @functools.cache
@@ -56,7 +58,8 @@ def _supported(options: tuple) -> tuple:
 
 
 class Program:
-    """``jax.jit(fun, **jit_kwargs)`` compiled with :func:`compiler_options`.
+    """``jax.jit(fun, **jit_kwargs)`` compiled with :func:`compiler_options`
+    (``fast_compile``: see the module docstring).
 
     Called at the top level, it runs the compiled program (one per backend,
     each with its own cache of compilations). Called inside another traced
@@ -64,8 +67,9 @@ class Program:
     on the outermost ``jit``.
     """
 
-    def __init__(self, fun, **jit_kwargs):
+    def __init__(self, fun, *, fast_compile: bool = True, **jit_kwargs):
         self.fun = fun
+        self.fast_compile = fast_compile
         self.jit_kwargs = jit_kwargs
         self._by_backend: dict[str, object] = {}
         functools.update_wrapper(self, fun)
@@ -75,7 +79,9 @@ class Program:
         backend = jax.default_backend()
         if backend not in self._by_backend:
             self._by_backend[backend] = jax.jit(
-                self.fun, compiler_options=compiler_options(backend), **self.jit_kwargs
+                self.fun,
+                compiler_options=compiler_options(backend, self.fast_compile),
+                **self.jit_kwargs,
             )
         return self._by_backend[backend]
 

@@ -84,40 +84,13 @@ class PendulumParams:
         Its torque and speed limits are Gymnasium's values (2 N m, 8 rad/s),
         so the swing-up needs several pumping swings.
         """
-        return cls(
-            **{
-                **dict(
-                    g=9.81,
-                    l=1.0,
-                    m=1.0,
-                    dt=0.05,
-                    max_torque=2.0,
-                    max_speed=8.0,
-                    episode_length=200,
-                    body="point_mass",
-                ),
-                **overrides,
-            }
-        )
+        return cls(**overrides)  # the defaults are this preset
 
     @classmethod
     def gymnasium(cls, **overrides) -> PendulumParams:
-        """Gymnasium's ``Pendulum-v1``: uniform rod, g = 10, 200-step episodes."""
-        return cls(
-            **{
-                **dict(
-                    g=10.0,
-                    l=1.0,
-                    m=1.0,
-                    dt=0.05,
-                    max_torque=2.0,
-                    max_speed=8.0,
-                    episode_length=200,
-                    body="rod",
-                ),
-                **overrides,
-            }
-        )
+        """Gymnasium's ``Pendulum-v1``: a uniform rod and g = 10; the time step,
+        the limits and the 200-step episodes are the point-mass preset's."""
+        return cls(**{"g": 10.0, "body": "rod", **overrides})
 
     @classmethod
     def preset(cls, name: str, **overrides) -> PendulumParams:

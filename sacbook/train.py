@@ -93,7 +93,6 @@ def train(
         networks replicated, gradients averaged (:mod:`sacbook.sharding`).
         A one-device mesh gives the plain run's result bit for bit.
     """
-    checks.integer("eval_every", eval_every, 1)
     run_key = jax.random.key(seed)
     if state is None:
         devices = loop.check_mesh(config, mesh)
@@ -105,8 +104,7 @@ def train(
         if mesh is not None:
             loop.check_mesh(config, mesh)
             state = sharding.put(state, mesh)
-    dirs = None if checkpoint_dir is None else [Path(checkpoint_dir)]
-    runner = driver.Driver(
+    return driver.Driver(
         config,
         [seed],
         [config],
@@ -114,15 +112,16 @@ def train(
         evaluation=evaluate.evaluate_run,
         run_keys=run_key,
         hyper=None,
+        histories=[list(history or [])],
+        checkpoint_dirs=None if checkpoint_dir is None else [Path(checkpoint_dir)],
         eval_every=eval_every,
         target_return=target_return,
-        callbacks=list(callbacks),
-        checkpoint_dirs=dirs,
+        stop_when_solved=stop_when_solved,
+        callbacks=callbacks,
+        progress=progress,
         checkpoint_every=checkpoint_every,
-        raise_on_non_finite=True,
-        histories=[list(history or [])],
-    )
-    return runner.run(state, progress, stop_when_solved, should_stop)[0]
+        should_stop=should_stop,
+    ).run(state)[0]
 
 
 # ----------------------------------------------------------------------------
@@ -134,17 +133,10 @@ def train_runs(
     configs: Sequence[TrainConfig],
     seeds: Iterable[int],
     *,
-    eval_every: int = 1,
-    target_return: float = SOLVED_RETURN,
-    stop_when_solved: bool = False,
-    callbacks: Iterable[Callback] = (),
-    progress: bool = True,
     check_memory: bool = True,
     checkpoint_dirs: Sequence[str | Path] | None = None,
-    checkpoint_every: int = 10,
-    should_stop: Callable[[], bool] | None = None,
     mesh: jax.sharding.Mesh | None = None,
-    raise_on_non_finite: bool = True,
+    **options,
 ) -> list[TrainResult]:
     """Train R runs, ``configs[r]`` with ``seeds[r]``, as one compiled program.
 
@@ -161,9 +153,12 @@ def train_runs(
     differently in the last bit, and a run can amplify that (measured on a
     CPU: 1e-7 relative after a chunk for most seeds, up to 2e-3 for some).
 
-    Everything else is :func:`train`'s, per run: records, evaluation,
-    callbacks (one :class:`~sacbook.records.Progress` with every run's
-    record), and checkpoints, in ``checkpoint_dirs`` (one folder per run).
+    Everything else is :func:`train`'s, per run, and so are ``options``
+    (``eval_every``, ``target_return``, ``stop_when_solved``, ``callbacks``,
+    ``progress``, ``checkpoint_every``, ``should_stop``): records,
+    evaluation, callbacks (one :class:`~sacbook.records.Progress` with every
+    run's record), and checkpoints, in ``checkpoint_dirs`` (one folder per
+    run).
     The progress bar shows the median and the worst return and how many
     runs are solved. A run that produces a NaN or an infinity raises
     :class:`~sacbook.records.NonFiniteError` naming its seed; with
@@ -183,7 +178,6 @@ def train_runs(
             f"configs must have one entry per seed ({len(seeds)}), got {len(configs)}"
         )
     config = _shared_program_config(configs)
-    checks.integer("eval_every", eval_every, 1)
     if checkpoint_dirs is not None:
         checkpoint_dirs = [Path(d) for d in checkpoint_dirs]
         if len(set(checkpoint_dirs)) != len(seeds) or len(checkpoint_dirs) != len(
@@ -204,7 +198,7 @@ def train_runs(
         hyper = jax.tree.map(
             lambda *v: np.stack(v), *(sac.Hyperparams.of(c) for c in sac_configs)
         )
-    runner = driver.Driver(
+    return driver.Driver(
         config,
         seeds,
         configs,
@@ -212,15 +206,10 @@ def train_runs(
         evaluation=evaluate.evaluate_runs,
         run_keys=run_keys,
         hyper=hyper,
-        eval_every=eval_every,
-        target_return=target_return,
-        callbacks=list(callbacks),
-        checkpoint_dirs=checkpoint_dirs,
-        checkpoint_every=checkpoint_every,
-        raise_on_non_finite=raise_on_non_finite,
         histories=[[] for _ in seeds],
-    )
-    return runner.run(state, progress, stop_when_solved, should_stop)
+        checkpoint_dirs=checkpoint_dirs,
+        **options,
+    ).run(state)
 
 
 def _shared_program_config(configs: list[TrainConfig]) -> TrainConfig:

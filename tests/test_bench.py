@@ -1,16 +1,19 @@
-"""sacbook.bench: recipes, and the reference table of recorded reports."""
+"""sacbook.bench: recipes, the reference table of recorded reports, timing,
+the fresh-process helper and the time-to-solve record."""
 
 import pytest
 
-from sacbook import bench, train
+from sacbook import bench, jit
+from sacbook.bench import measure
+from sacbook.config import TrainConfig
+from sacbook.pendulum import PendulumParams
+from sacbook.sac import SACConfig
 
 
 def test_recipe_names_and_changes_to_the_default():
-    assert bench.recipe("default") == train.TrainConfig()
-    assert (
-        bench.recipe("N=1024") == train.TrainConfig()
-    )  # the same program, compiled once
-    assert bench.recipe("few_envs") == train.TrainConfig.few_envs()
+    assert bench.recipe("default") == TrainConfig()
+    assert bench.recipe("N=1024") == TrainConfig()  # the same program, compiled once
+    assert bench.recipe("few_envs") == TrainConfig.few_envs()
     c = bench.recipe("N=8192,B=4096,K=4,tau=0.1,it=600")
     assert (c.num_envs, c.sac.batch_size, c.updates_per_iteration, c.sac.tau) == (
         8192,
@@ -23,6 +26,11 @@ def test_recipe_names_and_changes_to_the_default():
     for spec in bench.ACCELERATOR_RECIPES:
         c = bench.recipe(spec)
         assert c.updates_per_iteration * c.sac.tau <= 0.5 + 1e-9, spec
+    # the training-throughput sizes: the default with N envs, the buffer >= 2N
+    assert bench.with_num_envs(1024) == TrainConfig()
+    big = bench.with_num_envs(1_000_000)
+    assert big.num_envs == 1_000_000 and big.buffer_capacity == 2_000_000
+    assert big.replace(num_envs=1024, buffer_capacity=1_000_000) == TrainConfig()
 
 
 @pytest.mark.parametrize(
@@ -256,3 +264,108 @@ def test_summarize_report_shows_median_ratios_within_88_columns():
     old = _report()  # reports before the ratios: no ratio rows
     old["compare"] = {"gymnax": {"num_envs": 1024, "env_steps_per_second": 7.7e6}}
     assert not any(k.startswith("x ") for k in bench.summarize_report(old))
+
+
+# ----------------------------------------------------------------------------
+# Repeated cold starts: the median run, and the ratio to rejax per pair
+# ----------------------------------------------------------------------------
+
+
+def test_median_of_repeated_runs_counts_unsolved_as_slowest():
+    """--repeats N reports the run with the median time (an unsolved run
+    counts as slowest), listing every run's time in the order run."""
+    runs = [{"solve_seconds_total": t, "id": i} for i, t in enumerate([3.0, None, 1.0])]
+    row = bench.median_of(runs)
+    assert row["id"] == 0 and row["runs_solve_seconds_total"] == [3.0, None, 1.0]
+    assert "runs_solve_seconds_total" not in runs[0]  # a copy: the runs unchanged
+    assert bench.median_of([None, None]) is None  # a reference not installed
+
+
+def test_rejax_ratios_per_recipe_leave_out_unsolved_pairs():
+    def runs(*times):
+        return [{"solve_seconds_total": t} for t in times]
+
+    ratios = bench.rejax_ratios(
+        {"default": runs(3.0, 6.0, 3.5), "few_envs": runs(20.0, 40.0, None)},
+        runs(9.0, 24.0, 14.0),
+    )
+    assert ratios["default"]["values"] == [3.0, 4.0, 4.0]
+    assert ratios["default"]["recipe"] == "default"
+    assert ratios["few_envs"]["values"] == [0.45, 0.6]  # the unsolved pair left out
+    assert bench.rejax_ratios({"x": runs(None)}, runs(1.0)) == {"x": None}
+
+
+# ----------------------------------------------------------------------------
+# One helper for every run in a fresh process
+# ----------------------------------------------------------------------------
+
+
+def test_a_fresh_process_returns_the_functions_json_and_its_time():
+    stats = bench.run_isolated("ratio_stats", values=[1.0, 2.0, 4.0])
+    assert stats["median"] == 2.0 and stats["pairs"] == 3
+    assert stats["process_seconds"] > 0  # imports included
+    assert bench.call_in_fresh_process("format_ratio", {"stats": None})[0] == "-"
+
+
+def test_a_failing_fresh_process_raises_with_the_end_of_its_stderr():
+    with pytest.raises(RuntimeError, match="bench.recipe failed") as info:
+        bench.run_isolated("recipe", spec="X=1")
+    assert "KEY in N, B, K, tau, it" in str(info.value)  # the child's error
+
+
+def test_virtual_devices_come_from_the_child_environment():
+    env = bench.virtual_cpu_env(3)
+    assert env["JAX_PLATFORMS"] == "cpu"
+    assert env["XLA_FLAGS"].endswith("--xla_force_host_platform_device_count=3")
+    info, _ = bench.call_in_fresh_process("device_info", env=env)
+    assert info["device_count"] == 3 and info["platform"] == "cpu"
+
+
+# ----------------------------------------------------------------------------
+# sacbook's measurements
+# ----------------------------------------------------------------------------
+
+
+def test_simulation_compiles_as_a_sacbook_program():
+    """The simulation bench compiles with the package's XLA options, as
+    training does."""
+    assert isinstance(measure._simulate, jit.Program)
+    (row,) = bench.simulation_throughput((8,), repeats=1, min_seconds=0.0)
+    assert row["num_envs"] == 8 and row["steps"] == 2000 and row["calls"] == 1
+    assert row["env_steps_per_second"] > 0
+
+
+@pytest.mark.parametrize(
+    "env, name",
+    [
+        (PendulumParams.gymnasium(), "gymnasium"),
+        (PendulumParams.point_mass(), "point_mass"),
+        (PendulumParams.gymnasium(m=2.0), "custom"),
+        (PendulumParams.point_mass(max_speed=10.0), "custom"),
+    ],
+)
+def test_the_preset_is_named_or_custom(env, name):
+    assert bench.preset_name(env) == name
+
+
+def test_time_to_solve_records_the_preset_and_fresh_start_scores():
+    """A tiny run on the point-mass preset: not solved, labelled point_mass,
+    the final policy scored on ``final_eval_envs`` fresh starts."""
+    config = TrainConfig(
+        env=PendulumParams.point_mass(),
+        sac=SACConfig(batch_size=16, hidden_sizes=(8, 8)),
+        num_envs=8,
+        buffer_capacity=256,
+        warmup_env_steps=0,
+        learning_starts=16,
+        updates_per_iteration=1,
+        chunk_iterations=5,
+        total_env_steps=8 * 10,
+        eval_envs=4,
+    )
+    row = bench.time_to_solve(config, target_return=0.0, final_eval_envs=8)
+    assert row["preset"] == "point_mass" and row["recipe"] is None
+    assert not row["solved"] and row["solve_seconds_total"] is None
+    assert row["solved_policy_return_many"] is None
+    assert row["final_eval_episodes"] == 8 and row["total_env_steps"] == 80
+    assert row["final_eval_return_many"] < 0 and row["compile_seconds"] > 0

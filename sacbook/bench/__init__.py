@@ -1,0 +1,122 @@
+"""Throughput and time-to-solve measurements (``sacbook bench``).
+
+Each measurement is a plain function returning dicts, so the CLI
+(:mod:`sacbook.cli.bench`), the notebooks and the tests share them. The
+modules, from the bottom up:
+
+* :mod:`~sacbook.bench.timing`: timing on a noisy, shared machine: a
+  workload as a :class:`Runner`, windows of at least
+  :data:`MIN_WINDOW_SECONDS` (:func:`calibrate`, :func:`timed`), runs in turn
+  (:func:`interleave`) and the ratio of each pair (:func:`ratio_stats`,
+  :func:`compare_throughput`); the median of repeated runs (:func:`median_of`).
+* :mod:`~sacbook.bench.recipes`: the training recipes of the time-to-solve
+  runs (:func:`recipe`, :data:`ACCELERATOR_RECIPES`).
+* :mod:`~sacbook.bench.measure`: sacbook's own measurements:
+  :func:`simulation_throughput`, :func:`training_throughput`,
+  :func:`seeds_throughput`, :func:`sharded_throughput`, :func:`time_to_solve`.
+* :mod:`~sacbook.bench.references`: gymnax's and Gymnasium's simulation
+  (:func:`compare_simulation`) and rejax's SAC (:func:`rejax_time_to_solve`),
+  timed in the same run when installed.
+* :mod:`~sacbook.bench.isolated`: ``bench.<function>`` in a fresh process,
+  for cold starts (:func:`run_isolated`) and virtual CPU devices
+  (:func:`sharded_throughput_virtual`).
+* :mod:`~sacbook.bench.report`: :func:`device_info`, and reports side by
+  side (:func:`load_references`, :func:`summarize_report`,
+  :func:`format_table`).
+
+Timings on a shared CPU spread by tens of percent, so each reference is timed
+in turn with sacbook (ours, theirs, ours, theirs, ...; windows of at least
+:data:`MIN_WINDOW_SECONDS`) and the ratio of each pair is reported, with the
+median and spread over the pairs: compare those, not absolute figures from
+different runs.
+"""
+
+from sacbook.bench.isolated import (
+    call_in_fresh_process,
+    run_isolated,
+    sharded_throughput_virtual,
+    virtual_cpu_env,
+)
+from sacbook.bench.measure import (
+    SIM_SIZES,
+    preset_name,
+    sacbook_runner,
+    seeds_throughput,
+    sharded_throughput,
+    simulation_throughput,
+    time_to_solve,
+    training_throughput,
+)
+from sacbook.bench.recipes import (
+    ACCELERATOR_RECIPES,
+    NAMED_CONFIGS,
+    RECIPE_KEYS,
+    recipe,
+    with_num_envs,
+)
+from sacbook.bench.references import (
+    REFERENCE_RUNNERS,
+    compare_simulation,
+    gymnasium_runner,
+    gymnax_runner,
+    installed,
+    rejax_ratios,
+    rejax_time_to_solve,
+)
+from sacbook.bench.report import (
+    device_info,
+    format_table,
+    load_references,
+    summarize_report,
+)
+from sacbook.bench.timing import (
+    MIN_WINDOW_SECONDS,
+    Runner,
+    calibrate,
+    compare_throughput,
+    format_ratio,
+    interleave,
+    median_of,
+    ratio_stats,
+    timed,
+)
+
+__all__ = [
+    "ACCELERATOR_RECIPES",
+    "MIN_WINDOW_SECONDS",
+    "NAMED_CONFIGS",
+    "RECIPE_KEYS",
+    "REFERENCE_RUNNERS",
+    "SIM_SIZES",
+    "Runner",
+    "calibrate",
+    "call_in_fresh_process",
+    "compare_simulation",
+    "compare_throughput",
+    "device_info",
+    "format_ratio",
+    "format_table",
+    "gymnasium_runner",
+    "gymnax_runner",
+    "installed",
+    "interleave",
+    "load_references",
+    "median_of",
+    "preset_name",
+    "ratio_stats",
+    "recipe",
+    "rejax_ratios",
+    "rejax_time_to_solve",
+    "run_isolated",
+    "sacbook_runner",
+    "seeds_throughput",
+    "sharded_throughput",
+    "sharded_throughput_virtual",
+    "simulation_throughput",
+    "summarize_report",
+    "time_to_solve",
+    "timed",
+    "training_throughput",
+    "virtual_cpu_env",
+    "with_num_envs",
+]

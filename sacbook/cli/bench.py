@@ -1,0 +1,271 @@
+"""``sacbook bench``: throughput and time-to-solve, as a report or JSON.
+
+The measurements are :mod:`sacbook.bench`'s; this module runs them in the
+report's order and prints each as it comes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from functools import partial
+
+import jax
+
+from sacbook import bench
+from sacbook.cli.args import positive_int, seconds, writable_file
+
+
+def _recipe(text: str) -> str:
+    """A recipe spec that :func:`sacbook.bench.recipe` accepts, unchanged."""
+    try:
+        bench.recipe(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def register(subparsers) -> None:
+    """Add the ``bench`` command to ``subparsers``."""
+    p = subparsers.add_parser(
+        "bench", help="measure simulation/training throughput and time-to-solve"
+    )
+    p.add_argument(
+        "--json", action="store_true", help="print machine-readable JSON only"
+    )
+    p.add_argument(
+        "--compare",
+        action="store_true",
+        help="also time gymnax, Gymnasium and rejax when installed",
+    )
+    p.add_argument(
+        "--sizes",
+        type=positive_int,
+        nargs="+",
+        help=f"simulation sizes (default {' '.join(map(str, bench.SIM_SIZES))})",
+    )
+    p.add_argument(
+        "--train-sizes",
+        type=positive_int,
+        nargs="+",
+        default=[1024],
+        help="training-throughput sizes N (default 1024)",
+    )
+    p.add_argument(
+        "--solve",
+        type=_recipe,
+        nargs="+",
+        default=["default", "few_envs"],
+        help="time-to-solve recipes: default, few_envs, or changes to the default "
+        "such as N=8192,B=4096,K=4,tau=0.1,it=600 (default: default few_envs)",
+    )
+    p.add_argument(
+        "--skip-training", action="store_true", help="only the simulation benchmark"
+    )
+    p.add_argument(
+        "--seeds",
+        type=positive_int,
+        default=8,
+        help="seeds of the one-program against one-after-another ratio (default 8)",
+    )
+    p.add_argument(
+        "--device-counts",
+        type=positive_int,
+        nargs="+",
+        default=[1, 2, 4],
+        help="device counts of the sharded-throughput ratio (default 1 2 4; "
+        "virtual CPU devices when this machine has fewer)",
+    )
+    p.add_argument("--save", help="also write the JSON report to this file")
+    p.add_argument(
+        "--repeats",
+        type=positive_int,
+        default=1,
+        help="time-to-solve runs per configuration, each in a fresh process, "
+        "alternating with rejax's under --compare; reports the median and the "
+        "ratio per pair (default 1)",
+    )
+    p.add_argument(
+        "--pairs",
+        type=positive_int,
+        default=7,
+        help="--compare: pairs of simulation windows, sacbook and reference "
+        "timed in turn (default 7; Gymnasium at most 5)",
+    )
+    p.add_argument(
+        "--min-window",
+        type=seconds,
+        default=0.5,
+        help="shortest timed window of the simulation benchmarks, seconds "
+        "(default 0.5; 0 times single calls)",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Measure simulation and training throughput and time-to-solve."""
+    report = {"device": bench.device_info()}
+    log = (lambda *a: None) if args.json else print
+    log(
+        f"device: {report['device']['platform']} ({report['device']['device']}), "
+        f"jax {report['device']['versions'].get('jax')}"
+    )
+    if args.compare:
+        report["compare"] = {}
+    # Cold starts first, each in a fresh process, before this process does any
+    # heavy JAX work: measured on a 2-core CPU, a parent that has already run
+    # the throughput benchmarks slows its children's cold start by about 0.1 s.
+    if not args.skip_training:
+        _time_to_solve(args, report, log)
+    sizes = tuple(args.sizes) if args.sizes else bench.SIM_SIZES
+    report["simulation"] = bench.simulation_throughput(
+        sizes, min_seconds=args.min_window
+    )
+    log("\nsimulation (random actions, auto-reset), env-steps/s")
+    for row in report["simulation"]:
+        log(f"  N = {row['num_envs']:>7}: {row['env_steps_per_second']:12.4g}")
+    if not args.skip_training:
+        _training(args, report, log)
+    if args.compare:
+        _compare_simulation(args, report, log)
+    if args.json:
+        print(json.dumps(report, indent=1))
+    if args.save:
+        path = writable_file(args.save, ".json", "--save")
+        path.write_text(json.dumps(report, indent=1) + "\n")
+        log(f"\nwrote {path}")
+    return 0
+
+
+def _time_to_solve(args, report: dict, log) -> None:
+    """Each recipe of ``--solve`` ``--repeats`` times in a fresh process,
+    with rejax's run after each round under ``--compare``."""
+    rejax = args.compare and bench.installed("rejax")
+    log(
+        "\ntime to solve (gymnasium preset, eval >= -200), "
+        "each in a fresh process (compile included)"
+        + (", runs alternating with rejax's" if rejax else "")
+        + (f", median of {args.repeats} runs:" if args.repeats > 1 else ":")
+    )
+    # One round runs each recipe once, then rejax: ours and rejax alternate,
+    # so a change in the machine's load falls on both sides of each ratio.
+    calls = [
+        partial(bench.run_isolated, "time_to_solve", config=name) for name in args.solve
+    ]
+    if rejax:
+        calls.append(partial(bench.run_isolated, "rejax_time_to_solve"))
+    runs = bench.interleave(calls, args.repeats)
+    report["time_to_solve"] = []
+    for name, name_runs in zip(args.solve, runs):
+        s = bench.median_of(name_runs)
+        s["config"] = name
+        report["time_to_solve"].append(s)
+        log(
+            f"  sacbook {name:>8} (N = {s['num_envs']:>4}, B = {s['batch_size']}, "
+            f"K = {s['updates_per_iteration']}, tau = {s['tau']:g}): "
+            + (
+                f"{s['solve_seconds_total']:.2f} s "
+                f"(compile {s['compile_seconds']:.2f} s), "
+                f"{s['solve_env_steps']} env steps; "
+                f"that policy {s['solved_policy_return_many']:.1f}"
+                if s["solved"]
+                else "not solved"
+            )
+            + f", final policy {s['final_eval_return_many']:.1f} "
+            + f"(mean returns over {s['final_eval_episodes']} fresh episodes)"
+        )
+    if not args.compare:
+        return
+    row = bench.median_of(runs[-1]) if rejax else None
+    report["compare"]["rejax"] = row
+    if row is None:
+        log("  rejax: not installed")
+        return
+    solve = (
+        f"eval >= -200 at {row['solve_env_steps']} steps, about "
+        f"{row['solve_seconds_total']:.2f} s"
+        if row["solve_env_steps"] is not None
+        else "not solved"
+    )
+    log(
+        f"  {row['name']}: {row['total_seconds']:.2f} s for its 10k steps "
+        f"(compile {row['compile_seconds']:.2f} s); {solve}; "
+        f"final return {row['final_eval_return']:.1f}"
+    )
+    # per pair (round): rejax's time / ours, so > 1 means sacbook is faster
+    row["ratio_by_recipe"] = bench.rejax_ratios(dict(zip(args.solve, runs)), runs[-1])
+    for name, stats in row["ratio_by_recipe"].items():
+        ratio = bench.format_ratio(stats) if stats else "no pair where both solved"
+        log(f"  time to solve, rejax / sacbook {name}: {ratio}")
+    row["ratio"] = row["ratio_by_recipe"][
+        "default" if "default" in args.solve else args.solve[0]
+    ]
+
+
+def _training(args, report: dict, log) -> None:
+    """Training throughput per ``--train-sizes``, then the two ratios: S seeds
+    in one program, and one run split over D devices."""
+    log("\ntraining throughput (default recipe, updates running)")
+    report["training"] = []
+    for n in args.train_sizes:
+        t = bench.training_throughput(bench.with_num_envs(n))
+        report["training"].append(t)
+        log(
+            f"  N = {n:>7}: {t['env_steps_per_second']:.4g} env-steps/s, "
+            f"{t['updates_per_second']:.4g} updates/s "
+            f"(compile {t['compile_seconds']:.2f} s)"
+        )
+    seeds = bench.seeds_throughput(
+        seeds=args.seeds, pairs=args.pairs, min_seconds=args.min_window
+    )
+    report["seeds"] = seeds
+    log(
+        f"\n{args.seeds} seeds in one program against {args.seeds} runs one after "
+        f"another (default recipe, updates running), env-steps/s of all seeds:\n"
+        f"  one program {seeds['one_program_env_steps_per_second']:.4g}, one "
+        f"after another {seeds['one_after_another_env_steps_per_second']:.4g}; "
+        f"ratio {bench.format_ratio(seeds['ratio'])}"
+    )
+    counts = tuple(args.device_counts)
+    timing = dict(device_counts=counts, pairs=args.pairs, min_seconds=args.min_window)
+    if jax.device_count() >= max(counts):
+        scaling = bench.sharded_throughput(**timing)
+    else:  # one device here: virtual CPU devices, in a fresh process
+        scaling = bench.sharded_throughput_virtual(max(counts), **timing)
+    report["sharding"] = scaling
+    kind = "virtual CPU" if scaling["virtual_devices"] else scaling["platform"]
+    log(f"\none run split over D {kind} devices (default recipe), env-steps/s:")
+    for d in scaling["device_counts"]:
+        rate = scaling["env_steps_per_second"][str(d)]
+        speedup = scaling["speedup"][str(d)]
+        log(f"  D = {d}: {rate:.4g}; / D = 1: {bench.format_ratio(speedup)}")
+    if scaling["virtual_devices"]:
+        log(
+            "  (virtual devices share this machine's cores: this is the cost "
+            "of the communication, not a speed-up)"
+        )
+
+
+def _compare_simulation(args, report: dict, log) -> None:
+    """gymnax and Gymnasium at N = 1024, each timed in turn with sacbook."""
+    log(
+        "\nsimulation references at N = 1024, timed in turn with sacbook "
+        f"(sacbook, reference, sacbook, ...; windows >= {args.min_window:g} s), "
+        "env-steps/s of the fastest window, and sacbook / reference per pair:"
+    )
+    ours = bench.sacbook_runner(1024)
+    # Gymnasium's windows hold few steps and its pairs cost as much as gymnax's:
+    # at most 5
+    for name, pairs in (("gymnax", args.pairs), ("gymnasium", min(args.pairs, 5))):
+        row = bench.compare_simulation(
+            name, 1024, pairs=pairs, min_seconds=args.min_window, ours=ours
+        )
+        report["compare"][name] = row
+        if row is None:
+            log(f"  {name}: not installed")
+        else:
+            log(
+                f"  {row['name']}: {row['env_steps_per_second']:.4g} (sacbook "
+                f"{row['sacbook_env_steps_per_second']:.4g} in the same run)\n"
+                f"    sacbook / {name}: {bench.format_ratio(row['ratio'])}"
+            )
