@@ -206,7 +206,7 @@ def init(key: jax.Array, config: SACConfig) -> SACState:
 
 def init_host(rng: np.random.Generator, config: SACConfig) -> SACState:
     """:func:`init` as NumPy arrays drawn from ``rng`` (for building bigger
-    states on the host, e.g. :func:`sacbook.train.init`)."""
+    states on the host, e.g. :func:`sacbook.loop.init`)."""
     obs = np.zeros((1, config.obs_dim), np.float32)
     action = np.zeros((1, config.action_dim), np.float32)
     actor_params = draw_params(rng, config.actor(), obs)

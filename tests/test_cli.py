@@ -16,6 +16,8 @@ matplotlib.use("Agg")
 import pytest  # noqa: E402
 
 from sacbook import cli  # noqa: E402
+from sacbook.cli import args as cli_args  # noqa: E402
+from sacbook.cli import options  # noqa: E402
 
 # a small, fast `sacbook train` run
 SMALL = [
@@ -312,11 +314,13 @@ def test_bench_repeats_report_the_median_run(monkeypatch):
         "run_isolated",
         lambda function, **kw: {"solve_seconds_total": next(times), "id": function},
     )
-    row = cli._median_run("time_to_solve", 3, config="default")
+    runs = [bench.run_isolated("time_to_solve", config="default") for _ in range(3)]
+    row = bench.median_of(runs)
     assert row["solve_seconds_total"] == 3.0
     assert row["runs_solve_seconds_total"] == [3.0, None, 1.0]
     monkeypatch.setattr(bench, "run_isolated", lambda function, **kw: None)
-    assert cli._median_run("rejax_time_to_solve", 2) is None
+    runs = [bench.run_isolated("rejax_time_to_solve") for _ in range(2)]
+    assert bench.median_of(runs) is None
 
 
 def test_bench_compare_alternates_ours_and_rejax_and_reports_the_ratio(
@@ -364,7 +368,7 @@ def test_bench_compare_alternates_ours_and_rejax_and_reports_the_ratio(
             }
         )
 
-    monkeypatch.setattr(cli, "_installed", lambda module: True)
+    monkeypatch.setattr(bench, "installed", lambda module: True)
     monkeypatch.setattr(bench, "run_isolated", run_isolated)
     monkeypatch.setattr(bench, "simulation_throughput", lambda sizes, min_seconds: [])
     monkeypatch.setattr(
@@ -512,7 +516,23 @@ def test_train_refuses_run_lengths_past_the_counters(tmp_path, capsys, steps):
     )
 
 
+# a value unlike SMALL's run for every option of the table --resume must match
+RESUME_CHANGES = {
+    "--preset": "point_mass",
+    "--num-envs": "128",
+    "--batch-size": "32",
+    "--buffer-capacity": "5000",
+    "--updates-per-iteration": "2",
+    "--seed": "3",
+}
+
+
 def test_train_resume_refuses_options_that_change_the_run(tmp_path, capsys):
+    """--resume with any option of the table that must match the checkpoint,
+    set to another value, is refused with one line naming it; the same
+    values as the checkpoint's pass the check."""
+    must_match = [o.flag for o in options.OPTIONS if o.must_match]
+    assert sorted(must_match) == sorted(RESUME_CHANGES)
     out = tmp_path / "run"
     assert (
         cli.main(
@@ -521,11 +541,7 @@ def test_train_resume_refuses_options_that_change_the_run(tmp_path, capsys):
         == 0
     )
     capsys.readouterr()
-    for option, value in (
-        ("--num-envs", "128"),
-        ("--seed", "3"),
-        ("--preset", "point_mass"),
-    ):
+    for option, value in RESUME_CHANGES.items():
         small = [
             value if previous == option else arg
             for previous, arg in zip([None] + SMALL, SMALL)
@@ -533,8 +549,14 @@ def test_train_resume_refuses_options_that_change_the_run(tmp_path, capsys):
         extra = [] if option in SMALL else [option, value]
         assert cli.main(["train", "--resume", "--out", str(out), *small, *extra]) == 2
         err = capsys.readouterr().err
-        assert option in err and "only --total-env-steps may change" in err, err
+        assert f"so {option} {value} cannot apply" in err, err
+        assert "only --total-env-steps may change" in err, err
         assert len(err.strip().splitlines()) == 1
+    # the checkpoint's own values (and a longer run) resume
+    same = ["--preset", "gymnasium", "--seed", "0", "--buffer-capacity", "1000000"]
+    args = ["train", "--resume", "--out", str(out), *SMALL, *same]
+    assert cli.main([*args, "--total-env-steps", str(64 * 40)]) == 0
+    assert "resuming from" in capsys.readouterr().out
 
 
 def test_sigint_and_sigterm_both_ask_training_to_stop():
@@ -545,7 +567,7 @@ def test_sigint_and_sigterm_both_ask_training_to_stop():
     import signal
 
     before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    with cli._StopOnSignal() as stop:
+    with cli.train._StopOnSignal() as stop:
         handler = signal.getsignal(signal.SIGTERM)
         assert signal.getsignal(signal.SIGINT) == handler != before[signal.SIGTERM]
         assert not stop()
@@ -624,17 +646,17 @@ def test_train_non_finite_run_exits_with_one_line_and_keeps_the_checkpoint(
 
     from sacbook import checkpoint, loop
 
-    original = loop._update_round
+    original = loop.update_round
 
-    def poisoned(sac_state, buffer, key, config, hyper=None, axis=None):
-        sac_state, metrics = original(sac_state, buffer, key, config, hyper, axis)
+    def poisoned(sac_state, buffer, key, config, **kwargs):
+        sac_state, metrics = original(sac_state, buffer, key, config, **kwargs)
         late = buffer.size > 64 * 30
         return sac_state, {
             **metrics,
             "critic_loss": jnp.where(late, jnp.nan, metrics["critic_loss"]),
         }
 
-    monkeypatch.setattr(loop, "_update_round", poisoned)
+    monkeypatch.setattr(loop, "update_round", poisoned)
     jax.clear_caches()  # trace the chunk again, with the poisoned update
     out = tmp_path / "run"
     try:
@@ -690,10 +712,10 @@ def test_train_seeds_and_devices_bad_options(args, needle, tmp_path, capsys):
 
 
 def test_seed_list_parsing():
-    assert cli._seed_list("0-3") == [0, 1, 2, 3]
-    assert cli._seed_list("5,1-2,5") == [5, 1, 2]
-    assert cli._seeds_text([0, 1, 2, 3]) == "0-3"
-    assert cli._seeds_text([5, 1, 2]) == "5,1,2"
+    assert cli_args.seed_list("0-3") == [0, 1, 2, 3]
+    assert cli_args.seed_list("5,1-2,5") == [5, 1, 2]
+    assert cli_args.seeds_text([0, 1, 2, 3]) == "0-3"
+    assert cli_args.seeds_text([5, 1, 2]) == "5,1,2"
 
 
 def test_train_seeds_writes_each_seed_and_one_plot(tmp_path, capsys):
@@ -724,9 +746,10 @@ def test_train_seeds_writes_each_seed_and_one_plot(tmp_path, capsys):
 def test_bench_seeds_and_sharding_ratios():
     """The bench's two side-by-side ratios, with tiny windows: S seeds in one
     program against S runs in turn, and D virtual devices against one."""
-    from sacbook import bench, sac, train
+    from sacbook import bench, sac
+    from sacbook.config import TrainConfig
 
-    config = train.TrainConfig(
+    config = TrainConfig(
         num_envs=32, buffer_capacity=1024, sac=sac.SACConfig(batch_size=32)
     )
     seeds = bench.seeds_throughput(config, seeds=2, pairs=2, min_seconds=0.0)
@@ -739,3 +762,104 @@ def test_bench_seeds_and_sharding_ratios():
     assert scaling["virtual_devices"] and scaling["device_counts"] == [1, 2]
     assert scaling["speedup"]["1"]["median"] == 1.0
     assert scaling["env_steps_per_second"]["2"] > 0
+
+
+# ----------------------------------------------------------------------------
+# The option table: argparse, the config, errors and the memory check read it
+# ----------------------------------------------------------------------------
+
+
+def test_every_table_option_is_in_train_help(capsys):
+    """`sacbook train --help` lists each option of the table with its help."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--help"])
+    assert exit_info.value.code == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    for option in options.OPTIONS:
+        assert option.flag in shown and " ".join(option.help.split()) in shown
+
+
+def _config(*argv):
+    return options.train_config(cli.build_parser().parse_args(["train", *argv]))
+
+
+def test_table_options_set_their_config_fields():
+    """Each option sets the field the table names; --num-envs alone grows the
+    buffer to two iterations of data, --buffer-capacity sets it outright."""
+    from sacbook.config import TrainConfig
+    from sacbook.pendulum import PendulumParams
+
+    default = TrainConfig()
+    assert _config() == default
+    config = _config(
+        "--preset",
+        "point_mass",
+        "--batch-size",
+        "32",
+        "--updates-per-iteration",
+        "3",
+        "--total-env-steps",
+        "5000",
+        "--seed",
+        "7",
+    )
+    assert config == default.replace(
+        env=PendulumParams.preset("point_mass"),
+        sac=default.sac.replace(batch_size=32),
+        updates_per_iteration=3,
+        total_env_steps=5000,
+    )
+    assert _config("--num-envs", "64").buffer_capacity == default.buffer_capacity
+    assert _config("--num-envs", "600000").buffer_capacity == 1_200_000
+    grown = _config("--num-envs", "600000", "--buffer-capacity", "700000")
+    assert grown.buffer_capacity == 700_000
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["--batch-size", "5000", "--buffer-capacity", "4096"],
+            "--batch-size (5000) must be <= --buffer-capacity (4096)",
+        ),
+        (
+            ["--num-envs", "64", "--buffer-capacity", "10"],
+            "--buffer-capacity (10) must be >= --num-envs (64)",
+        ),
+    ],
+)
+def test_config_errors_name_the_options(argv, message, capsys):
+    """A config's check speaks of the options, not of the config's fields:
+    in-process and through main (one line, status 2)."""
+    with pytest.raises(cli_args.CliError) as error:
+        _config(*argv)
+    assert str(error.value) == message
+    assert cli.main(["train", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err == f"sacbook train: error: {message}\n"
+
+
+def test_as_options_spells_every_field_of_the_table():
+    for field, flag in options.option_names().items():
+        name = field.split(".")[-1]
+        for spelled in (field, f"TrainConfig.{name}", f"SACConfig.{name}"):
+            assert options.as_options(f"{spelled} (1) is bad") == f"{flag} (1) is bad"
+    assert options.as_options("env steps") == "env steps"  # --preset: not spelled
+
+
+def test_too_large_run_names_the_options(tmp_path, capsys, monkeypatch):
+    """`--num-envs 1000000000`: one line, status 2, the options to lower
+    spelled as options (from the table), nothing written."""
+    from sacbook import device
+
+    monkeypatch.setattr(
+        device, "host_available_bytes", lambda: (64 * 10**9, "host RAM: test")
+    )
+    out = tmp_path / "run"
+    assert cli.main(["train", "--num-envs", "1000000000", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sacbook train: error: this run needs about")
+    assert err.count("\n") == 1
+    assert "--num-envs (now 1000000000)" in err
+    assert "--buffer-capacity (now 1147483647)" in err
+    assert "--num-envs 1000000000" in err and not out.exists()

@@ -1,0 +1,51 @@
+"""Command line: ``sacbook render | train | bench``.
+
+- ``sacbook render``: simulate a few pendulums and write a GIF
+  (:mod:`sacbook.cli.render`);
+- ``sacbook train``: train SAC, one run or several seeds as one program,
+  and write metrics, plots, a GIF and checkpoints (:mod:`sacbook.cli.train`,
+  its options in :mod:`sacbook.cli.options`);
+- ``sacbook bench``: measure throughput and time-to-solve
+  (:mod:`sacbook.cli.bench`).
+
+Bad options end with a one-line error and exit status 2, never a traceback.
+Each command module has ``register(subparsers)``, which adds its parser with
+``func=run``, and ``run(args) -> int``, the exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from sacbook.cli import bench, render, train
+from sacbook.cli.args import CliError, TrainingFailed
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``sacbook`` parser, with one sub-parser per command."""
+    parser = argparse.ArgumentParser(
+        prog="sacbook", description=__doc__.splitlines()[0]
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    render.register(sub)
+    train.register(sub)
+    bench.register(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Run ``sacbook`` with ``argv`` (default: the process's arguments);
+    returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (CliError, ValueError, OSError) as e:
+        print(f"sacbook {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except TrainingFailed as e:
+        print(f"sacbook {args.command}: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"sacbook {args.command}: interrupted", file=sys.stderr)
+        return 130

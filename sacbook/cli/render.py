@@ -1,0 +1,77 @@
+"""``sacbook render``: simulate a few pendulums and write a GIF."""
+
+from __future__ import annotations
+
+import argparse
+
+from sacbook import pendulum
+from sacbook.cli.args import finite_float, positive_int, seed_number, writable_file
+
+
+def register(subparsers) -> None:
+    """Add the ``render`` command to ``subparsers``."""
+    p = subparsers.add_parser(
+        "render", help="simulate pendulums and write an animated GIF"
+    )
+    p.add_argument(
+        "--out", default="pendulums.gif", help="GIF path (default: pendulums.gif)"
+    )
+    p.add_argument(
+        "--preset",
+        default="point_mass",
+        choices=pendulum.PRESETS,
+        help="physics preset (default point_mass)",
+    )
+    p.add_argument(
+        "--num-envs",
+        type=positive_int,
+        default=4,
+        help="pendulums to draw (default 4)",
+    )
+    p.add_argument(
+        "--steps", type=positive_int, default=120, help="time steps (default 120)"
+    )
+    p.add_argument(
+        "--every",
+        type=positive_int,
+        default=2,
+        help="keep every k-th frame (default 2)",
+    )
+    p.add_argument(
+        "--torque",
+        type=finite_float,
+        default=0.0,
+        help="constant torque (default 0: free swing)",
+    )
+    p.add_argument("--seed", type=seed_number, default=0)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Simulate a few pendulums (a free swing, or a constant torque) and
+    write a GIF."""
+    import jax
+    import numpy as np
+
+    from sacbook import viz
+
+    out = writable_file(args.out, ".gif")
+    params = pendulum.PendulumParams.preset(args.preset)
+    key_reset, _ = jax.random.split(jax.random.key(args.seed))
+    state = pendulum.reset_state(key_reset, args.num_envs, params)
+    torques = args.torque * np.ones((args.steps, args.num_envs), np.float32)
+    thetas, _ = pendulum.rollout(state.theta, state.theta_dot, torques, params)
+    anim = viz.animate_pendulums(
+        np.asarray(thetas),
+        dt=params.dt,
+        torques=torques,
+        max_torque=params.max_torque,
+        every=args.every,
+        suptitle=f"{args.preset} preset",
+    )
+    viz.save_gif(anim, out)
+    print(
+        f"wrote {out} ({args.num_envs} pendulums, {args.steps} steps, "
+        f"{out.stat().st_size / 1e3:.0f} kB)"
+    )
+    return 0
