@@ -2,7 +2,7 @@
 
 Modules, one concept each, each importing only those above it:
   checks      argument checks with one-line errors; real-valued fields' ranges
-  jit         how the package compiles: jax.jit with one set of XLA options
+  jit         how the package compiles: jax.jit with its XLA options
   fastmath    the CPU-fast angle wrap and sin/cos the physics uses
   pendulum    physics parameters and presets, step, observe, reward, resets
   networks    Flax actor and twin critics, the tanh-squashed Gaussian
@@ -16,9 +16,11 @@ Modules, one concept each, each importing only those above it:
   records     a chunk's metrics as one record per run; the NaN check
   device      accelerator, memory, does a run fit
   checkpoint  save and resume runs with orbax; load a trained policy
+  driver      the host loop between chunks, for one run or many
   train       the host runner: train, train_seeds and sweep on one driver
   stats       interquartile means and bootstrap intervals across seeds
-  viz         animations, widgets and training plots
+  plots       training curves: live, across seeds, to a file
+  viz         pendulum animations, the explorer widget, a policy's swing-up
   crowd       pictures of many pendulums at once
   bench       throughput and time-to-solve measurements, references, reports
   notebook    the chapters' setup cell: devices, Colab's widget manager

@@ -119,7 +119,7 @@ class LoopConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig(LoopConfig):
-    """A training run: the compiled program's :class:`~sacbook.loop.LoopConfig`,
+    """A training run: the compiled program's :class:`LoopConfig`,
     plus how long to run it and how to evaluate it (neither recompiles).
 
     Attributes (beyond the loop's):

@@ -15,36 +15,14 @@ os.environ["XLA_FLAGS"] = (
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
+from conftest import SMALL, same_state, without_times  # noqa: E402
+from jax.sharding import NamedSharding  # noqa: E402
 
 from sacbook import checkpoint, loop, sac, sharding, train  # noqa: E402
-
-SMALL = train.TrainConfig(
-    num_envs=64,
-    total_env_steps=64 * 40,
-    buffer_capacity=4096,
-    warmup_env_steps=128,
-    learning_starts=128,
-    updates_per_iteration=2,
-    chunk_iterations=10,
-    sac=sac.SACConfig(hidden_sizes=(16, 16), batch_size=64),
-)
 
 
 def spec_of(x):
     return tuple(x.sharding.spec) + (None,) * (x.ndim - len(x.sharding.spec))
-
-
-def raw(x):
-    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
-        x = jax.random.key_data(x)
-    return np.asarray(x)
-
-
-def same_state(a, b):
-    return all(
-        np.array_equal(raw(x), raw(y))
-        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
-    )
 
 
 def error_of(fn):
@@ -76,7 +54,7 @@ def main():
     )
 
     # 2. no host transfers inside a chunk, no recompiles between chunks
-    program = loop.parallel_chunk_program(mesh)
+    program = loop.chunk_program(mesh)
     state, _ = program(state, SMALL.loop)
     jax.block_until_ready(state)
     compiles = []
@@ -107,7 +85,7 @@ def main():
     plain = train.train(SMALL, 5, progress=False)
     meshed = train.train(SMALL, 5, progress=False, mesh=one)
     out["one_device_identical"] = same_state(plain.state, meshed.state) and (
-        _without_times(plain.history) == _without_times(meshed.history)
+        as_json(plain.history) == as_json(meshed.history)
     )
 
     # 4. checkpoints save and resume a sharded run, bit for bit
@@ -154,16 +132,52 @@ def main():
         "make_mesh": error_of(lambda: sharding.make_mesh(5)),
     }
 
+    # 7. the collective axis of the mesh: means, sums and a key per device
+    out["axis"] = axis_report(mesh)
+
     # (that four devices solve the task with the default recipe is checked by
     # Chapter 4's live four-device cell, which nbval executes)
     json.dump(out, sys.stdout)
 
 
-def _without_times(history):
-    """A history as JSON (NaN == NaN there) without its wall-clock fields,
-    which differ between any two runs."""
-    timed = ("wall_seconds", "env_steps_per_second")
-    return json.dumps([{k: v for k, v in r.items() if k not in timed} for r in history])
+def axis_report(mesh):
+    """What ``sharding.collective_axis(mesh)`` computes under ``shard_map``:
+    each of the 4 devices holds 2 of the values 0..7 and folds key 0."""
+    axis = sharding.collective_axis(mesh)
+    spec = jax.sharding.PartitionSpec
+
+    def per_device(x, key):  # x: this device's (2,)
+        key_data = jax.random.key_data(axis.fold_in(key))
+        return axis.mean(x), axis.sum(x), key_data[None]
+
+    mean, total, keys = jax.shard_map(
+        per_device,
+        mesh=mesh,
+        in_specs=(spec("shards"), spec()),
+        out_specs=(spec(), spec(), spec("shards")),
+        check_vma=False,
+    )(
+        jax.device_put(
+            np.arange(8, dtype=np.float32), NamedSharding(mesh, spec("shards"))
+        ),
+        jax.device_put(jax.random.key(0), NamedSharding(mesh, spec())),
+    )
+    expected_keys = [
+        jax.random.key_data(jax.random.fold_in(jax.random.key(0), i)).tolist()
+        for i in range(4)
+    ]
+    return {
+        "kind": [type(axis).__name__, axis.size, axis.name],
+        "mean": np.asarray(mean).tolist(),
+        "sum": np.asarray(total).tolist(),
+        "keys": np.asarray(keys).tolist(),
+        "keys_expected": expected_keys,
+    }
+
+
+def as_json(history):
+    """A history as JSON (NaN == NaN there) without its wall-clock fields."""
+    return json.dumps(without_times(history))
 
 
 if __name__ == "__main__":

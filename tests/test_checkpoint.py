@@ -1,17 +1,18 @@
 """Checkpoints: a resumed run continues bit for bit; interrupted saves are
 harmless; a policy loads without reading the replay buffer."""
 
-import math
 import shutil
 
 import jax
 import numpy as np
 import pytest
 import tensorstore as ts
+from conftest import TINY, same_state, without_times
 
-from sacbook import checkpoint, sac, train
+from sacbook import checkpoint, loop, sac, train
+from sacbook.config import TrainConfig
 
-CONFIG = train.TrainConfig.few_envs(
+CONFIG = TrainConfig.few_envs(
     total_env_steps=1600,
     chunk_iterations=100,
     warmup_env_steps=200,
@@ -19,24 +20,14 @@ CONFIG = train.TrainConfig.few_envs(
 )
 
 
-def _comparable(history):
-    """Records without wall-clock fields, NaN made comparable."""
-    out = []
-    for record in history:
-        out.append(
-            {
-                k: ("nan" if isinstance(v, float) and math.isnan(v) else v)
-                for k, v in record.items()
-                if "second" not in k
-            }
-        )
-    return out
-
-
-def _leaves_equal(a, b):
-    return all(
-        np.array_equal(np.asarray(x), np.asarray(y))
-        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+def _save(directory, result):
+    """Save a run's result as the runner does at its end."""
+    return checkpoint.save(
+        directory,
+        result.state,
+        config=result.config,
+        seed=result.seed,
+        history=result.history,
     )
 
 
@@ -79,7 +70,7 @@ def _delete_saved_arrays(step_dir, keep_prefix: bytes):
 def test_resume_is_bit_identical(tmp_path, uninterrupted):
     """Stop halfway, save, restore, continue: metrics and final state equal an uninterrupted run."""
     half = train.train(CONFIG.replace(total_env_steps=800), 7, progress=False)
-    checkpoint.save(tmp_path, half)
+    _save(tmp_path, half)
     state, config, seed, history = checkpoint.restore(tmp_path)
     assert config == CONFIG.replace(total_env_steps=800) and seed == 7
     assert int(state.iteration) == 200 and len(history) == 2
@@ -90,23 +81,16 @@ def test_resume_is_bit_identical(tmp_path, uninterrupted):
         history=history,
         progress=False,
     )
-    assert _comparable(resumed.history) == _comparable(uninterrupted.history)
-    assert _leaves_equal(
-        jax.random.key_data(resumed.state.key),
-        jax.random.key_data(uninterrupted.state.key),
+    np.testing.assert_equal(
+        without_times(resumed.history), without_times(uninterrupted.history)
     )
-    resumed_state = resumed.state.replace(key=jax.random.key_data(resumed.state.key))
-    full_state = uninterrupted.state.replace(
-        key=jax.random.key_data(uninterrupted.state.key)
-    )
-    assert _leaves_equal(
-        resumed_state, full_state
-    )  # params, optimizers, buffer, envs, counters
+    # params, optimizers, buffer, envs, key, counters
+    assert same_state(resumed.state, uninterrupted.state)
 
 
 def test_interrupted_save_keeps_last_good_checkpoint(tmp_path, uninterrupted):
     """A half-written save (orbax's temporary folder) is ignored; the last complete checkpoint loads."""
-    checkpoint.save(tmp_path, uninterrupted)
+    _save(tmp_path, uninterrupted)
     step = checkpoint.latest_step(tmp_path)
     assert step == int(uninterrupted.state.iteration)
     # simulate a crash mid-save of a later step: a partial temporary folder is left behind
@@ -117,14 +101,14 @@ def test_interrupted_save_keeps_last_good_checkpoint(tmp_path, uninterrupted):
             f.write_bytes(b"garbage")
     assert checkpoint.latest_step(tmp_path) == step
     state, _, _, _ = checkpoint.restore(tmp_path)
-    assert _leaves_equal(state.sac.actor_params, uninterrupted.state.sac.actor_params)
+    assert same_state(state.sac.actor_params, uninterrupted.state.sac.actor_params)
 
 
 def test_keeps_previous_checkpoint_and_loads_policy(tmp_path, half, uninterrupted):
     """Two saves keep both steps; load_policy gives a jitted act(obs) equal to
     the saved actor's deterministic torque, of the newest step or of one asked for."""
-    checkpoint.save(tmp_path, half)
-    checkpoint.save(tmp_path, uninterrupted)
+    _save(tmp_path, half)
+    _save(tmp_path, uninterrupted)
     assert sorted(int(p.name) for p in tmp_path.iterdir() if p.name.isdigit()) == [
         200,
         400,
@@ -152,7 +136,7 @@ def test_load_policy_reads_only_the_actor(
     if partial_restore and not checkpoint._HAS_PARTIAL_RESTORE:
         pytest.skip("this orbax-checkpoint has no partial_restore")
     monkeypatch.setattr(checkpoint, "_HAS_PARTIAL_RESTORE", partial_restore)
-    step_dir = checkpoint.save(tmp_path, uninterrupted)
+    step_dir = _save(tmp_path, uninterrupted)
     _delete_saved_arrays(step_dir, keep_prefix=b"sac.actor_params.")
     # control: the deletion bites
     with pytest.raises(Exception, match="buffer|NOT_FOUND"):
@@ -174,16 +158,16 @@ def test_policy_parameters_are_arguments_of_one_compiled_program(
     """Two policies of one architecture share policy_torque's compiled program
     (the parameters are its arguments, not constants baked into it): the
     second compiles nothing, and their actions differ."""
-    checkpoint.save(tmp_path / "half", half)
-    checkpoint.save(tmp_path / "full", uninterrupted)
+    _save(tmp_path / "half", half)
+    _save(tmp_path / "full", uninterrupted)
     act_half = checkpoint.load_policy(tmp_path / "half")
     act_full = checkpoint.load_policy(tmp_path / "full")
     obs = OBS[:2]  # a shape no other test uses, so the first call compiles
-    before = checkpoint.policy_torque._cache_size()
+    before = checkpoint.policy_torque.cache_size()
     torque_half = np.asarray(act_half(obs))
-    assert checkpoint.policy_torque._cache_size() == before + 1
+    assert checkpoint.policy_torque.cache_size() == before + 1
     torque_full = np.asarray(act_full(obs))
-    assert checkpoint.policy_torque._cache_size() == before + 1
+    assert checkpoint.policy_torque.cache_size() == before + 1
     assert not np.allclose(torque_half, torque_full)
     expected = _saved_policy_torque(uninterrupted)[:2]
     np.testing.assert_allclose(torque_full, expected, rtol=1e-6)
@@ -200,3 +184,20 @@ def test_restore_from_empty_directory_raises(tmp_path):
     """No checkpoint: a clear ValueError, not an orbax traceback."""
     with pytest.raises(ValueError, match="no checkpoint"):
         checkpoint.restore(tmp_path / "nothing-here")
+
+
+def test_save_takes_a_state_and_its_config(tmp_path):
+    """checkpoint.save needs no training result: a fresh state and its
+    config save and restore (seed 0, empty history by default); anything but
+    a TrainConfig is refused before a folder is written."""
+    state = loop.init(TINY, jax.random.key(4))
+    step_dir = checkpoint.save(tmp_path / "fresh", state, config=TINY)
+    assert step_dir == tmp_path / "fresh" / "0"
+    restored, config, seed, history = checkpoint.restore(tmp_path / "fresh")
+    assert (config, seed, history) == (TINY, 0, [])
+    assert same_state(restored, state)
+    with pytest.raises(
+        ValueError, match="config must be a TrainConfig, got LoopConfig"
+    ):
+        checkpoint.save(tmp_path / "loop", state, config=TINY.loop)
+    assert not (tmp_path / "loop").exists()

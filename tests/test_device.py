@@ -1,7 +1,7 @@
 """Tests for sacbook.device: accelerator detection, available memory, the
 memory estimate of a training run (exact for the state, an upper bound for
 XLA's working memory, allocation-free for any size) and the fail-fast check
-in train.init and `sacbook train`."""
+in train.train and `sacbook train`."""
 
 from __future__ import annotations
 
@@ -15,11 +15,12 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from conftest import TINY
 
 from sacbook import cli, device, loop, train
+from sacbook.config import TrainConfig
 from sacbook.pendulum import PendulumParams
 from sacbook.sac import SACConfig
-from sacbook.train import TrainConfig
 
 CONFIGS = [
     TrainConfig(),
@@ -117,13 +118,13 @@ def test_abstract_state_matches_the_real_state(config):
     structure, shapes and dtypes of the full state; the estimate's state part
     is its bytes, which are the real state's bytes."""
     full = loop._init_host(config, jax.random.key(0))
-    abstract = train.abstract_state(config)
+    abstract = loop.abstract_state(config)
     assert jax.tree.structure(abstract) == jax.tree.structure(full)
     assert jax.tree.leaves(abstract) == [
         jax.ShapeDtypeStruct(np.shape(x), x.dtype) for x in jax.tree.leaves(full)
     ]
     estimate = device.estimate_train_bytes(config)
-    real = train.init(config, jax.random.key(0), check_memory=False)
+    real = loop.init(config, jax.random.key(0))
     assert estimate["state"] == device._nbytes(abstract) == _leaf_bytes(real)
     assert estimate["replay_buffer"] == _leaf_bytes(real.buffer)
     assert estimate["environments"] == _leaf_bytes((real.env, real.obs))
@@ -178,8 +179,8 @@ def test_working_memory_bounds_xla_figures(config):
     """The compiled chunk's own memory figures: its arguments are the state
     (exactly the estimate's), and its temporaries fit in the estimate's
     working memory."""
-    state = train.abstract_state(config)
-    compiled = loop.chunk_program.lower(state, config.loop).compile()
+    state = loop.abstract_state(config)
+    compiled = loop.chunk_program().lower(state, config.loop).compile()
     stats = compiled.memory_analysis()
     if stats is None:
         pytest.skip("this backend reports no memory analysis")
@@ -210,7 +211,9 @@ def test_check_fits_rejects_a_huge_run_in_one_line():
     assert "available (host RAM" in message
     assert f"num_envs (now {HUGE_N})" in message
     assert f"buffer_capacity (now {HUGE_CAPACITY})" in message
-    cli_line = info.value.describe(device.CLI_OPTION_NAMES, subject="this run")
+    # another interface spells the fields its own way (the CLI: its options)
+    names = {"num_envs": "--num-envs", "buffer_capacity": "--buffer-capacity"}
+    cli_line = info.value.describe(names, subject="this run")
     assert "\n" not in cli_line and cli_line.startswith("this run needs about")
     assert f"--num-envs (now {HUGE_N})" in cli_line
     assert f"--buffer-capacity {HUGE_CAPACITY}" in cli_line
@@ -244,9 +247,10 @@ def test_check_fits_names_the_batch_size_when_it_dominates():
     assert "lower sac.batch_size (now 1000000000)" in str(info.value)
 
 
-def test_init_and_train_check_before_allocating(monkeypatch):
-    """train.init and train.train raise before building anything; the
-    escape hatch check_memory=False skips the check."""
+def test_train_checks_memory_before_allocating(monkeypatch):
+    """train.train and train.train_seeds raise before building anything (for
+    all their runs); the escape hatch check_memory=False skips the check, and
+    loop.init itself never asks."""
 
     def no_allocation(*args, **kwargs):
         raise AssertionError("the state was built")
@@ -254,22 +258,31 @@ def test_init_and_train_check_before_allocating(monkeypatch):
     never = TrainConfig(num_envs=HUGE_N, buffer_capacity=HUGE_CAPACITY)
     monkeypatch.setattr(loop, "_init_host", no_allocation)
     with pytest.raises(device.RunTooLargeError):
-        train.init(never, jax.random.key(0))
-    with pytest.raises(device.RunTooLargeError):
         train.train(never, progress=False)
+    with pytest.raises(device.RunTooLargeError):
+        train.train_seeds(never, [0, 1], progress=False)
     monkeypatch.undo()
 
     estimate = device.estimate_train_bytes(TrainConfig())
     refusal = device.RunTooLargeError(TrainConfig(), estimate, 1, "test", "a device")
+    asked = []
 
-    def refuse(config, *args, **kwargs):
+    def refuse(config, *args, runs=1, devices=1, **kwargs):
+        asked.append((config, runs, devices))
         raise refusal
 
     monkeypatch.setattr(device, "check_fits", refuse)
     with pytest.raises(device.RunTooLargeError):
-        train.init(CONFIGS[2], jax.random.key(0))
-    state = train.init(CONFIGS[2], jax.random.key(0), check_memory=False)
-    assert state.obs.shape == (37, 3)
+        train.train(TINY, 0, progress=False)
+    with pytest.raises(device.RunTooLargeError):
+        train.train_seeds(TINY, [0, 1, 2], progress=False)
+    assert asked == [(TINY, 1, 1), (TINY, 3, 1)]
+    result = train.train(TINY, 0, progress=False, check_memory=False)
+    assert int(result.state.iteration) == TINY.total_iterations
+    results = train.train_seeds(TINY, [0, 1], progress=False, check_memory=False)
+    assert [r.seed for r in results] == [0, 1]
+    assert loop.init(CONFIGS[2], jax.random.key(0)).obs.shape == (37, 3)
+    assert len(asked) == 2
 
 
 # ----------------------------------------------------------------------------

@@ -8,8 +8,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import TINY
 
-from sacbook import evaluate, host_random, train
+from sacbook import evaluate, host_random, loop
 from sacbook.sac import SACConfig
 
 
@@ -58,10 +59,10 @@ def test_new_key_keeps_the_prng_implementation(impl):
 
 
 def test_train_init_streams_are_independent_and_repeatable():
-    """train.init: the same key repeats the whole state; the evaluation key,
+    """loop.init: the same key repeats the whole state; the evaluation key,
     the run key and the networks come from separate streams."""
-    cfg = train.TrainConfig(num_envs=8, buffer_capacity=64, sac=SACConfig(batch_size=8))
-    a, b = train.init(cfg, jax.random.key(3)), train.init(cfg, jax.random.key(3))
+    cfg = TINY
+    a, b = loop.init(cfg, jax.random.key(3)), loop.init(cfg, jax.random.key(3))
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         np.testing.assert_array_equal(
             jax.random.key_data(x)
@@ -77,7 +78,7 @@ def test_train_init_streams_are_independent_and_repeatable():
     )
     assert not np.array_equal(run_key, eval_key)
     assert not np.array_equal(run_key, jax.random.key_data(jax.random.key(3)))
-    c = train.init(cfg, jax.random.key(4))
+    c = loop.init(cfg, jax.random.key(4))
     assert not np.allclose(a.env.theta, c.env.theta)
 
 
@@ -264,3 +265,23 @@ def test_ensemble_sharing_its_initial_parameters_falls_back_to_flax_init():
     params = host_random.draw_params(np.random.default_rng(0), module, OBS)
     kernels = params["params"]["VmapDense_0"]["kernel"]  # (2, 3, 8)
     np.testing.assert_array_equal(kernels[0], kernels[1])
+
+
+def test_optimizer_state_falls_back_to_optax_init_when_not_zero():
+    """Adam's state is built as zeros without optax; a state that does not start
+    at zero (here inject_hyperparams, which stores the learning rate) comes from
+    optimizer.init itself."""
+    import optax
+
+    params = {"w": np.ones((3, 2), np.float32), "b": np.zeros(2, np.float32)}
+    assert host_random.zero_initialised(jax.eval_shape(optax.adam(1e-3).init, params))
+    injected = optax.inject_hyperparams(optax.adam)(learning_rate=0.1)
+    assert not host_random.zero_initialised(jax.eval_shape(injected.init, params))
+    ours, reference = (
+        host_random.optimizer_state(injected, params),
+        injected.init(params),
+    )
+    assert jax.tree.structure(ours) == jax.tree.structure(reference)
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(reference)):
+        np.testing.assert_array_equal(a, b)
+    assert float(ours.hyperparams["learning_rate"]) == pytest.approx(0.1)

@@ -415,8 +415,10 @@ def test_unknown_preset_and_bad_num_envs_raise():
     with pytest.raises(ValueError, match="preset"):
         PendulumParams.preset("x")
     assert PendulumParams.preset("point_mass") == PendulumParams.point_mass()
-    with pytest.raises(ValueError, match='now called "point_mass"'):
-        PendulumParams.preset("seed")  # the preset's old name
+    # the old name "seed" (now "point_mass") is an unknown preset like any other
+    error = r"^unknown preset 'seed'; choose one of \['gymnasium', 'point_mass'\]$"
+    with pytest.raises(ValueError, match=error):
+        PendulumParams.preset("seed")
     assert not hasattr(PendulumParams, "seed")
     assert PendulumParams.preset("gymnasium", dt=0.01) == PendulumParams.gymnasium(
         dt=0.01

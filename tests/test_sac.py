@@ -202,6 +202,45 @@ def test_config_defaults_and_entropy_target():
     )
 
 
+SWEPT = ("gamma", "tau", "actor_lr", "critic_lr", "alpha_lr")
+
+
+def test_swept_fields_are_declared_on_the_config_fields():
+    """TRACED (gamma, tau, the three learning rates) and SWEEPABLE (those and
+    init_alpha) are what SACConfig's fields declare in their metadata, and
+    nothing else; the shapes (widths, batch size) are in neither."""
+    assert sac.TRACED == SWEPT
+    assert sac.SWEEPABLE == (*SWEPT, "init_alpha")
+    declared = {f.name: f.metadata.get("sweep") for f in dataclasses.fields(SACConfig)}
+    assert [name for name, kind in declared.items() if kind == "traced"] == list(
+        sac.TRACED
+    )
+    assert [name for name, kind in declared.items() if kind] == list(sac.SWEEPABLE)
+    assert declared["batch_size"] is None and declared["hidden_sizes"] is None
+
+
+def test_hyperparams_hold_the_traced_values_as_float32():
+    """Hyperparams.of(config): one float32 scalar per TRACED field, read as
+    attributes; any other name is an AttributeError (getattr's default works)."""
+    cfg = SACConfig(gamma=0.9, tau=0.1, actor_lr=1e-4, critic_lr=2e-4, alpha_lr=3e-4)
+    hyper = sac.Hyperparams.of(cfg)
+    assert hyper.tau == np.float32(cfg.tau) and hyper.tau.dtype == np.float32
+    for name in SWEPT:
+        value = getattr(hyper, name)
+        assert value == np.float32(getattr(cfg, name)) and value.dtype == np.float32
+    assert sorted(hyper.values) == sorted(SWEPT)
+    assert len(jax.tree.leaves(hyper)) == len(SWEPT)  # a pytree: traced leaves
+    for name in ("init_alpha", "batch_size", "nope"):
+        with pytest.raises(AttributeError, match=f"Hyperparams has no field '{name}'"):
+            getattr(hyper, name)
+    assert getattr(hyper, "init_alpha", None) is None
+    # M settings stack into (M,) leaves, as a sweep passes them
+    stacked = jax.tree.map(
+        lambda *v: np.stack(v), hyper, sac.Hyperparams.of(SACConfig(tau=0.5))
+    )
+    np.testing.assert_array_equal(stacked.tau, np.float32([0.1, 0.5]))
+
+
 # ----------------------------------------------------------------------------
 # Target and losses
 # ----------------------------------------------------------------------------
@@ -248,10 +287,10 @@ def test_critic_loss_matches_numpy(state, batch):
         key,
         CFG,
     )
-    ref, q, y = np_critic_loss(state, batch, key, LOG_ALPHA)
+    ref, q, _ = np_critic_loss(state, batch, key, LOG_ALPHA)
     assert float(loss) == pytest.approx(ref, rel=2e-5)
+    assert list(aux) == ["q_mean"]
     assert float(aux["q_mean"]) == pytest.approx(q.mean(), rel=1e-4, abs=1e-5)
-    assert float(aux["target_mean"]) == pytest.approx(y.mean(), rel=1e-5)
     # The NumPy networks are the Flax networks (guards the reference itself).
     np.testing.assert_allclose(
         np.asarray(CFG.critic().apply(state.critic_params, batch.obs, batch.action)),
@@ -300,12 +339,12 @@ def test_truncation_does_not_change_critic_loss_but_termination_does(state, batc
     # Where now terminated, the target is the bare reward.
     term = np.asarray(flipped_term.terminated)
     np.testing.assert_allclose(y[term], np.asarray(batch.reward, np.float64)[term])
-    _, aux = critic_loss_jit(
-        *args, batch.replace(terminated=jnp.ones(B, bool)), key, CFG
-    )
-    assert float(aux["target_mean"]) == pytest.approx(
-        float(np.mean(np.asarray(batch.reward))), rel=1e-6
-    )
+    # All terminated: the target is the bare reward, whatever the next state.
+    all_term = batch.replace(terminated=jnp.ones(B, bool))
+    loss = float(critic_loss_jit(*args, all_term, key, CFG)[0])
+    q = np_critics(state.critic_params, batch.obs, batch.action)
+    reward = np.asarray(batch.reward, np.float64)
+    assert loss == pytest.approx(0.5 * np.sum(np.mean((q - reward) ** 2, -1)), rel=2e-5)
 
 
 def test_actor_loss_matches_numpy(state, batch):
@@ -416,6 +455,29 @@ def test_update_moves_targets_by_polyak(state, updated):
     )
 
 
+def test_traced_hyperparameters_replace_the_config_in_update(state, batch):
+    """update with Hyperparams takes gamma, tau and the learning rates from
+    them, not from state.config: here the targets move by the traced tau, and
+    the critics by the traced critic_lr (Adam's first step has size lr)."""
+    hyper = sac.Hyperparams.of(CFG.replace(tau=0.5, critic_lr=1e-5))
+    new_state, _ = sac.update(state, batch, jax.random.key(11), hyper)
+    for old_t, new_o, new_t in zip(
+        jax.tree.leaves(state.target_critic_params),
+        jax.tree.leaves(new_state.critic_params),
+        jax.tree.leaves(new_state.target_critic_params),
+    ):
+        ref = 0.5 * np.asarray(new_o, np.float64) + 0.5 * np.asarray(old_t, np.float64)
+        np.testing.assert_allclose(np.asarray(new_t), ref, rtol=1e-6, atol=1e-7)
+    steps = [
+        np.abs(np.asarray(new, np.float64) - np.asarray(old, np.float64)).max()
+        for old, new in zip(
+            jax.tree.leaves(state.critic_params),
+            jax.tree.leaves(new_state.critic_params),
+        )
+    ]
+    assert max(steps) == pytest.approx(1e-5, rel=1e-2)
+
+
 def test_update_metrics_are_the_losses(state, batch, updated):
     """update reports every METRIC_NAMES entry, finite; the losses equal the NumPy losses at the keys it splits off."""
     key, new_state, metrics = updated
@@ -467,10 +529,10 @@ def test_temperature_moves_toward_target_entropy(
 def test_update_is_jit_stable(state, batch):
     """Repeated updates with the same config (new values, same shapes) do not recompile."""
     s, _ = sac.update(state, batch, jax.random.key(0))  # compiled here at the latest
-    size = sac.update._cache_size()
+    size = sac.update.cache_size()
     for i in range(3):
         s, metrics = sac.update(s, make_batch(seed=i + 1), jax.random.key(i + 1))
-    assert sac.update._cache_size() == size
+    assert sac.update.cache_size() == size
     assert int(s.step) == int(state.step) + 4
     assert all(math.isfinite(float(metrics[name])) for name in sac.METRIC_NAMES)
 
@@ -579,20 +641,3 @@ def test_init_is_deterministic_per_key():
             assert not np.allclose(x, z)
     with pytest.raises(ValueError, match="outside jit"):
         jax.jit(lambda k: sac.init(k, CFG).log_alpha)(jax.random.key(0))
-
-
-def test_optimizer_state_falls_back_to_optax_init_when_not_zero():
-    """Adam's state is built as zeros without optax; a state that does not start
-    at zero (here inject_hyperparams, which stores the learning rate) comes from
-    optimizer.init itself."""
-    import optax
-
-    params = {"w": np.ones((3, 2), np.float32), "b": np.zeros(2, np.float32)}
-    assert sac._zero_initialised(jax.eval_shape(optax.adam(1e-3).init, params))
-    injected = optax.inject_hyperparams(optax.adam)(learning_rate=0.1)
-    assert not sac._zero_initialised(jax.eval_shape(injected.init, params))
-    ours, reference = sac._zero_optimizer_state(injected, params), injected.init(params)
-    assert jax.tree.structure(ours) == jax.tree.structure(reference)
-    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(reference)):
-        np.testing.assert_array_equal(a, b)
-    assert float(ours.hyperparams["learning_rate"]) == pytest.approx(0.1)

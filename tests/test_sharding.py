@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import jax
+import numpy as np
 import pytest
 
 from sacbook import sharding
@@ -86,3 +87,31 @@ def test_mesh_checks_in_this_process():
     with pytest.raises(ValueError, match=r"integer in \[1, 1\]"):
         sharding.make_mesh(0)
     assert sharding.make_mesh("all").devices.size == 1
+
+
+def test_sharded_axis_averages_sums_and_folds_a_key_per_device(report):
+    """collective_axis of the 4-device mesh is Sharded: under shard_map its
+    mean is pmean and its sum psum (devices hold [0, 1], [2, 3], [4, 5],
+    [6, 7]), and fold_in gives device i the key fold_in(key, i)."""
+    axis = report["axis"]
+    assert axis["kind"] == ["Sharded", 4, "shards"]
+    assert axis["mean"] == [3.0, 4.0]
+    assert axis["sum"] == [12.0, 16.0]
+    assert axis["keys"] == axis["keys_expected"]
+    assert len({tuple(k) for k in axis["keys"]}) == 4
+
+
+def test_local_axis_is_one_device_with_nothing_to_communicate():
+    """LOCAL's mean, sum and fold_in hand back what they are given; it is the
+    axis of no mesh and of a one-device mesh (the plain program)."""
+    local = sharding.LOCAL
+    tree = {"a": np.arange(3.0), "b": (np.float32(2.0),)}
+    assert local.mean(tree) is tree and local.sum(tree) is tree
+    key = jax.random.key(5)
+    assert local.fold_in(key) is key
+    assert local.size == 1 and type(local) is sharding.Axis
+    assert sharding.collective_axis(None) is local
+    assert sharding.collective_axis(jax.make_mesh((1,), ("one",))) == local
+    # control: a Sharded axis is another value, and hashable (a static argument)
+    sharded = sharding.Sharded(4, "data")
+    assert sharded != local and hash(sharded) != hash(local)

@@ -12,33 +12,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import EPISODE, MANY, TINY, same_state, without_times
 
-from sacbook import evaluate, loop, pendulum, sac, train
+from sacbook import checkpoint, evaluate, loop, pendulum, records, sac, train
+from sacbook.config import TrainConfig
 from sacbook.pendulum import PendulumParams
 from sacbook.sac import SACConfig
-from sacbook.train import TrainConfig
-
-EPISODE = 7  # short episodes, so that a chunk sees time limits
-TINY = TrainConfig(
-    env=PendulumParams.gymnasium(episode_length=EPISODE),
-    sac=SACConfig(hidden_sizes=(8, 8), batch_size=8),
-    num_envs=3,
-    total_env_steps=100,
-    buffer_capacity=50,
-    warmup_env_steps=12,  # iterations 0-3 act at random
-    learning_starts=20,  # the buffer holds 3 (i + 1) after iteration i: updates from i = 6
-    updates_per_iteration=1,
-    chunk_iterations=10,
-    eval_envs=4,
-)
-
-
-init_jit = train.init
 
 
 def _copy(tree):
-    """A fresh copy, for run_chunk_jit donates its input."""
+    """A fresh copy, for the compiled chunk donates its input."""
     return jax.tree.map(jnp.copy, tree)
+
+
+def _chunk(state, config):
+    """One compiled chunk of a single run on one device: (state, metrics)."""
+    return loop.chunk_program()(state, config.loop)
 
 
 # ----------------------------------------------------------------------------
@@ -99,10 +88,10 @@ def test_train_config_derived_quantities():
 @pytest.fixture(scope="module")
 def two_chunks():
     """Two chunks (20 iterations, 60 transitions into a buffer of 50) from a fresh state."""
-    state0 = init_jit(TINY, jax.random.key(0))
-    state1, metrics1 = train.run_chunk_jit(_copy(state0), TINY)
+    state0 = loop.init(TINY, jax.random.key(0))
+    state1, metrics1 = _chunk(_copy(state0), TINY)
     with jax.transfer_guard("disallow"):  # a chunk runs without any host transfer
-        state2, metrics2 = train.run_chunk_jit(_copy(state1), TINY)
+        state2, metrics2 = _chunk(_copy(state1), TINY)
     return state0, (state1, metrics1), (state2, metrics2)
 
 
@@ -201,11 +190,11 @@ def test_buffer_rows_follow_the_episodes(two_chunks):
 def test_warmup_actions_ignore_the_policy():
     """During warm-up the actions are uniform random, whatever the actor; afterwards they come from the actor."""
     cfg = TINY  # warm-up ends after iteration 3, updates start at iteration 6
-    state_a = init_jit(cfg, jax.random.key(1))
+    state_a = loop.init(cfg, jax.random.key(1))
     other_actor = jax.jit(cfg.sac.actor().init)(jax.random.key(77), jnp.zeros((1, 3)))
     state_b = state_a.replace(sac=state_a.sac.replace(actor_params=other_actor))
-    out_a, _ = train.run_chunk_jit(_copy(state_a), cfg)
-    out_b, _ = train.run_chunk_jit(_copy(state_b), cfg)
+    out_a, _ = _chunk(_copy(state_a), cfg)
+    out_b, _ = _chunk(_copy(state_b), cfg)
     warm_rows = cfg.warmup_env_steps  # 4 iterations x 3 envs
     act_a, act_b = (
         np.asarray(out_a.buffer.data.action),
@@ -305,7 +294,7 @@ def test_few_envs_solves_pendulum(seed):
     result = train.train(config, seed, progress=False)
     assert result.solved_at is not None, [h.get("eval_return") for h in result.history]
     assert result.solved_at["env_steps"] <= 20_000
-    assert result.solved_at["eval_return"] >= train.SOLVED_RETURN
+    assert result.solved_at["eval_return"] >= evaluate.SOLVED_RETURN
     assert result.final_eval_return >= -200.0, [
         h.get("eval_return") for h in result.history
     ]
@@ -324,13 +313,13 @@ def test_static_update_path_matches_the_conditional_one(monkeypatch):
         num_envs=8, learning_starts=8, buffer_capacity=200, warmup_env_steps=8
     )
     assert loop._always_updates(cfg) and not loop._always_updates(TINY)
-    state = init_jit(cfg, jax.random.key(5))
-    direct_state, direct_metrics = train.run_chunk_jit(state, cfg)
+    state = loop.init(cfg, jax.random.key(5))
+    direct_state, direct_metrics = _chunk(state, cfg)
     try:
         monkeypatch.setattr(loop, "_always_updates", lambda config: False)
         jax.clear_caches()  # or jit would reuse the direct trace of run_chunk
         cond_jit = jax.jit(loop.run_chunk, static_argnums=1)
-        state = init_jit(cfg, jax.random.key(5))
+        state = loop.init(cfg, jax.random.key(5))
         cond_state, cond_metrics = cond_jit(state, cfg)
     finally:
         monkeypatch.undo()
@@ -361,8 +350,6 @@ def test_run_lengths_around_the_checkpoint_cadence(tmp_path, iterations):
     """Runs that end just before, exactly on and just after a multiple of the
     checkpoint cadence finish and keep their last step (the periodic and the
     final save once landed on the same step and crashed)."""
-    from sacbook import checkpoint
-
     config = CADENCE.replace(total_env_steps=iterations * CADENCE.num_envs)
     result = train.train(
         config, 0, progress=False, checkpoint_dir=tmp_path, checkpoint_every=2
@@ -406,16 +393,16 @@ def test_warmup_does_not_come_back_when_the_env_step_count_passes_2_31():
         learning_starts=4096,
         chunk_iterations=1,
     )
-    state = train.init(cfg, jax.random.key(2))
+    state = loop.init(cfg, jax.random.key(2))
     late = 2**31 // cfg.num_envs + 5  # iteration * N wraps to a negative int32
     actions = []
     for iteration in (1, late):
         s = _copy(state).replace(iteration=jnp.int32(iteration))
-        s, _ = train.run_chunk_jit(s, cfg)
+        s, _ = _chunk(s, cfg)
         actions.append(np.asarray(s.buffer.data.action[: cfg.num_envs]))
     np.testing.assert_array_equal(actions[0], actions[1])
     warm = _copy(state)  # control: at iteration 0 the actions are the random ones
-    warm, _ = train.run_chunk_jit(warm, cfg)
+    warm, _ = _chunk(warm, cfg)
     assert not np.array_equal(
         np.asarray(warm.buffer.data.action[: cfg.num_envs]), actions[0]
     )
@@ -424,37 +411,40 @@ def test_warmup_does_not_come_back_when_the_env_step_count_passes_2_31():
 SAME = TINY.replace(chunk_iterations=5, total_env_steps=TINY.num_envs * 15)
 
 
-def _chunk_records(history):
-    """The history without its timings; NaN (no updates yet) compares equal
-    under np.testing.assert_equal."""
-    return [
-        {
-            k: v
-            for k, v in h.items()
-            if k not in ("wall_seconds", "env_steps_per_second")
-        }
-        for h in history
-    ]
-
-
-def test_one_seed_one_result_whatever_the_entry_point(tmp_path):
-    """train.train, run_chunk_jit by hand, a resumed run and the benchmark's
-    compiled chunk give bit-identical metrics for the same config and seed:
-    every entry point compiles with the same XLA options."""
-    from sacbook import bench, checkpoint
-
+def test_train_is_the_chunk_program_run_by_hand():
+    """train.train(config, seed) is loop.chunk_program() run chunk by chunk,
+    each chunk summarized and evaluated with evaluate.evaluate_run: the same
+    records, bit for bit, and the same final state, every leaf."""
     reference = train.train(SAME, 7, progress=False)
-    expected = _chunk_records(reference.history)
+    expected = without_times(reference.history)
+    assert len(expected) == 3
 
-    state = train.init(SAME, jax.random.key(7))
-    for record in expected:
-        state, metrics = train.run_chunk_jit(state, SAME)
-        by_hand = train.summarize_chunk(metrics, SAME)
-        for name, value in by_hand.items():
-            np.testing.assert_array_equal(value, record[name], err_msg=name)
-    for a, b in zip(jax.tree.leaves(state.sac), jax.tree.leaves(reference.state.sac)):
-        np.testing.assert_array_equal(a, b)
+    run_key = jax.random.key(7)
+    state = loop.init(SAME, run_key)
+    by_hand = []
+    for chunk in range(1, 4):
+        state, metrics = _chunk(state, SAME)
+        record = records.summarize_chunk(jax.device_get(metrics), SAME)
+        returns = evaluate.evaluate_run(
+            state.sac.actor_params, run_key, SAME.sac, SAME.env, SAME.eval_envs
+        )
+        record["eval_return"] = float(np.mean(np.asarray(returns)))
+        iterations = chunk * SAME.chunk_iterations
+        record.update(
+            chunk=chunk, iterations=iterations, env_steps=iterations * SAME.num_envs
+        )
+        by_hand.append(record)
+    np.testing.assert_equal(by_hand, expected)
+    assert same_state(state, reference.state)
 
+
+def test_a_resumed_run_and_the_benchmark_record_what_train_records(tmp_path):
+    """A run stopped, saved and resumed, and the benchmark's compiled chunk,
+    give bit-identical metrics to train.train for the same config and seed:
+    every entry point compiles with the same XLA options."""
+    from sacbook import bench
+
+    expected = without_times(train.train(SAME, 7, progress=False).history)
     first = train.train(
         SAME.replace(total_env_steps=SAME.num_envs * 5),
         7,
@@ -463,8 +453,8 @@ def test_one_seed_one_result_whatever_the_entry_point(tmp_path):
     )
     state, config, seed, history = checkpoint.restore(tmp_path)
     resumed = train.train(SAME, seed, state=state, history=history, progress=False)
-    np.testing.assert_equal(_chunk_records(first.history), expected[:1])
-    np.testing.assert_equal(_chunk_records(resumed.history), expected)
+    np.testing.assert_equal(without_times(first.history), expected[:1])
+    np.testing.assert_equal(without_times(resumed.history), expected)
 
     # the benchmark times the same compiled chunk (warm-up off, updates from the start)
     bench_config = SAME.replace(warmup_env_steps=0, learning_starts=SAME.sac.batch_size)
@@ -472,7 +462,7 @@ def test_one_seed_one_result_whatever_the_entry_point(tmp_path):
     direct = train.train(
         bench_config.replace(total_env_steps=SAME.num_envs * 15), 7, progress=False
     )
-    expected_last = _chunk_records(direct.history)[-1]
+    expected_last = without_times(direct.history)[-1]
     for name in sac.METRIC_NAMES:
         np.testing.assert_equal(
             row["last_chunk"][name], expected_last[name], err_msg=name
@@ -483,8 +473,6 @@ def test_non_finite_training_stops_at_the_chunk_and_names_the_metric(tmp_path):
     """A NaN in the networks stops the run after that chunk, with an error
     that names the first non-finite metric and the chunk; the checkpoints
     saved before it are untouched."""
-    from sacbook import checkpoint
-
     config = TINY.replace(total_env_steps=TINY.num_envs * 40)
     first = train.train(
         config.replace(total_env_steps=TINY.num_envs * 10),
@@ -499,7 +487,7 @@ def test_non_finite_training_stops_at_the_chunk_and_names_the_metric(tmp_path):
         )
     )
     with pytest.raises(
-        train.NonFiniteError,
+        records.NonFiniteError,
         match=r"non-finite in chunk 2 \(iterations 11-20\): \w+ = nan",
     ) as info:
         train.train(
@@ -528,7 +516,7 @@ def test_non_finite_training_stops_at_the_chunk_and_names_the_metric(tmp_path):
 def test_a_state_that_does_not_fit_the_config_is_refused(change, field):
     """Resuming with another N, buffer capacity or network size: a clear error
     naming the mismatch, never an XLA shape error."""
-    state = train.init(TINY, jax.random.key(0))
+    state = loop.init(TINY, jax.random.key(0))
     with pytest.raises(ValueError, match=rf"does not fit.*{field}") as info:
         train.train(TINY.replace(**change), 0, state=state, progress=False)
     assert "\n" not in str(info.value)
@@ -537,15 +525,15 @@ def test_a_state_that_does_not_fit_the_config_is_refused(change, field):
 def test_non_finite_parameters_are_found_even_when_the_metrics_are_finite():
     """A NaN that has not reached the losses yet (here in the target critics,
     as after the last update of a chunk) is still caught, by its path."""
-    state = train.init(TINY, jax.random.key(0))
-    state, metrics = train.run_chunk_jit(state, TINY)
+    state = loop.init(TINY, jax.random.key(0))
+    state, metrics = _chunk(state, TINY)
     metrics = jax.device_get(metrics)
-    assert train.first_non_finite(metrics, state.sac) is None
+    assert records.first_non_finite(metrics, state.sac) is None
     target = state.sac.target_critic_params
     poisoned = state.sac.replace(
         target_critic_params=jax.tree.map(lambda x: x.at[0].set(jnp.inf), target)
     )
-    found = train.first_non_finite(metrics, poisoned)
+    found = records.first_non_finite(metrics, poisoned)
     assert found.startswith("sac.target_critic_params") and "end of the chunk" in found
 
 
@@ -553,17 +541,6 @@ def test_non_finite_parameters_are_found_even_when_the_metrics_are_finite():
 # train_seeds and sweep: many runs as one program
 # ----------------------------------------------------------------------------
 
-MANY = TrainConfig(
-    num_envs=32,
-    total_env_steps=32 * 20,
-    buffer_capacity=2048,
-    warmup_env_steps=64,
-    learning_starts=64,
-    updates_per_iteration=2,
-    chunk_iterations=10,
-    eval_envs=8,
-    sac=SACConfig(hidden_sizes=(16, 16), batch_size=32),
-)
 COMPARED = ("critic_loss", "actor_loss", "alpha_loss", "q_mean", "entropy", "alpha")
 
 
@@ -593,20 +570,97 @@ def test_train_seeds_matches_train_per_seed():
     )
 
 
-def test_train_seeds_callbacks_and_bad_input():
+def test_one_run_progress_is_its_record_and_history():
+    """train.train's callbacks get one Progress per chunk, with the run's one
+    record (the very record its history keeps) and its history so far."""
     seen = []
-    results = train.train_seeds(
-        MANY,
-        [0, 1],
-        progress=False,
-        callbacks=[lambda records, state: seen.append(records)],
-    )
-    assert len(seen) == 2 and all(len(records) == 2 for records in seen)
-    assert seen[-1][1] is results[1].history[-1]
+
+    def callback(progress):
+        seen.append(
+            (
+                len(progress.records),
+                progress.record,
+                progress.history,
+                len(progress.history),
+                list(progress.seeds),
+                int(progress.state.iteration),
+            )
+        )
+
+    result = train.train(MANY, 3, progress=False, callbacks=[callback])
+    assert len(seen) == len(result.history) == 2
+    for chunk, (runs, record, history, length, seeds, done) in enumerate(seen):
+        assert runs == 1 and seeds == [3]
+        assert record is result.history[chunk]
+        assert history is result.history and length == chunk + 1
+        assert done == (chunk + 1) * MANY.chunk_iterations
+
+
+def test_many_runs_progress_has_one_record_per_run():
+    """train_seeds' callbacks get every run's record of the chunk (those its
+    history keeps) and the state with a run axis; progress.record and
+    progress.history refuse to pick one of several runs."""
+    seen, refusals = [], []
+
+    def callback(progress):
+        seen.append((list(progress.records), progress.histories, progress.seeds))
+        assert progress.state.iteration.shape == (2,)
+        for attribute in ("record", "history"):
+            with pytest.raises(ValueError, match="2 runs; use records") as info:
+                getattr(progress, attribute)
+            refusals.append(str(info.value))
+
+    results = train.train_seeds(MANY, [0, 1], progress=False, callbacks=[callback])
+    assert len(seen) == 2 and len(refusals) == 4
+    for chunk, (chunk_records, histories, seeds) in enumerate(seen):
+        assert seeds == [0, 1] and len(chunk_records) == 2
+        for run, result in enumerate(results):
+            assert chunk_records[run] is result.history[chunk]
+            assert histories[run] is result.history
+    assert seen[0][0][0] is not seen[0][0][1]
+
+
+def test_train_seeds_refuses_bad_input():
     with pytest.raises(ValueError, match="seeds must name at least one seed"):
         train.train_seeds(MANY, [], progress=False)
     with pytest.raises(ValueError, match=r"seeds must be an integer >= 0"):
         train.train_seeds(MANY, [-1], progress=False)
+
+
+def test_train_seeds_saves_one_restorable_checkpoint_per_seed(tmp_path):
+    """checkpoint_dirs: each seed's folder restores that run, its state equal
+    to the result's, leaf for leaf, with its config, seed and history."""
+    seeds, folders = [5, 2], [tmp_path / "five", tmp_path / "two"]
+    results = train.train_seeds(
+        MANY, seeds, progress=False, checkpoint_dirs=folders, checkpoint_every=1
+    )
+    for seed, folder, result in zip(seeds, folders, results, strict=True):
+        assert checkpoint.latest_step(folder) == MANY.total_iterations
+        state, config, saved_seed, history = checkpoint.restore(folder)
+        assert config == MANY and saved_seed == seed
+        np.testing.assert_equal(history, result.history)
+        loop.check_state(state, MANY)
+        assert same_state(state, result.state)
+    # the runs differ, so each folder holds its own run
+    a, b = (checkpoint.restore(f)[0].sac.actor_params for f in folders)
+    assert not np.array_equal(jax.tree.leaves(a)[0], jax.tree.leaves(b)[0])
+
+
+@pytest.mark.parametrize(
+    "names", [["a"], ["a", "b", "c"], ["a", "a"]], ids=["short", "long", "same"]
+)
+def test_train_seeds_refuses_checkpoint_dirs_that_are_not_one_per_seed(tmp_path, names):
+    with pytest.raises(
+        ValueError,
+        match=rf"checkpoint_dirs must name 2 different folders.*got {len(names)}",
+    ):
+        train.train_seeds(
+            MANY,
+            [0, 1],
+            progress=False,
+            checkpoint_dirs=[tmp_path / name for name in names],
+        )
+    assert not any(tmp_path.iterdir())
 
 
 def test_sweep_runs_each_setting_as_its_own_config():
@@ -638,13 +692,17 @@ def test_sweep_keeps_going_past_a_diverging_setting():
     assert good.diverged is None
     alone = train.train(MANY, 0, progress=False)
     assert _relative_gap(good.history[-1], alone.history[-1]) < 1e-4
-    with pytest.raises(train.NonFiniteError, match="seed 0 became non-finite"):
-        train.train_seeds(
+    # raise_on_non_finite: the error names the seed, the chunk and the value
+    error = r"^seed 0 became non-finite in chunk \d+ \(iterations \d+-\d+\): \S+ = "
+    with pytest.raises(records.NonFiniteError, match=error) as info:
+        train.sweep(
             MANY,
+            [dict(critic_lr=1e30, actor_lr=1e30)],
             [0],
             progress=False,
-            _sac_configs=[dataclasses.replace(MANY.sac, critic_lr=1e30, actor_lr=1e30)],
+            raise_on_non_finite=True,
         )
+    assert "\n" not in str(info.value)
 
 
 def test_sweep_refuses_what_would_recompile():

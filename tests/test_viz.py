@@ -1,5 +1,5 @@
 """Tests for sacbook.viz: animations, HTML player, GIF export, the simulate
-helper, the parameter explorer widget and the live training plot."""
+helper, the parameter explorer widget, and sacbook.plots' live training plot."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib import animation  # noqa: E402
 
-from sacbook import pendulum, viz  # noqa: E402
+from sacbook import pendulum, plots, viz  # noqa: E402
 
 # animations built only to count frames are never rendered; that is intended here
 pytestmark = pytest.mark.filterwarnings(
@@ -220,7 +220,9 @@ def test_live_plot_update_returns_figure(capsys):
     per key (missing values skipped) plus a reference line where given."""
     from matplotlib.figure import Figure
 
-    plot = viz.LivePlot(["loss", "ret"], reference={"ret": (-150.0, "target")}, dpi=30)
+    plot = plots.LivePlot(
+        ["loss", "ret"], reference={"ret": (-150.0, "target")}, dpi=30
+    )
     history = [
         {"env_steps": 0, "loss": 1.0},
         {"env_steps": 10, "loss": 0.5, "ret": -900.0},
@@ -247,3 +249,52 @@ def test_animate_pendulums_grid_and_titles():
         viz.animate_pendulums(np.zeros((4, 6)), titles=["a", "b"])
     with pytest.raises(ValueError, match="cols"):
         viz.animate_pendulums(np.zeros((4, 6)), cols=0)
+
+
+def test_save_learning_curve_writes_the_figure(tmp_path, monkeypatch):
+    """One history to a 600 x 350 PNG: training returns (squares), the
+    evaluations (circles, only the records that have one) and the dashed
+    solved line."""
+    from PIL import Image
+
+    from sacbook.evaluate import SOLVED_RETURN
+
+    history = [
+        {"env_steps": 100 * i, "episode_return": -1000.0 + 100 * i} for i in range(1, 5)
+    ]
+    history[1]["eval_return"] = -600.0
+    history[3]["eval_return"] = -150.0
+    drawn = {}
+    savefig = plt.Figure.savefig
+
+    def keep(fig, path, **kwargs):
+        drawn["lines"] = fig.axes[0].get_lines()
+        savefig(fig, path, **kwargs)
+
+    monkeypatch.setattr(plt.Figure, "savefig", keep)
+    path = tmp_path / "curve.png"
+    plots.save_learning_curve(history, path)
+    with Image.open(path) as im:
+        assert im.size == (600, 350)
+    train, evals, solved = drawn["lines"]
+    assert train.get_marker() == "s" and list(train.get_xdata()) == [100, 200, 300, 400]
+    assert evals.get_marker() == "o" and list(evals.get_ydata()) == [-600.0, -150.0]
+    assert solved.get_linestyle() == "--"
+    assert list(solved.get_ydata()) == [SOLVED_RETURN] * 2
+    assert plt.get_fignums() == []  # closed
+
+
+def test_save_policy_gif_draws_four_pendulums(tmp_path):
+    """The policy's GIF: 100 steps of 4 pendulums from fresh starts, every
+    second frame (51 frames)."""
+    import jax
+    from PIL import Image
+
+    from sacbook.config import TrainConfig
+
+    config = TrainConfig.few_envs()
+    params = config.sac.actor().init(jax.random.key(0), np.zeros((1, 3), np.float32))
+    path = tmp_path / "policy.gif"
+    viz.save_policy_gif(params, config, 0, path)
+    with Image.open(path) as im:
+        assert im.format == "GIF" and im.n_frames == 51
