@@ -29,14 +29,7 @@ from sacbook.evaluate import SOLVED_RETURN
 from sacbook.loop import TrainState
 from sacbook.records import NonFiniteError, Progress, TrainResult
 
-__all__ = [
-    "NonFiniteError",
-    "TrainResult",
-    "sweep",
-    "train",
-    "train_runs",
-    "train_seeds",
-]
+__all__ = ["sweep", "train", "train_runs", "train_seeds"]
 
 
 Callback = Callable[[Progress], None]

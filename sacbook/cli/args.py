@@ -25,30 +25,23 @@ class TrainingFailed(Exception):
         self.exit_code = exit_code
 
 
-def positive_int(text: str) -> int:
+def _integer(text: str, low: int, high: int | None, allowed: str) -> int:
+    """``text`` as an integer in ``[low, high]``; else one line: ``allowed``."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected an integer >= 1, got {text!r}"
-        ) from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+        raise argparse.ArgumentTypeError(f"expected {allowed}, got {text!r}") from None
+    if value < low or (high is not None and value > high):
+        raise argparse.ArgumentTypeError(f"expected {allowed}, got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    return _integer(text, 1, None, "an integer >= 1")
 
 
 def seed_number(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected an integer in [0, 2**32 - 1], got {text!r}"
-        ) from None
-    if not 0 <= value < 2**32:
-        raise argparse.ArgumentTypeError(
-            f"expected an integer in [0, 2**32 - 1], got {value}"
-        )
-    return value
+    return _integer(text, 0, 2**32 - 1, "an integer in [0, 2**32 - 1]")
 
 
 def seed_list(text: str) -> list[int]:
