@@ -340,6 +340,7 @@ def update(
     actor_opt, critic_opt, alpha_opt = optimizers(hp)
     k_critic, k_actor = jax.random.split(key)
 
+    # 1. The critics step towards the target of the current networks.
     (c_loss, c_aux), c_grads = jax.value_and_grad(critic_loss, has_aux=True)(
         state.critic_params,
         state.target_critic_params,
@@ -351,43 +352,49 @@ def update(
         hp.gamma,
     )
     c_grads = axis.mean(c_grads)  # [devices]
-    updates, critic_opt_state = critic_opt.update(
+    updates, opt_state = critic_opt.update(
         c_grads, state.critic_opt_state, state.critic_params
     )
-    critic_params = optax.apply_updates(state.critic_params, updates)
+    new = state.replace(
+        critic_params=optax.apply_updates(state.critic_params, updates),
+        critic_opt_state=opt_state,
+    )
 
+    # 2. The actor steps against the updated critics.
     (a_loss, log_prob), a_grads = jax.value_and_grad(actor_loss, has_aux=True)(
-        state.actor_params, critic_params, state.log_alpha, batch.obs, k_actor, config
+        state.actor_params,
+        new.critic_params,
+        state.log_alpha,
+        batch.obs,
+        k_actor,
+        config,
     )
     a_grads = axis.mean(a_grads)  # [devices]
-    updates, actor_opt_state = actor_opt.update(
+    updates, opt_state = actor_opt.update(
         a_grads, state.actor_opt_state, state.actor_params
     )
-    actor_params = optax.apply_updates(state.actor_params, updates)
+    new = new.replace(
+        actor_params=optax.apply_updates(state.actor_params, updates),
+        actor_opt_state=opt_state,
+    )
 
+    # 3. The temperature steps towards the target entropy.
     t_loss, t_grad = jax.value_and_grad(temperature_loss)(
         state.log_alpha, log_prob, config.entropy_target
     )
     t_grad = axis.mean(t_grad)  # [devices]
-    updates, alpha_opt_state = alpha_opt.update(
+    updates, opt_state = alpha_opt.update(
         t_grad, state.alpha_opt_state, state.log_alpha
     )
-    log_alpha = optax.apply_updates(state.log_alpha, updates)
-
-    target_critic_params = polyak_update(
-        state.target_critic_params, critic_params, hp.tau
+    new = new.replace(
+        log_alpha=optax.apply_updates(state.log_alpha, updates),
+        alpha_opt_state=opt_state,
     )
 
-    new_state = state.replace(
-        actor_params=actor_params,
-        critic_params=critic_params,
-        target_critic_params=target_critic_params,
-        actor_opt_state=actor_opt_state,
-        critic_opt_state=critic_opt_state,
-        alpha_opt_state=alpha_opt_state,
-        log_alpha=log_alpha,
-        step=state.step + 1,
-    )
+    # 4. The target critics follow the online ones.
+    target = polyak_update(state.target_critic_params, new.critic_params, hp.tau)
+    new = new.replace(target_critic_params=target, step=state.step + 1)
+
     losses = {
         "critic_loss": c_loss,
         "actor_loss": a_loss,
@@ -398,11 +405,11 @@ def update(
     losses = axis.mean(losses)  # [devices]: this device's batch, then all
     metrics = {
         **losses,
-        "alpha": jnp.exp(log_alpha),
+        "alpha": new.alpha,
         "actor_grad_norm": global_norm(a_grads),
         "critic_grad_norm": global_norm(c_grads),
     }
-    return new_state, {name: metrics[name] for name in METRIC_NAMES}
+    return new, {name: metrics[name] for name in METRIC_NAMES}
 
 
 METRIC_NAMES = (
