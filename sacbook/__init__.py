@@ -15,7 +15,8 @@ Modules, one concept each, each importing only those above it:
   evaluate    deterministic evaluation, the solved return, rollouts
   records     a chunk's metrics as one record per run; the NaN check
   device      accelerator, memory, does a run fit
-  checkpoint  save and resume runs with orbax; load a trained policy
+  integrity   checksums that tell an intact checkpoint from a damaged one
+  checkpoint  save and resume runs with orbax, verified; load a trained policy
   driver      the host loop between chunks, for one run or many
   train       the host runner: train, train_seeds and sweep on one driver
   stats       interquartile means and bootstrap intervals across seeds

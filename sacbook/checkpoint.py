@@ -8,7 +8,15 @@ run would (on CPU; GPUs need ``XLA_FLAGS=--xla_gpu_deterministic_ops=true``).
 
 Each save goes to a new step folder written under a temporary name and renamed
 only when complete (orbax's atomic commit), and the previous checkpoint is kept
-until then: a save that is interrupted never damages the last good one.
+until then: a save that is interrupted never damages the last good one. A save
+that fails (a full disk, any I/O error) leaves nothing half-written and raises
+:class:`CheckpointError` in one line.
+
+Every checkpoint carries checksums of its arrays and of its files
+(:mod:`sacbook.integrity`), checked before it is used. When the newest one is
+damaged, :func:`restore` and :func:`load_policy` use the newest intact one
+and say so (a :class:`CheckpointWarning`); when none is intact they raise
+:class:`DamagedCheckpointError`, one line naming each step and its damage.
 
 :func:`load_policy` reads back only the actor and the config, never the
 replay buffer, and returns a jitted ``act(obs) -> torque``.
@@ -17,7 +25,10 @@ replay buffer, and returns a jitted ``act(obs) -> torque``.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import inspect
+import shutil
+import warnings
 from pathlib import Path
 
 import jax
@@ -25,13 +36,25 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from sacbook import jit, loop, sac, sharding
+from sacbook import device, integrity, jit, loop, sac, sharding
 from sacbook.config import TrainConfig
 from sacbook.loop import TrainState
 from sacbook.pendulum import PendulumParams
 from sacbook.sac import SACConfig
 
 KEEP = 2  # checkpoints kept: the newest and the one before it
+
+
+class CheckpointError(OSError):
+    """A checkpoint could not be written; the previous one is kept."""
+
+
+class DamagedCheckpointError(ValueError):
+    """No intact checkpoint to read: the message names each step's damage."""
+
+
+class CheckpointWarning(UserWarning):
+    """The newest checkpoint is damaged; an older intact one was read."""
 
 
 def config_to_dict(config: TrainConfig) -> dict:
@@ -77,59 +100,182 @@ def save(
             f"save: config must be a TrainConfig, got {type(config).__name__}"
         )
     step = int(state.iteration)
+    saveable = _to_saveable(state)
     meta = {
         "config": config_to_dict(config),
         "seed": seed,
         "history": list(history or []),
-        "sacbook_checkpoint": 1,
+        "sacbook_checkpoint": 2,
         # a sharded run's buffer is D shards, each with its own rows: the
         # count must match when it resumes
         "devices": len(state.obs.sharding.device_set),
+        "checksums": integrity.array_checksums(saveable),
     }
-    with _manager(directory) as manager:
-        manager.save(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(_to_saveable(state)),
-                meta=ocp.args.JsonSave(meta),
-            ),
-            force=True,
-        )
-        manager.wait_until_finished()
-    return Path(directory) / str(step)
+    directory, size = Path(directory), device.tree_bytes(saveable)
+    try:
+        with _manager(directory) as manager:
+            manager.save(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(saveable),
+                    meta=ocp.args.JsonSave(meta),
+                ),
+                force=True,
+            )
+            manager.wait_until_finished()
+        integrity.write_manifest(directory / str(step))
+    except Exception as e:  # orbax wraps I/O errors in its own
+        _discard(directory, step)
+        raise CheckpointError(_save_failed(directory, step, size, e)) from e
+    return directory / str(step)
+
+
+def _discard(directory: Path, step: int) -> None:
+    """Remove what a failed save of ``step`` left: orbax's temporary folder,
+    and the step's folder if it has no manifest (it never finished)."""
+    for leftover in directory.glob(f"{step}.orbax-checkpoint-tmp*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    folder = directory / str(step)
+    if folder.is_dir() and not (folder / integrity.MANIFEST).exists():
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _save_failed(directory: Path, step: int, size: int, error: Exception) -> str:
+    """One line: what failed, the space a checkpoint needs, what is kept."""
+    cause = error
+    while cause is not None and not isinstance(cause, OSError):
+        cause = cause.__cause__ or cause.__context__
+    if cause is not None and cause.errno == errno.ENOSPC:
+        reason = "no space left on the device"
+    else:
+        reason = str(cause or error).splitlines()[0][:200]
+    try:
+        free = device.format_bytes(shutil.disk_usage(directory).free) + " free"
+    except OSError:
+        free = "free space unknown"
+    kept = [s for s in all_steps(directory) if s != step]
+    kept_text = f"step {max(kept)} is kept" if kept else "no earlier checkpoint"
+    return (
+        f"could not save the checkpoint of step {step} in {directory}: {reason} "
+        f"(a checkpoint needs up to {device.format_bytes(size)}, {free}); "
+        f"{kept_text}"
+    )
+
+
+def checkpoint_folder(directory) -> Path:
+    """``directory``, or its ``checkpoint/`` when ``directory`` is a run's
+    folder (``sacbook train --out``) and holds no checkpoint itself."""
+    directory = Path(directory)
+    inner = directory / "checkpoint"
+    if inner.is_dir() and not _steps(directory):
+        return inner
+    return directory
+
+
+def _steps(directory: Path) -> list[int]:
+    if not directory.is_dir():
+        return []
+    with _manager(directory, create=False) as manager:
+        return sorted(manager.all_steps())
+
+
+def all_steps(directory) -> list[int]:
+    """The steps of the complete checkpoints in ``directory`` (or in a run
+    folder's ``checkpoint/``), oldest first; intact or not."""
+    return _steps(checkpoint_folder(directory))
 
 
 def latest_step(directory) -> int | None:
     """The newest complete checkpoint's step (iterations done), or None."""
-    if not Path(directory).is_dir():
-        return None
+    steps = all_steps(directory)
+    return steps[-1] if steps else None
+
+
+def _read_intact(directory, step: int | None, restore_args):
+    """``(state item, meta, step)`` of ``step``, or of the newest intact
+    checkpoint. ``restore_args(meta)`` gives orbax's arguments for the
+    state (and may refuse the checkpoint: its errors pass through). A
+    damaged checkpoint is never used; skipping one warns."""
+    directory = checkpoint_folder(directory)
+    steps = [step] if step is not None else all_steps(directory)[::-1]
+    if not steps:
+        raise ValueError(f"no checkpoint found in {str(directory)!r}")
+    damaged = []
     with _manager(directory, create=False) as manager:
-        return manager.latest_step()
+        for candidate in steps:
+            reason = integrity.damaged_files(directory / str(candidate))
+            if reason is None:
+                try:
+                    meta = _restore_meta(manager, candidate)
+                except Exception as e:  # orbax's errors: a damaged checkpoint
+                    reason = f"its metadata is unreadable ({_first_line(e)})"
+            if reason is None:
+                args = ocp.args.Composite(state=restore_args(meta))
+                try:
+                    item = manager.restore(candidate, args=args)["state"]
+                except Exception as e:
+                    reason = f"orbax cannot read it ({_first_line(e)})"
+                else:
+                    bad = integrity.mismatched_arrays(item, meta.get("checksums", {}))
+                    if bad:
+                        reason = f"{len(bad)} array(s) fail their checksum ({bad[0]})"
+            if reason is None:
+                if damaged:
+                    warnings.warn(
+                        f"{_describe(directory, damaged)}; using step {candidate}, "
+                        "the newest intact checkpoint",
+                        CheckpointWarning,
+                        stacklevel=_outside_this_module(),
+                    )
+                return item, meta, candidate
+            damaged.append((candidate, reason))
+    raise DamagedCheckpointError(
+        f"{_describe(directory, damaged)}; no intact checkpoint is left"
+    )
+
+
+def _outside_this_module() -> int:
+    """The ``stacklevel`` of the first caller outside this module, so that a
+    warning names the user's line, whichever function of ours they called."""
+    level, frame = 1, inspect.currentframe().f_back
+    while frame is not None and frame.f_code.co_filename == __file__:
+        level, frame = level + 1, frame.f_back
+    return level
+
+
+def _describe(directory: Path, damaged: list) -> str:
+    return "; ".join(
+        f"checkpoint step {s} in {directory} is damaged: {why}" for s, why in damaged
+    )
+
+
+def _first_line(error: Exception) -> str:
+    return f"{type(error).__name__}: {str(error).splitlines()[0][:120]}"
 
 
 def restore(directory, step: int | None = None, *, mesh=None):
     """Load a run: returns ``(state, config, seed, history)``.
 
     Continue it with ``train.train(config, seed, state=state, history=history)``.
-    A run that was sharded over D devices resumes on a mesh of D devices:
-    pass it here (the state is read straight into its shards) and to
+    ``directory`` is a checkpoint folder or a run's folder. Without ``step``,
+    the newest intact checkpoint (see the module docstring). A run that was
+    sharded over D devices resumes on a mesh of D devices: pass it here (the
+    state is read straight into its shards) and to
     :func:`sacbook.train.train`. Its replay buffer is D shards, each filled
     by its own device, so another device count is refused.
     """
-    directory = Path(directory)
-    step = _existing_step(directory, step)
-    with _manager(directory, create=False) as manager:
-        meta = _restore_meta(manager, step)
-        config = config_from_dict(meta["config"])
+    devices = 1 if mesh is None else sharding.mesh_axis(mesh)[1]
+
+    def state_args(meta):
         saved_devices = meta.get("devices", 1)
-        devices = 1 if mesh is None else sharding.mesh_axis(mesh)[1]
         if devices != saved_devices:
             raise ValueError(
                 f"this checkpoint holds a run sharded over {saved_devices} "
                 f"device(s); resume it on a mesh of {saved_devices} "
                 f"(sacbook train --devices {saved_devices}), not {devices}"
             )
-        # the structure, shapes and dtypes to restore into, without computing anything
+        config = config_from_dict(meta["config"])
+        # the structure, shapes and dtypes to restore into, computing nothing
         template = jax.eval_shape(_to_saveable, loop.abstract_state(config))
         if mesh is not None:  # and where each shard goes
             template = jax.tree.map(
@@ -139,19 +285,11 @@ def restore(directory, step: int | None = None, *, mesh=None):
                 template,
                 sharding.state_shardings(template, mesh),
             )
-        restore_args = ocp.args.Composite(state=ocp.args.StandardRestore(template))
-        restored = manager.restore(step, args=restore_args)
-    state = restored["state"]
+        return ocp.args.StandardRestore(template)
+
+    state, meta, _ = _read_intact(directory, step, state_args)
     state = state.replace(key=jax.random.wrap_key_data(state.key))
-    return state, config, meta["seed"], meta["history"]
-
-
-def _existing_step(directory: Path, step: int | None) -> int:
-    """``step``, or the newest checkpoint's; a clear error when there is none."""
-    step = latest_step(directory) if step is None else step
-    if step is None:
-        raise ValueError(f"no checkpoint found in {str(directory)!r}")
-    return step
+    return state, config_from_dict(meta["config"]), meta["seed"], meta["history"]
 
 
 def _restore_meta(manager: ocp.CheckpointManager, step: int) -> dict:
@@ -165,21 +303,21 @@ def restore_actor(directory, step: int | None = None):
     Reads the actor's parameters (NumPy arrays, a few kilobytes) and the
     config, and nothing else: not the replay buffer (up to a million rows),
     the critics or the optimizer states. orbax restores the subtree
-    ``state.sac.actor_params`` alone (a partial restore).
+    ``state.sac.actor_params`` alone (a partial restore), checked against
+    its checksums; a damaged newest checkpoint falls back as :func:`restore`
+    does.
     """
-    directory = Path(directory)
-    step = _existing_step(directory, step)
-    with _manager(directory, create=False) as manager:
-        config = config_from_dict(_restore_meta(manager, step)["config"])
+
+    def actor_args(meta):
+        config = config_from_dict(meta["config"])
         subtree = {"sac": {"actor_params": _abstract_actor_params(config.sac)}}
         as_numpy = jax.tree.map(
             lambda _: ocp.RestoreArgs(restore_type=np.ndarray), subtree
         )
-        restored = manager.restore(
-            step,
-            args=ocp.args.Composite(state=_partial_restore_args(subtree, as_numpy)),
-        )
-    return restored["state"]["sac"]["actor_params"], config
+        return _partial_restore_args(subtree, as_numpy)
+
+    item, meta, _ = _read_intact(directory, step, actor_args)
+    return item["sac"]["actor_params"], config_from_dict(meta["config"])
 
 
 def _abstract_actor_params(config: SACConfig):

@@ -130,7 +130,7 @@ def _cgroup_limit() -> int | None:
     return None
 
 
-def _nbytes(tree) -> int:
+def tree_bytes(tree) -> int:
     """Bytes of all leaves of ``tree`` (arrays or ``jax.ShapeDtypeStruct``)."""
     return sum(math.prod(np.shape(x)) * x.dtype.itemsize for x in jax.tree.leaves(tree))
 
@@ -158,17 +158,17 @@ def estimate_train_bytes(config: LoopConfig, device=None) -> dict:
         is host RAM (the CPU backend).
     """
     state = loop.abstract_state(config)
-    replay_buffer = _nbytes(state.buffer)
-    environments = _nbytes((state.env, state.obs))
-    state_bytes = _nbytes(state)
+    replay_buffer = tree_bytes(state.buffer)
+    environments = tree_bytes((state.env, state.obs))
+    state_bytes = tree_bytes(state)
     networks = state_bytes - replay_buffer - environments
 
     n, b, k = config.num_envs, config.sac.batch_size, config.updates_per_iteration
-    transition = _nbytes(state.buffer.data) // config.buffer_capacity  # one row
+    transition = tree_bytes(state.buffer.data) // config.buffer_capacity  # one row
     env_row = environments // n
     action = 4 * config.sac.action_dim  # float32
     width = 4 * sum(config.sac.hidden_sizes)  # a row's activations through a network
-    params = _nbytes((state.sac.actor_params, state.sac.critic_params))
+    params = tree_bytes((state.sac.actor_params, state.sac.critic_params))
 
     # Per env, each iteration: the policy's forward pass at the hidden width;
     # its mean, log-std, noise, pre-tanh sample and action, the warm-up's random
@@ -189,7 +189,7 @@ def estimate_train_bytes(config: LoopConfig, device=None) -> dict:
     # the host both exist for a moment. The buffer's np.zeros pages are never
     # written, so the OS never backs them (measured: a 3.4 GB buffer raised the
     # peak RSS by 3.4 GB, not 6.8); the rest is counted once more.
-    host_copy = state_bytes - _nbytes(state.buffer.data)
+    host_copy = state_bytes - tree_bytes(state.buffer.data)
     in_host_ram = not is_accelerator(device)
     return {
         "replay_buffer": replay_buffer,

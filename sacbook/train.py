@@ -27,7 +27,7 @@ from sacbook import checks, device, driver, evaluate, loop, sac, sharding
 from sacbook.config import TrainConfig
 from sacbook.evaluate import SOLVED_RETURN
 from sacbook.loop import TrainState
-from sacbook.records import NonFiniteError, Progress, TrainResult
+from sacbook.records import Progress, TrainResult
 
 __all__ = ["sweep", "train", "train_runs", "train_seeds"]
 

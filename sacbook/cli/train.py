@@ -9,13 +9,15 @@ pictures and the fresh-start score come from :mod:`sacbook.viz` and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
-import shutil
 import signal
+import sys
+import warnings
 from pathlib import Path
 
-from sacbook.cli import options
+from sacbook.cli import options, run_folder
 from sacbook.cli.args import (
     CliError,
     TrainingFailed,
@@ -23,7 +25,6 @@ from sacbook.cli.args import (
     positive_int,
     seed_list,
     seeds_text,
-    writable_dir,
 )
 
 
@@ -44,10 +45,17 @@ def register(subparsers) -> None:
         "sharded, networks replicated (default: one device)",
     )
     p.add_argument(
-        "--out", default="runs/latest", help="output directory (default runs/latest)"
+        "--out",
+        help="the run's folder (default: a fresh runs/<date>-<time>, linked as "
+        "runs/latest; with --resume, runs/latest)",
     )
     p.add_argument(
         "--resume", action="store_true", help="continue from the checkpoint in --out"
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run that --out holds (default: refuse to)",
     )
     p.add_argument(
         "--checkpoint-every",
@@ -119,13 +127,40 @@ def _mesh(args: argparse.Namespace):
     return sharding.make_mesh(args.devices)
 
 
-def _open_output(args: argparse.Namespace) -> Path:
-    """The --out folder, writable, with the compilation cache turned on
-    unless --no-cache."""
-    out = writable_dir(args.out)
-    if not args.no_cache:
-        _enable_compilation_cache()
-    return out
+@contextlib.contextmanager
+def _run_folder(args: argparse.Namespace, runs: int = 1):
+    """The run's folder (:mod:`sacbook.cli.run_folder`), locked, checked and
+    logged to while the block runs; the compilation cache on unless
+    --no-cache."""
+    if args.resume and args.overwrite:
+        raise CliError("--resume continues the run in --out; --overwrite replaces it")
+    out = run_folder.choose(args.out, args.resume)
+    if args.resume and not out.is_dir():
+        raise CliError(f"--resume: no run in {str(out)!r}")
+    with run_folder.locked(out):
+        if not args.resume and run_folder.holds_run(out):
+            if not args.overwrite:
+                raise CliError(
+                    f"--out {out} holds a run already: continue it with --resume, "
+                    "choose another --out, or replace it with --overwrite"
+                )
+            run_folder.clear(out)
+        if args.out is None and not args.resume:
+            run_folder.point_latest_at(out)
+        if not args.no_cache:
+            _enable_compilation_cache()
+        with run_folder.logging_to(out):
+            yield out
+
+
+def _check_space(out: Path, config, runs: int = 1, saved: int = 0) -> None:
+    """Room for the checkpoints still to be written: KEEP of them and one
+    being written, less those already there (a resumed run)."""
+    from sacbook import checkpoint, device
+
+    per_run = device.estimate_train_bytes(config)["state"]
+    new = max(checkpoint.KEEP + 1 - saved, 1)
+    run_folder.check_space(out, per_run * runs, new)
 
 
 def _train(train_fn, args: argparse.Namespace, callback, after_nan: str, **kwargs):
@@ -157,39 +192,57 @@ def _write_record(file, record: dict) -> None:
     file.flush()
 
 
+def _rewrite(path: Path, records: list) -> None:
+    """``path`` holding exactly ``records``, one JSON line each, replaced at
+    once (a kill leaves the old file or the new, never half of one)."""
+    temporary = path.with_name(path.name + ".tmp")
+    with temporary.open("w") as file:
+        for record in records:
+            _write_record(file, record)
+        os.fsync(file.fileno())
+    os.replace(temporary, path)
+
+
 def run(args: argparse.Namespace) -> int:
     """Train SAC; write metrics, a learning curve, a GIF of the policy and a
     checkpoint."""
     if args.seeds is not None:
         return _run_seeds(args)
     mesh = _mesh(args)
-    devices = 1 if mesh is None else mesh.devices.size
     if not args.resume:  # first: a run that cannot fit ends at once, touching nothing
         config = options.train_config(args)
         options.check_run(config, mesh)
+    with _run_folder(args) as out:
+        return _run_one(args, out, mesh, None if args.resume else config)
+
+
+def _run_one(args, out: Path, mesh, config) -> int:
+    """One run into ``out``: fresh with ``config``, or resumed (None)."""
     import jax
 
     from sacbook import checkpoint, evaluate, plots, train, viz
 
-    out = _open_output(args)
+    devices = 1 if mesh is None else mesh.devices.size
     ckpt_dir = out / "checkpoint"
     state = history = None
     if args.resume:
         if checkpoint.latest_step(ckpt_dir) is None:
             raise CliError(f"--resume: no checkpoint in {str(ckpt_dir)!r}")
-        state, config, seed, history = checkpoint.restore(ckpt_dir, mesh=mesh)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", checkpoint.CheckpointWarning)
+            state, config, seed, history = checkpoint.restore(ckpt_dir, mesh=mesh)
+        for warning in caught:
+            print(f"sacbook train: {warning.message}", file=sys.stderr)
         options.check_resume(args, config, seed)
         if args.total_env_steps is not None:
             config = config.replace(total_env_steps=args.total_env_steps)
         print(
-            f"resuming from {ckpt_dir} at "
+            f"resuming from {ckpt_dir} at step {int(state.iteration)}, "
             f"{history[-1]['env_steps'] if history else 0} env steps"
         )
     else:
         seed = args.seed or 0
-        if ckpt_dir.exists():  # a fresh run replaces the previous one in --out
-            print(f"replacing the previous run's checkpoint in {ckpt_dir}")
-            shutil.rmtree(ckpt_dir)
+    _check_space(out, config, saved=len(checkpoint.all_steps(ckpt_dir)))
     preset = "(checkpoint)" if args.resume else args.preset or "gymnasium"
     platform = jax.devices()[0].platform
     print(
@@ -202,9 +255,8 @@ def run(args: argparse.Namespace) -> int:
     # a resumed run rewrites it, so lines written after the last checkpoint of
     # an interrupted run are neither lost nor doubled
     metrics_path = out / "metrics.jsonl"
-    with metrics_path.open("w") as metrics_file:
-        for record in history or []:
-            _write_record(metrics_file, record)
+    _rewrite(metrics_path, history or [])
+    with metrics_path.open("a") as metrics_file:
         result, stop = _train(
             train.train,
             args,
@@ -264,12 +316,18 @@ def _run_seeds(args: argparse.Namespace) -> int:
     config, seeds = options.train_config(args), args.seeds
     mesh = _mesh(args)
     devices = options.check_run(config, mesh, runs=len(seeds))
+    with _run_folder(args, runs=len(seeds)) as out:
+        _check_space(out, config, runs=len(seeds))
+        return _seeds_into(args, out, config, seeds, mesh, devices)
+
+
+def _seeds_into(args, out: Path, config, seeds, mesh, devices: int) -> int:
+    """``--seeds`` into ``out``: every seed in one program."""
     import jax
     import matplotlib.pyplot as plt
 
     from sacbook import plots, stats, train
 
-    out = _open_output(args)
     print(
         f"training {len(seeds)} seeds ({seeds_text(seeds)}) as one program on "
         f"{devices} {jax.devices()[0].platform} device(s): {config.num_envs} envs "
@@ -279,8 +337,6 @@ def _run_seeds(args: argparse.Namespace) -> int:
     files = []
     for folder in folders:
         folder.mkdir(exist_ok=True)
-        if (folder / "checkpoint").exists():  # a fresh run replaces the previous
-            shutil.rmtree(folder / "checkpoint")
         files.append((folder / "metrics.jsonl").open("w"))
 
     def log_metrics(progress) -> None:
