@@ -27,7 +27,9 @@ from __future__ import annotations
 import dataclasses
 import errno
 import inspect
+import os
 import shutil
+import time
 import warnings
 from pathlib import Path
 
@@ -112,6 +114,8 @@ def save(
         "checksums": integrity.array_checksums(saveable),
     }
     directory, size = Path(directory), device.tree_bytes(saveable)
+    if (directory / str(step)).is_dir() and not intact(directory, step):
+        set_aside(directory, step)  # a damaged one in the way: orbax keeps steps
     try:
         with _manager(directory) as manager:
             manager.save(
@@ -130,14 +134,42 @@ def save(
     return directory / str(step)
 
 
-def _discard(directory: Path, step: int) -> None:
+def intact(directory, step: int) -> bool:
+    """Whether the files of checkpoint ``step`` are as they were written
+    (their manifest's sizes and CRC-32s; the arrays' own checksums are
+    checked when they are read)."""
+    folder = checkpoint_folder(directory) / str(step)
+    return folder.is_dir() and integrity.damaged_files(folder) is None
+
+
+def set_aside(directory: Path, step: int) -> Path:
+    """Rename the damaged checkpoint ``step`` to ``<step>.damaged`` (``-2``,
+    ... if taken): kept for a look, out of orbax's way."""
+    target, n = directory / f"{step}.damaged", 1
+    while target.exists():
+        n += 1
+        target = directory / f"{step}.damaged-{n}"
+    (directory / str(step)).rename(target)
+    return target
+
+
+def _discard(directory: Path, step: int, quiet: float = 0.3) -> None:
     """Remove what a failed save of ``step`` left: orbax's temporary folder,
-    and the step's folder if it has no manifest (it never finished)."""
-    for leftover in directory.glob(f"{step}.orbax-checkpoint-tmp*"):
-        shutil.rmtree(leftover, ignore_errors=True)
+    and the step's folder if it has no manifest (it never finished).
+
+    When one of orbax's writers fails, the others (tensorstore's threads) go
+    on writing for a moment and recreate the folders they write into: remove
+    again until nothing has reappeared for ``quiet`` seconds (5 s at most)."""
     folder = directory / str(step)
-    if folder.is_dir() and not (folder / integrity.MANIFEST).exists():
-        shutil.rmtree(folder, ignore_errors=True)
+    start = last_seen = time.monotonic()
+    while time.monotonic() - last_seen < quiet and time.monotonic() - start < 5:
+        leftovers = list(directory.glob(f"{step}.orbax-checkpoint-tmp*"))
+        if folder.is_dir() and not (folder / integrity.MANIFEST).exists():
+            leftovers.append(folder)
+        for leftover in leftovers:
+            shutil.rmtree(leftover, ignore_errors=True)
+            last_seen = time.monotonic()
+        time.sleep(0.02)
 
 
 def _save_failed(directory: Path, step: int, size: int, error: Exception) -> str:
@@ -145,7 +177,10 @@ def _save_failed(directory: Path, step: int, size: int, error: Exception) -> str
     cause = error
     while cause is not None and not isinstance(cause, OSError):
         cause = cause.__cause__ or cause.__context__
-    if cause is not None and cause.errno == errno.ENOSPC:
+    # tensorstore's errors are ValueErrors that quote the OS's message
+    if (cause is not None and cause.errno == errno.ENOSPC) or (
+        os.strerror(errno.ENOSPC) in str(error)
+    ):
         reason = "no space left on the device"
     else:
         reason = str(cause or error).splitlines()[0][:200]
@@ -155,6 +190,9 @@ def _save_failed(directory: Path, step: int, size: int, error: Exception) -> str
         free = "free space unknown"
     kept = [s for s in all_steps(directory) if s != step]
     kept_text = f"step {max(kept)} is kept" if kept else "no earlier checkpoint"
+    if kept:  # what the last one took on disk, orbax's metadata included
+        files = (directory / str(max(kept))).rglob("*")
+        size = max(size, sum(f.stat().st_size for f in files if f.is_file()))
     return (
         f"could not save the checkpoint of step {step} in {directory}: {reason} "
         f"(a checkpoint needs up to {device.format_bytes(size)}, {free}); "

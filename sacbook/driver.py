@@ -214,7 +214,9 @@ class Driver:
 
     def _save(self, state, done: int) -> None:
         for i, directory in enumerate(self.checkpoint_dirs):
-            if checkpoint.latest_step(directory) == done:
+            if checkpoint.latest_step(directory) == done and checkpoint.intact(
+                directory, done
+            ):
                 continue  # saved already (a resumed run that stopped at once)
             checkpoint.save(
                 directory,

@@ -6,10 +6,12 @@ test imports a config as ``from conftest import TINY``; so does
 one test needs to be special stays in that test.
 """
 
+import subprocess
 import warnings
 
 import jax
 import numpy as np
+import pytest
 
 from sacbook.config import TrainConfig
 from sacbook.pendulum import PendulumParams
@@ -84,3 +86,33 @@ def same_state(a, b) -> bool:
         np.array_equal(raw(x), raw(y))
         for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
     )
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """``tmpfs(name, size="4m", read_only=False)``: a small filesystem of its
+    own mounted on ``tmp_path / name`` (a full disk, a read-only one), or
+    None where this process may not mount one (not root, no mount(8)):
+    the test then fakes it. Unmounted at the end of the test."""
+    mounted = []
+
+    def mount(name: str, size: str = "4m", read_only: bool = False):
+        folder = tmp_path / name
+        folder.mkdir()
+        options = f"size={size}" + (",ro" if read_only else "")
+        try:
+            proc = subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+                capture_output=True,
+                timeout=30,
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        if proc.returncode != 0:
+            return None
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounted:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True, timeout=30)

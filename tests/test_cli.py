@@ -283,8 +283,17 @@ def test_train_writes_outputs_and_resumes(tmp_path):
         json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()
     ]
     assert [r["env_steps"] for r in records] == [64 * 20 * k for k in (1, 2)]
-    # a fresh run into the same --out replaces the old one (the README's main command, run twice)
+    # a fresh run into the same --out is refused in one line, the run untouched
+    before = (out / "metrics.jsonl").read_bytes()
     proc = _sacbook("train", "--total-env-steps", str(64 * 20), *common)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert "holds a run already" in proc.stderr and "--overwrite" in proc.stderr
+    assert (out / "metrics.jsonl").read_bytes() == before
+    assert sorted(int(p.name) for p in (out / "checkpoint").iterdir()) == [20, 40]
+    # --overwrite replaces it, and says so
+    proc = _sacbook("train", "--overwrite", "--total-env-steps", str(64 * 20), *common)
     assert proc.returncode == 0, proc.stderr
     assert "replacing" in proc.stdout
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 1

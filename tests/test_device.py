@@ -125,7 +125,7 @@ def test_abstract_state_matches_the_real_state(config):
     ]
     estimate = device.estimate_train_bytes(config)
     real = loop.init(config, jax.random.key(0))
-    assert estimate["state"] == device._nbytes(abstract) == _leaf_bytes(real)
+    assert estimate["state"] == device.tree_bytes(abstract) == _leaf_bytes(real)
     assert estimate["replay_buffer"] == _leaf_bytes(real.buffer)
     assert estimate["environments"] == _leaf_bytes((real.env, real.obs))
     parts = ("replay_buffer", "environments", "networks")

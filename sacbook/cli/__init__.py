@@ -16,10 +16,34 @@ Each command module has ``register(subparsers)``, which adds its parser with
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 
-from sacbook.cli import bench, render, train
-from sacbook.cli.args import CliError, TrainingFailed
+# Importing the commands imports JAX and its libraries (about a second). A
+# Ctrl-C then would raise KeyboardInterrupt wherever Python happens to be,
+# often in JAX's garbage-collection callback, which ignores it: the run went
+# on, with a traceback on stderr. It is held here while the commands are
+# imported, and main() ends with one line.
+_interrupted: list[int] = []
+
+
+def _hold(signum, frame) -> None:
+    _interrupted.append(signum)
+
+
+_holding = (
+    threading.current_thread() is threading.main_thread()
+    and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+)
+if _holding:
+    signal.signal(signal.SIGINT, _hold)
+try:
+    from sacbook.cli import bench, render, train
+    from sacbook.cli.args import CliError, TrainingFailed
+finally:
+    if _holding:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +62,10 @@ def main(argv=None) -> int:
     """Run ``sacbook`` with ``argv`` (default: the process's arguments);
     returns the exit status."""
     args = build_parser().parse_args(argv)
+    if _interrupted:  # a Ctrl-C while the commands were imported
+        _interrupted.clear()
+        print(f"sacbook {args.command}: interrupted", file=sys.stderr)
+        return 130
     try:
         return args.func(args)
     except (CliError, ValueError, OSError) as e:

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
 import fcntl
+import gc
 import logging
 import os
 import shutil
@@ -32,6 +34,7 @@ from sacbook.cli.args import CliError, writable_dir
 
 RUNS = Path("runs")  # where fresh folders go by default
 LATEST = "latest"
+RUN_CONFIG = "run.json"  # a fresh run's config and seed, written before it starts
 
 # What a run writes into its folder (a --seeds run: seed_* folders and more);
 # --overwrite removes these and nothing else.
@@ -42,6 +45,7 @@ RUN_FILES = (
     "policy.gif",
     "learning_curves.png",
     "summary.json",
+    RUN_CONFIG,
     "sacbook.log",
 )
 
@@ -124,6 +128,22 @@ def locked(folder: Path):
         handle.close()  # closing releases the lock
 
 
+def set_aside(ckpt_dir: Path, restored: int) -> str:
+    """Rename the checkpoints newer than the ``restored`` step (damaged ones:
+    restore fell back past them) to ``<step>.damaged``, kept for a look but
+    out of the way: left in place, a damaged step would stand for the step
+    the resumed run reaches, which would then never be saved again. Returns
+    the phrase that says so."""
+    from sacbook import checkpoint
+
+    moved = [
+        checkpoint.set_aside(ckpt_dir, step).name
+        for step in checkpoint.all_steps(ckpt_dir)
+        if step > restored
+    ]
+    return f"; moved to {', '.join(moved)}" if moved else ""
+
+
 def check_space(folder: Path, per_checkpoint: int, checkpoints: int) -> None:
     """Refuse, in one line, a run whose ``checkpoints`` new checkpoints of
     ``per_checkpoint`` bytes each would not fit on ``folder``'s disk."""
@@ -137,6 +157,25 @@ def check_space(folder: Path, per_checkpoint: int, checkpoints: int) -> None:
             f"checkpoints need about {format_bytes(needed)} ({checkpoints} of "
             f"{format_bytes(per_checkpoint)}); free some space or choose another --out"
         )
+
+
+@contextlib.contextmanager
+def one_line_when_full(folder: Path):
+    """A full disk while the block writes (metrics, plots; a checkpoint says
+    so itself) ends in one line naming the folder, not a bare errno."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        from sacbook.device import format_bytes
+
+        free = format_bytes(shutil.disk_usage(folder).free)
+        raise CliError(
+            f"--out {folder}: no space left on the device ({free} free); the last "
+            f"checkpoint is kept: free some space, then sacbook train --resume "
+            f"--out {folder}"
+        ) from None
 
 
 @contextlib.contextmanager
@@ -156,6 +195,8 @@ def logging_to(folder: Path):
     root.handlers, absl.handlers, absl.propagate = [handler], [], True
     root.setLevel(logging.WARNING)
     logging.captureWarnings(True)
+    # a log that cannot be written (a full disk) is dropped, not reported on stderr
+    raise_exceptions, logging.raiseExceptions = logging.raiseExceptions, False
     sys.unraisablehook = lambda u: log.error(
         "unraisable: %s", u.exc_value, exc_info=(u.exc_type, u.exc_value, None)
     )
@@ -165,7 +206,35 @@ def logging_to(folder: Path):
     try:
         yield
     finally:
+        gc.collect()  # the failed writes' asyncio tasks log as they go: to the file
         logging.captureWarnings(False)
+        logging.raiseExceptions = raise_exceptions
         root.handlers, root.level, absl.handlers, absl.propagate = saved[:4]
         sys.unraisablehook, threading.excepthook = saved_hooks
-        handler.close()
+        with contextlib.suppress(OSError):  # a full disk: the log is lost
+            handler.close()
+        _keep_asyncio_quiet(folder / "sacbook.log")
+
+
+class _AppendOrDrop(logging.Handler):
+    """Appends each record to a file, and drops it where it cannot."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path = path
+        self.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+
+    def emit(self, record):
+        with contextlib.suppress(Exception):
+            with open(self.path, "a") as f:
+                f.write(self.format(record) + "\n")
+
+
+def _keep_asyncio_quiet(path: Path) -> None:
+    """After a failed save, orbax's abandoned asyncio tasks report themselves
+    when Python shuts down ("Future exception was never retrieved"), after
+    the block above has ended: send those to the log file too, for the rest
+    of the process."""
+    asyncio_log = logging.getLogger("asyncio")
+    asyncio_log.handlers = [_AppendOrDrop(path)]
+    asyncio_log.propagate = False

@@ -144,12 +144,13 @@ def _run_folder(args: argparse.Namespace, runs: int = 1):
                     f"--out {out} holds a run already: continue it with --resume, "
                     "choose another --out, or replace it with --overwrite"
                 )
+            print(f"--overwrite: replacing the run in {out}")
             run_folder.clear(out)
         if args.out is None and not args.resume:
             run_folder.point_latest_at(out)
         if not args.no_cache:
             _enable_compilation_cache()
-        with run_folder.logging_to(out):
+        with run_folder.logging_to(out), run_folder.one_line_when_full(out):
             yield out
 
 
@@ -203,6 +204,36 @@ def _rewrite(path: Path, records: list) -> None:
     os.replace(temporary, path)
 
 
+def _write_run_config(out: Path, config, seed: int) -> None:
+    """Record a fresh run's config and seed in ``out/RUN_CONFIG`` (replaced
+    at once), so that ``--resume`` can restart a run killed before its first
+    checkpoint."""
+    from sacbook import checkpoint
+
+    path = out / run_folder.RUN_CONFIG
+    temporary = path.with_name(path.name + ".tmp")
+    record = {"config": checkpoint.config_to_dict(config), "seed": seed}
+    temporary.write_text(json.dumps(record) + "\n")
+    os.replace(temporary, path)
+
+
+def _read_run_config(out: Path):
+    """``(config, seed)`` of the run ``out`` holds, from its RUN_CONFIG."""
+    from sacbook import checkpoint
+
+    path = out / run_folder.RUN_CONFIG
+    try:
+        record = json.loads(path.read_text())
+        return checkpoint.config_from_dict(record["config"]), record["seed"]
+    except FileNotFoundError:
+        raise CliError(
+            f"--resume: {out} holds no run to resume (it was stopped before it "
+            "began): start it again without --resume"
+        ) from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise CliError(f"--resume: {path} is unreadable ({e})") from None
+
+
 def run(args: argparse.Namespace) -> int:
     """Train SAC; write metrics, a learning curve, a GIF of the policy and a
     checkpoint."""
@@ -225,14 +256,21 @@ def _run_one(args, out: Path, mesh, config) -> int:
     devices = 1 if mesh is None else mesh.devices.size
     ckpt_dir = out / "checkpoint"
     state = history = None
-    if args.resume:
-        if checkpoint.latest_step(ckpt_dir) is None:
-            raise CliError(f"--resume: no checkpoint in {str(ckpt_dir)!r}")
+    if args.resume and checkpoint.latest_step(ckpt_dir) is None:
+        # stopped before its first checkpoint (killed while compiling): the
+        # run's settings are in RUN_CONFIG, and it starts from the beginning
+        config, seed = _read_run_config(out)
+        options.check_resume(args, config, seed)
+        if args.total_env_steps is not None:
+            config = config.replace(total_env_steps=args.total_env_steps)
+        print(f"no checkpoint in {ckpt_dir} yet: the run starts from the beginning")
+    elif args.resume:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", checkpoint.CheckpointWarning)
             state, config, seed, history = checkpoint.restore(ckpt_dir, mesh=mesh)
         for warning in caught:
-            print(f"sacbook train: {warning.message}", file=sys.stderr)
+            moved = run_folder.set_aside(ckpt_dir, int(state.iteration))
+            print(f"sacbook train: {warning.message}{moved}", file=sys.stderr)
         options.check_resume(args, config, seed)
         if args.total_env_steps is not None:
             config = config.replace(total_env_steps=args.total_env_steps)
@@ -243,6 +281,8 @@ def _run_one(args, out: Path, mesh, config) -> int:
     else:
         seed = args.seed or 0
     _check_space(out, config, saved=len(checkpoint.all_steps(ckpt_dir)))
+    if not args.resume:  # after the check: a refused run leaves no run behind
+        _write_run_config(out, config, seed)
     preset = "(checkpoint)" if args.resume else args.preset or "gymnasium"
     platform = jax.devices()[0].platform
     print(
