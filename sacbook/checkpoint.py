@@ -24,7 +24,6 @@ replay buffer, and returns a jitted ``act(obs) -> torque``.
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import inspect
 import os
@@ -39,9 +38,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from sacbook import device, integrity, jit, loop, sac, sharding
-from sacbook.config import TrainConfig
+from sacbook.config import TrainConfig, config_from_dict, config_to_dict
 from sacbook.loop import TrainState
-from sacbook.pendulum import PendulumParams
 from sacbook.sac import SACConfig
 
 KEEP = 2  # checkpoints kept: the newest and the one before it
@@ -57,17 +55,6 @@ class DamagedCheckpointError(ValueError):
 
 class CheckpointWarning(UserWarning):
     """The newest checkpoint is damaged; an older intact one was read."""
-
-
-def config_to_dict(config: TrainConfig) -> dict:
-    return dataclasses.asdict(config)
-
-
-def config_from_dict(data: dict) -> TrainConfig:
-    data = dict(data)
-    env = PendulumParams(**data.pop("env"))
-    sac_config = SACConfig(**{**data.pop("sac")})
-    return TrainConfig(env=env, sac=sac_config, **data)
 
 
 def _manager(directory, create: bool = True) -> ocp.CheckpointManager:

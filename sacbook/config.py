@@ -171,3 +171,16 @@ class TrainConfig(LoopConfig):
         """Iterations needed for ``total_env_steps``, rounded up to whole chunks."""
         iterations = math.ceil(self.total_env_steps / self.num_envs)
         return math.ceil(iterations / self.chunk_iterations) * self.chunk_iterations
+
+
+def config_to_dict(config: TrainConfig) -> dict:
+    """``config`` as plain JSON-able data (a checkpoint's, a run folder's)."""
+    return dataclasses.asdict(config)
+
+
+def config_from_dict(data: dict) -> TrainConfig:
+    """The :class:`TrainConfig` that :func:`config_to_dict` wrote, validated."""
+    data = dict(data)
+    env = PendulumParams(**data.pop("env"))
+    sac_config = SACConfig(**{**data.pop("sac")})
+    return TrainConfig(env=env, sac=sac_config, **data)

@@ -208,23 +208,23 @@ def _write_run_config(out: Path, config, seed: int) -> None:
     """Record a fresh run's config and seed in ``out/RUN_CONFIG`` (replaced
     at once), so that ``--resume`` can restart a run killed before its first
     checkpoint."""
-    from sacbook import checkpoint
+    from sacbook.config import config_to_dict
 
     path = out / run_folder.RUN_CONFIG
     temporary = path.with_name(path.name + ".tmp")
-    record = {"config": checkpoint.config_to_dict(config), "seed": seed}
+    record = {"config": config_to_dict(config), "seed": seed}
     temporary.write_text(json.dumps(record) + "\n")
     os.replace(temporary, path)
 
 
 def _read_run_config(out: Path):
     """``(config, seed)`` of the run ``out`` holds, from its RUN_CONFIG."""
-    from sacbook import checkpoint
+    from sacbook.config import config_from_dict
 
     path = out / run_folder.RUN_CONFIG
     try:
         record = json.loads(path.read_text())
-        return checkpoint.config_from_dict(record["config"]), record["seed"]
+        return config_from_dict(record["config"]), record["seed"]
     except FileNotFoundError:
         raise CliError(
             f"--resume: {out} holds no run to resume (it was stopped before it "
@@ -249,6 +249,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_one(args, out: Path, mesh, config) -> int:
     """One run into ``out``: fresh with ``config``, or resumed (None)."""
+    if not args.resume:  # first thing: --resume can restart it from here on
+        _write_run_config(out, config, args.seed or 0)
     import jax
 
     from sacbook import checkpoint, evaluate, plots, train, viz
@@ -280,9 +282,12 @@ def _run_one(args, out: Path, mesh, config) -> int:
         )
     else:
         seed = args.seed or 0
-    _check_space(out, config, saved=len(checkpoint.all_steps(ckpt_dir)))
-    if not args.resume:  # after the check: a refused run leaves no run behind
-        _write_run_config(out, config, seed)
+    try:
+        _check_space(out, config, saved=len(checkpoint.all_steps(ckpt_dir)))
+    except CliError:
+        if not args.resume:  # a refused run leaves no run behind
+            (out / run_folder.RUN_CONFIG).unlink(missing_ok=True)
+        raise
     preset = "(checkpoint)" if args.resume else args.preset or "gymnasium"
     platform = jax.devices()[0].platform
     print(
