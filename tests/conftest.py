@@ -116,3 +116,10 @@ def tmpfs(tmp_path):
     yield mount
     for folder in mounted:
         subprocess.run(["umount", "-l", str(folder)], capture_output=True, timeout=30)
+
+
+# a small, fast `sacbook train` on the command line: 64 envs, batch 64, K = 1
+CLI_SMALL = [
+    *("--num-envs", "64", "--batch-size", "64", "--updates-per-iteration", "1"),
+    *("--quiet", "--no-cache"),
+]

@@ -14,22 +14,11 @@ import matplotlib
 matplotlib.use("Agg")
 
 import pytest  # noqa: E402
+from conftest import CLI_SMALL as SMALL  # noqa: E402
 
 from sacbook import cli  # noqa: E402
 from sacbook.cli import args as cli_args  # noqa: E402
 from sacbook.cli import options  # noqa: E402
-
-# a small, fast `sacbook train` run
-SMALL = [
-    "--num-envs",
-    "64",
-    "--batch-size",
-    "64",
-    "--updates-per-iteration",
-    "1",
-    "--quiet",
-    "--no-cache",
-]
 
 
 def test_render_writes_gif(tmp_path, capsys):

@@ -20,27 +20,15 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import same_state, without_times
+from conftest import CLI_SMALL, same_state, without_times
 
 from sacbook import checkpoint, cli
 from sacbook.cli import run_folder
 from sacbook.cli.args import CliError
 
 # a small, fast `sacbook train`: 2 chunks of 20 iterations of 64 envs
-SMALL = [
-    "--num-envs",
-    "64",
-    "--batch-size",
-    "64",
-    "--updates-per-iteration",
-    "1",
-    "--buffer-capacity",
-    "4096",
-    "--total-env-steps",
-    str(64 * 40),
-    "--quiet",
-    "--no-cache",
-]
+SMALL = [*CLI_SMALL[:6], "--buffer-capacity", "4096", "--total-env-steps", "2560"]
+SMALL += CLI_SMALL[6:]
 # the same with the default replay buffer (a million rows): 36 MB checkpoints
 LARGE = SMALL[:6] + SMALL[8:]
 
