@@ -290,19 +290,16 @@ def pendulum_explorer(params: pendulum.PendulumParams | None = None):
     from IPython.display import display
 
     params = params or pendulum.PendulumParams.point_mass()
-    style = {"description_width": "100px"}
-    layout = widgets.Layout(width="320px")
+    # every slider: redraw on release, labels 100 px wide, 320 px in all
+    looks = dict(
+        continuous_update=False,
+        style={"description_width": "100px"},
+        layout=widgets.Layout(width="320px"),
+    )
 
-    def slider(description, value, lo, hi, step):
-        return widgets.FloatSlider(
-            value=value,
-            min=lo,
-            max=hi,
-            step=step,
-            description=description,
-            continuous_update=False,
-            style=style,
-            layout=layout,
+    def slider(description, value, lo, hi, step, kind=widgets.FloatSlider):
+        return kind(
+            value=value, min=lo, max=hi, step=step, description=description, **looks
         )
 
     controls = dict(
@@ -313,16 +310,7 @@ def pendulum_explorer(params: pendulum.PendulumParams | None = None):
         theta_dot0=slider("θ̇₀ [rad/s]", 0.0, -8.0, 8.0, 0.1),
         torque=slider("torque [N m]", 0.0, -params.max_torque, params.max_torque, 0.05),
         dt=slider("dt [s]", params.dt, 0.005, 0.2, 0.005),
-        steps=widgets.IntSlider(
-            value=200,
-            min=10,
-            max=1000,
-            step=10,
-            description="steps",
-            continuous_update=False,
-            style=style,
-            layout=layout,
-        ),
+        steps=slider("steps", 200, 10, 1000, 10, kind=widgets.IntSlider),
     )
     out = widgets.Output()
 

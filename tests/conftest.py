@@ -53,15 +53,9 @@ SMALL = TrainConfig(
 )
 
 # Many runs side by side (seeds, sweeps): 2 chunks of 10 iterations of 32 envs.
-MANY = SMALL.replace(
-    num_envs=32,
-    total_env_steps=32 * 20,
-    buffer_capacity=2048,
-    warmup_env_steps=64,
-    learning_starts=64,
-    eval_envs=8,
-    sac=SMALL.sac.replace(batch_size=32),
-)
+MANY = SMALL.replace(num_envs=32, total_env_steps=32 * 20, buffer_capacity=2048)
+MANY = MANY.replace(warmup_env_steps=64, learning_starts=64, eval_envs=8)
+MANY = MANY.replace(sac=SMALL.sac.replace(batch_size=32))
 
 
 def without_times(history: list[dict]) -> list[dict]:

@@ -158,19 +158,13 @@ def test_estimate_allocates_nothing_for_any_size():
 @pytest.mark.parametrize(
     "config",
     [
-        TrainConfig(
+        TrainConfig(num_envs=4096, buffer_capacity=8192, chunk_iterations=2).replace(
             sac=SACConfig(hidden_sizes=(128, 128), batch_size=256),
-            num_envs=4096,
-            buffer_capacity=8192,
             updates_per_iteration=2,
-            chunk_iterations=2,
         ),
-        TrainConfig(
+        TrainConfig(num_envs=64, buffer_capacity=4096, chunk_iterations=2).replace(
             sac=SACConfig(hidden_sizes=(512, 512), batch_size=1024),
-            num_envs=64,
-            buffer_capacity=4096,
             learning_starts=2048,
-            chunk_iterations=2,
         ),
     ],
     ids=["many-envs", "wide-nets"],

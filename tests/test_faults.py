@@ -96,9 +96,12 @@ def _command(*args) -> list[str]:
     return [sys.executable, "-m", "sacbook.cli", "train", *args]
 
 
-def _start(args, env, cwd, **streams) -> subprocess.Popen:
-    streams = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, **streams}
-    return subprocess.Popen(_command(*args), env=env, cwd=cwd, text=True, **streams)
+def _start(args, env, cwd, piped: bool = False) -> subprocess.Popen:
+    """``sacbook train`` started; its output read back (``piped``) or dropped."""
+    stream = subprocess.PIPE if piped else subprocess.DEVNULL
+    return subprocess.Popen(
+        _command(*args), env=env, cwd=cwd, text=True, stdout=stream, stderr=stream
+    )
 
 
 def _sacbook(args, env, cwd, timeout=240) -> subprocess.CompletedProcess:
@@ -173,7 +176,7 @@ def _timeline(out: Path, env, cwd) -> dict:
     complete checkpoint appeared, and when the process ended (seconds from
     its start)."""
     t0 = time.perf_counter()
-    proc = _start([*OPTIONS, "--out", str(out)], env, cwd, stderr=subprocess.PIPE)
+    proc = _start([*OPTIONS, "--out", str(out)], env, cwd, piped=True)
     line_at, saved_at, begun_at = {}, {}, None
     while proc.poll() is None:
         t = time.perf_counter() - t0
@@ -186,8 +189,7 @@ def _timeline(out: Path, env, cwd) -> dict:
                 saved_at[chunk] = t
         time.sleep(0.002)
     exit_at = time.perf_counter() - t0
-    err = proc.stderr.read()
-    proc.stderr.close()
+    _, err = proc.communicate()
     assert proc.returncode == 0, err
     assert err == "", err
     assert sorted(line_at) == sorted(saved_at) == list(range(1, CHUNKS + 1))
@@ -447,8 +449,7 @@ def test_sigint_while_starting_ends_with_one_line_and_the_run_can_go_on(
         [*OPTIONS, "--out", str(out)],
         env,
         tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        piped=True,
     )
     if when == "importing":
         time.sleep(0.5)
@@ -490,8 +491,7 @@ def test_a_second_writer_on_the_same_out_is_refused_at_once(env, tmp_path):
         [*OPTIONS, "--out", str(out)],
         env,
         tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        piped=True,
     )
     deadline = time.time() + 120
     while not (out / "run.json").exists() and time.time() < deadline:

@@ -164,8 +164,8 @@ def _check_space(out: Path, config, runs: int = 1, saved: int = 0) -> None:
     run_folder.check_space(out, per_run * runs, new)
 
 
-def _train(train_fn, args: argparse.Namespace, callback, after_nan: str, **kwargs):
-    """``train_fn(**kwargs)`` (:func:`sacbook.train.train` or
+def _train(train_fn, args: argparse.Namespace, callback, after_nan: str, *run, **kw):
+    """``train_fn(*run, **kw)`` (:func:`sacbook.train.train` or
     ``train_seeds``) with ``callback``, the progress bar unless ``--quiet``,
     checkpoints every ``--checkpoint-every`` chunks and a stop on Ctrl-C or
     SIGTERM. No memory check: a fresh run was checked before anything was
@@ -176,12 +176,13 @@ def _train(train_fn, args: argparse.Namespace, callback, after_nan: str, **kwarg
     try:
         with _StopOnSignal() as stop:
             result = train_fn(
+                *run,
                 progress=not args.quiet,
                 callbacks=[callback],
                 check_memory=False,
                 checkpoint_every=args.checkpoint_every,
                 should_stop=stop,
-                **kwargs,
+                **kw,
             )
     except records.NonFiniteError as e:
         raise TrainingFailed(f"{e}{after_nan}") from None
@@ -307,8 +308,8 @@ def _run_one(args, out: Path, mesh, config) -> int:
             args,
             lambda progress: _write_record(metrics_file, progress.record),
             f"; the checkpoints in {ckpt_dir} are from before it",
-            config=config,
-            seed=seed,
+            config,
+            seed,
             state=state,
             history=history,
             checkpoint_dir=ckpt_dir,
