@@ -164,29 +164,31 @@ def _check_space(out: Path, config, runs: int = 1, saved: int = 0) -> None:
     run_folder.check_space(out, per_run * runs, new)
 
 
-def _train(train_fn, args: argparse.Namespace, callback, after_nan: str, *run, **kw):
+def _train(train_fn, args, stop, callback, after_nan: str, *run, **kw):
     """``train_fn(*run, **kw)`` (:func:`sacbook.train.train` or
     ``train_seeds``) with ``callback``, the progress bar unless ``--quiet``,
-    checkpoints every ``--checkpoint-every`` chunks and a stop on Ctrl-C or
-    SIGTERM. No memory check: a fresh run was checked before anything was
-    written, and a resumed one has its state. Returns ``(result, stop)``; a
-    non-finite run ends with one line (the error, then ``after_nan``)."""
+    checkpoints every ``--checkpoint-every`` chunks and ``stop`` (Ctrl-C or
+    SIGTERM, caught since the command began: a signal before training
+    starts stops it before it starts). No memory check: a fresh run was
+    checked before anything was written, and a resumed one has its state.
+    Returns the result; a non-finite run ends with one line (the error, then
+    ``after_nan``)."""
     from sacbook import records
 
+    if stop():
+        raise stop.stopped(" before training began")
     try:
-        with _StopOnSignal() as stop:
-            result = train_fn(
-                *run,
-                progress=not args.quiet,
-                callbacks=[callback],
-                check_memory=False,
-                checkpoint_every=args.checkpoint_every,
-                should_stop=stop,
-                **kw,
-            )
+        return train_fn(
+            *run,
+            progress=not args.quiet,
+            callbacks=[callback],
+            check_memory=False,
+            checkpoint_every=args.checkpoint_every,
+            should_stop=stop,
+            **kw,
+        )
     except records.NonFiniteError as e:
         raise TrainingFailed(f"{e}{after_nan}") from None
-    return result, stop
 
 
 def _write_record(file, record: dict) -> None:
@@ -244,11 +246,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.resume:  # first: a run that cannot fit ends at once, touching nothing
         config = options.train_config(args)
         options.check_run(config, mesh)
-    with _run_folder(args) as out:
-        return _run_one(args, out, mesh, None if args.resume else config)
+    with _StopOnSignal() as stop, _run_folder(args) as out:
+        return _run_one(args, out, mesh, None if args.resume else config, stop)
 
 
-def _run_one(args, out: Path, mesh, config) -> int:
+def _run_one(args, out: Path, mesh, config, stop) -> int:
     """One run into ``out``: fresh with ``config``, or resumed (None)."""
     if not args.resume:  # first thing: --resume can restart it from here on
         _write_run_config(out, config, args.seed or 0)
@@ -303,9 +305,15 @@ def _run_one(args, out: Path, mesh, config) -> int:
     metrics_path = out / "metrics.jsonl"
     _rewrite(metrics_path, history or [])
     with metrics_path.open("a") as metrics_file:
-        result, stop = _train(
+        if stop():
+            raise stop.stopped(
+                f" before training began; start it with: sacbook train --resume "
+                f"--out {out}"
+            )
+        result = _train(
             train.train,
             args,
+            stop,
             lambda progress: _write_record(metrics_file, progress.record),
             f"; the checkpoints in {ckpt_dir} are from before it",
             config,
@@ -362,12 +370,12 @@ def _run_seeds(args: argparse.Namespace) -> int:
     config, seeds = options.train_config(args), args.seeds
     mesh = _mesh(args)
     devices = options.check_run(config, mesh, runs=len(seeds))
-    with _run_folder(args, runs=len(seeds)) as out:
+    with _StopOnSignal() as stop, _run_folder(args, runs=len(seeds)) as out:
         _check_space(out, config, runs=len(seeds))
-        return _seeds_into(args, out, config, seeds, mesh, devices)
+        return _seeds_into(args, out, config, seeds, mesh, devices, stop)
 
 
-def _seeds_into(args, out: Path, config, seeds, mesh, devices: int) -> int:
+def _seeds_into(args, out: Path, config, seeds, mesh, devices: int, stop) -> int:
     """``--seeds`` into ``out``: every seed in one program."""
     import jax
     import matplotlib.pyplot as plt
@@ -390,9 +398,10 @@ def _seeds_into(args, out: Path, config, seeds, mesh, devices: int) -> int:
             _write_record(file, record)
 
     try:
-        results, stop = _train(
+        results = _train(
             train.train_seeds,
             args,
+            stop,
             log_metrics,
             "",
             config=config,
