@@ -353,7 +353,9 @@ def test_a_run_folder_is_read_through_its_checkpoint_folder(tmp_path, uninterrup
     )
 
 
-OLD_CHECKOUT = Path("/work/ref/old")  # the package before checksums, if present
+# A checkout of sacbook 0.4 (before checksums), to write a checkpoint with the
+# old code itself: SACBOOK_OLD_CHECKOUT=/path/to/checkout (skipped without it).
+OLD_CHECKOUT = Path(os.environ.get("SACBOOK_OLD_CHECKOUT", "/nonexistent"))
 OLD_SAVE = """
 import json, sys, jax
 from sacbook import checkpoint, loop

@@ -23,6 +23,7 @@ import datetime
 import errno
 import fcntl
 import gc
+import json
 import logging
 import os
 import shutil
@@ -142,6 +143,36 @@ def set_aside(ckpt_dir: Path, restored: int) -> str:
         if step > restored
     ]
     return f"; moved to {', '.join(moved)}" if moved else ""
+
+
+def write_run_config(out: Path, config, seed: int) -> None:
+    """Record a fresh run's config and seed in ``out/RUN_CONFIG`` (replaced
+    at once), so that ``--resume`` can restart a run killed before its first
+    checkpoint."""
+    from sacbook.config import config_to_dict
+
+    path = out / RUN_CONFIG
+    temporary = path.with_name(path.name + ".tmp")
+    record = {"config": config_to_dict(config), "seed": seed}
+    temporary.write_text(json.dumps(record) + "\n")
+    os.replace(temporary, path)
+
+
+def read_run_config(out: Path):
+    """``(config, seed)`` of the run ``out`` holds, from its RUN_CONFIG."""
+    from sacbook.config import config_from_dict
+
+    path = out / RUN_CONFIG
+    try:
+        record = json.loads(path.read_text())
+        return config_from_dict(record["config"]), record["seed"]
+    except FileNotFoundError:
+        raise CliError(
+            f"--resume: {out} holds no run to resume (it was stopped before it "
+            "began): start it again without --resume"
+        ) from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise CliError(f"--resume: {path} is unreadable ({e})") from None
 
 
 def check_space(folder: Path, per_checkpoint: int, checkpoints: int) -> None:

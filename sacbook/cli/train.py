@@ -207,36 +207,6 @@ def _rewrite(path: Path, records: list) -> None:
     os.replace(temporary, path)
 
 
-def _write_run_config(out: Path, config, seed: int) -> None:
-    """Record a fresh run's config and seed in ``out/RUN_CONFIG`` (replaced
-    at once), so that ``--resume`` can restart a run killed before its first
-    checkpoint."""
-    from sacbook.config import config_to_dict
-
-    path = out / run_folder.RUN_CONFIG
-    temporary = path.with_name(path.name + ".tmp")
-    record = {"config": config_to_dict(config), "seed": seed}
-    temporary.write_text(json.dumps(record) + "\n")
-    os.replace(temporary, path)
-
-
-def _read_run_config(out: Path):
-    """``(config, seed)`` of the run ``out`` holds, from its RUN_CONFIG."""
-    from sacbook.config import config_from_dict
-
-    path = out / run_folder.RUN_CONFIG
-    try:
-        record = json.loads(path.read_text())
-        return config_from_dict(record["config"]), record["seed"]
-    except FileNotFoundError:
-        raise CliError(
-            f"--resume: {out} holds no run to resume (it was stopped before it "
-            "began): start it again without --resume"
-        ) from None
-    except (ValueError, KeyError, TypeError) as e:
-        raise CliError(f"--resume: {path} is unreadable ({e})") from None
-
-
 def run(args: argparse.Namespace) -> int:
     """Train SAC; write metrics, a learning curve, a GIF of the policy and a
     checkpoint."""
@@ -253,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
 def _run_one(args, out: Path, mesh, config, stop) -> int:
     """One run into ``out``: fresh with ``config``, or resumed (None)."""
     if not args.resume:  # first thing: --resume can restart it from here on
-        _write_run_config(out, config, args.seed or 0)
+        run_folder.write_run_config(out, config, args.seed or 0)
     import jax
 
     from sacbook import checkpoint, evaluate, plots, train, viz
@@ -264,7 +234,7 @@ def _run_one(args, out: Path, mesh, config, stop) -> int:
     if args.resume and checkpoint.latest_step(ckpt_dir) is None:
         # stopped before its first checkpoint (killed while compiling): the
         # run's settings are in RUN_CONFIG, and it starts from the beginning
-        config, seed = _read_run_config(out)
+        config, seed = run_folder.read_run_config(out)
         options.check_resume(args, config, seed)
         if args.total_env_steps is not None:
             config = config.replace(total_env_steps=args.total_env_steps)
