@@ -445,12 +445,7 @@ def test_sigint_while_starting_ends_with_one_line_and_the_run_can_go_on(
     with one line of its own and exit 130, no traceback. Then a plain run
     starts (nothing was saved) or ``--resume`` goes to the end."""
     out = tmp_path / "run"
-    proc = _start(
-        [*OPTIONS, "--out", str(out)],
-        env,
-        tmp_path,
-        piped=True,
-    )
+    proc = _start([*OPTIONS, "--out", str(out)], env, tmp_path, piped=True)
     if when == "importing":
         time.sleep(0.5)
     else:
@@ -487,12 +482,7 @@ def test_a_second_writer_on_the_same_out_is_refused_at_once(env, tmp_path):
     line naming the first one's pid while the first goes on, and the first
     finishes with a valid metrics.jsonl."""
     out = tmp_path / "run"
-    first = _start(
-        [*OPTIONS, "--out", str(out)],
-        env,
-        tmp_path,
-        piped=True,
-    )
+    first = _start([*OPTIONS, "--out", str(out)], env, tmp_path, piped=True)
     deadline = time.time() + 120
     while not (out / "run.json").exists() and time.time() < deadline:
         time.sleep(0.005)
