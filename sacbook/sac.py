@@ -308,6 +308,12 @@ def polyak_update(target, online, tau):
     return jax.tree.map(lambda t, o: t + tau * (o - t), target, online)
 
 
+def optimizer_step(optimizer, grads, opt_state, params):
+    """One optax step: returns ``(new_params, new_opt_state)``."""
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+
 def global_norm(tree):
     """Euclidean norm of all leaves of a pytree together."""
     return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
@@ -352,30 +358,22 @@ def update(
         hp.gamma,
     )
     c_grads = axis.mean(c_grads)  # [devices]
-    updates, opt_state = critic_opt.update(
-        c_grads, state.critic_opt_state, state.critic_params
-    )
-    new = state.replace(
-        critic_params=optax.apply_updates(state.critic_params, updates),
-        critic_opt_state=opt_state,
+    critic_params, critic_opt_state = optimizer_step(
+        critic_opt, c_grads, state.critic_opt_state, state.critic_params
     )
 
     # 2. The actor steps against the updated critics.
     (a_loss, log_prob), a_grads = jax.value_and_grad(actor_loss, has_aux=True)(
         state.actor_params,
-        new.critic_params,
+        critic_params,
         state.log_alpha,
         batch.obs,
         k_actor,
         config,
     )
     a_grads = axis.mean(a_grads)  # [devices]
-    updates, opt_state = actor_opt.update(
-        a_grads, state.actor_opt_state, state.actor_params
-    )
-    new = new.replace(
-        actor_params=optax.apply_updates(state.actor_params, updates),
-        actor_opt_state=opt_state,
+    actor_params, actor_opt_state = optimizer_step(
+        actor_opt, a_grads, state.actor_opt_state, state.actor_params
     )
 
     # 3. The temperature steps towards the target entropy.
@@ -383,16 +381,15 @@ def update(
         state.log_alpha, log_prob, config.entropy_target
     )
     t_grad = axis.mean(t_grad)  # [devices]
-    updates, opt_state = alpha_opt.update(
-        t_grad, state.alpha_opt_state, state.log_alpha
-    )
-    new = new.replace(
-        log_alpha=optax.apply_updates(state.log_alpha, updates),
-        alpha_opt_state=opt_state,
+    log_alpha, alpha_opt_state = optimizer_step(
+        alpha_opt, t_grad, state.alpha_opt_state, state.log_alpha
     )
 
     # 4. The target critics follow the online ones.
-    target = polyak_update(state.target_critic_params, new.critic_params, hp.tau)
+    target = polyak_update(state.target_critic_params, critic_params, hp.tau)
+    new = state.replace(critic_params=critic_params, critic_opt_state=critic_opt_state)
+    new = new.replace(actor_params=actor_params, actor_opt_state=actor_opt_state)
+    new = new.replace(log_alpha=log_alpha, alpha_opt_state=alpha_opt_state)
     new = new.replace(target_critic_params=target, step=state.step + 1)
 
     losses = {

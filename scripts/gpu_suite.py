@@ -179,37 +179,39 @@ def run_chapter(out: Path, smoke: bool, cell_timeout: int) -> None:
         raise RuntimeError(f"{CHAPTER.name} did not run to the end (see {target})")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--out", type=Path, help="folder for the JSON, notebook and log"
-    )
-    parser.add_argument(
-        "--smoke",
+# The suite's options.
+FLAGS = {
+    "--out": dict(type=Path, help="folder for the JSON, notebook and log"),
+    "--smoke": dict(
         action="store_true",
         help="tiny sizes on any device, in about a minute (what CI runs)",
-    )
-    parser.add_argument(
-        "--wheels",
+    ),
+    "--wheels": dict(
         type=Path,
         default=ROOT / ".whl",
         help="wheels to install missing notebook packages from (default .whl)",
-    )
-    parser.add_argument("--skip-notebook", action="store_true", help="only the bench")
-    parser.add_argument(
-        "--download-wheels",
+    ),
+    "--skip-notebook": dict(action="store_true", help="only the bench"),
+    "--download-wheels": dict(
         type=Path,
         metavar="FOLDER",
         help="only download the wheels the suite may need, then exit",
-    )
-    parser.add_argument(
-        "--python-version", default="3.12", help="for --download-wheels (default 3.12)"
-    )
-    parser.add_argument(
-        "--platform",
+    ),
+    "--python-version": dict(
+        default="3.12",
+        help="for --download-wheels (default 3.12)",
+    ),
+    "--platform": dict(
         action="append",
         help="for --download-wheels (default: manylinux x86_64 tags)",
-    )
+    ),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for flag, keywords in FLAGS.items():
+        parser.add_argument(flag, **keywords)
     args = parser.parse_args(argv)
     if args.download_wheels:
         platforms = args.platform or [

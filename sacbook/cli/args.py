@@ -127,3 +127,21 @@ def seconds(text: str) -> float:
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}")
     return value
+
+
+def add_flags(parser: argparse.ArgumentParser, flags: dict[str, dict]) -> None:
+    """Add each option of ``flags``, ``{flag: argparse keywords}``, to ``parser``.
+
+    A command declares its options as one table (see ``cli/bench.py``);
+    ``sacbook train``'s run-shaping options have a richer table of their own,
+    :data:`sacbook.cli.options.OPTIONS`.
+    """
+    for flag, keywords in flags.items():
+        parser.add_argument(flag, **keywords)
+
+
+def add_command(subparsers, name: str, help: str, flags: dict[str, dict], run) -> None:
+    """Add the command ``name``, with the options ``flags``, that calls ``run``."""
+    parser = subparsers.add_parser(name, help=help)
+    add_flags(parser, flags)
+    parser.set_defaults(func=run)

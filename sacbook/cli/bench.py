@@ -13,7 +13,7 @@ from functools import partial
 import jax
 
 from sacbook import bench
-from sacbook.cli.args import positive_int, seconds, writable_file
+from sacbook.cli.args import add_command, positive_int, seconds, writable_file
 
 
 def _recipe(text: str) -> str:
@@ -25,81 +25,76 @@ def _recipe(text: str) -> str:
     return text
 
 
-def register(subparsers) -> None:
-    """Add the ``bench`` command to ``subparsers``."""
-    p = subparsers.add_parser(
-        "bench", help="measure simulation/training throughput and time-to-solve"
-    )
-    p.add_argument(
-        "--json", action="store_true", help="print machine-readable JSON only"
-    )
-    p.add_argument(
-        "--compare",
+# The options of ``sacbook bench``, in the order ``--help`` lists them.
+FLAGS = {
+    "--json": dict(action="store_true", help="print machine-readable JSON only"),
+    "--compare": dict(
         action="store_true",
         help="also time gymnax, Gymnasium and rejax when installed",
-    )
-    p.add_argument(
-        "--sizes",
+    ),
+    "--sizes": dict(
         type=positive_int,
         nargs="+",
         help=f"simulation sizes (default {' '.join(map(str, bench.SIM_SIZES))})",
-    )
-    p.add_argument(
-        "--train-sizes",
+    ),
+    "--train-sizes": dict(
         type=positive_int,
         nargs="+",
         default=[1024],
         help="training-throughput sizes N (default 1024)",
-    )
-    p.add_argument(
-        "--solve",
+    ),
+    "--solve": dict(
         type=_recipe,
         nargs="+",
         default=["default", "few_envs"],
         help="time-to-solve recipes: default, few_envs, or changes to the default "
         "such as N=8192,B=4096,K=4,tau=0.1,it=600 (default: default few_envs)",
-    )
-    p.add_argument(
-        "--skip-training", action="store_true", help="only the simulation benchmark"
-    )
-    p.add_argument(
-        "--seeds",
+    ),
+    "--skip-training": dict(action="store_true", help="only the simulation benchmark"),
+    "--seeds": dict(
         type=positive_int,
         default=8,
         help="seeds of the one-program against one-after-another ratio (default 8)",
-    )
-    p.add_argument(
-        "--device-counts",
+    ),
+    "--device-counts": dict(
         type=positive_int,
         nargs="+",
         default=[1, 2, 4],
         help="device counts of the sharded-throughput ratio (default 1 2 4; "
         "virtual CPU devices when this machine has fewer)",
-    )
-    p.add_argument("--save", help="also write the JSON report to this file")
-    p.add_argument(
-        "--repeats",
+    ),
+    "--save": dict(help="also write the JSON report to this file"),
+    "--repeats": dict(
         type=positive_int,
         default=1,
         help="time-to-solve runs per configuration, each in a fresh process, "
         "alternating with rejax's under --compare; reports the median and the "
         "ratio per pair (default 1)",
-    )
-    p.add_argument(
-        "--pairs",
+    ),
+    "--pairs": dict(
         type=positive_int,
         default=7,
         help="--compare: pairs of simulation windows, sacbook and reference "
         "timed in turn (default 7; Gymnasium at most 5)",
-    )
-    p.add_argument(
-        "--min-window",
+    ),
+    "--min-window": dict(
         type=seconds,
         default=0.5,
         help="shortest timed window of the simulation benchmarks, seconds "
         "(default 0.5; 0 times single calls)",
+    ),
+}
+
+
+def register(subparsers) -> None:
+    """Add the ``bench`` command to ``subparsers``."""
+    add_command(
+        subparsers,
+        "bench",
+        "measure simulation/training throughput and time-to-solve",
+        FLAGS,
+        run,
     )
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,46 +5,47 @@ from __future__ import annotations
 import argparse
 
 from sacbook import pendulum
-from sacbook.cli.args import finite_float, positive_int, seed_number, writable_file
+from sacbook.cli.args import (
+    add_command,
+    finite_float,
+    positive_int,
+    seed_number,
+    writable_file,
+)
+
+# The options of ``sacbook render``.
+FLAGS = {
+    "--out": dict(default="pendulums.gif", help="GIF path (default: pendulums.gif)"),
+    "--preset": dict(
+        default="point_mass",
+        choices=pendulum.PRESETS,
+        help="physics preset (default point_mass)",
+    ),
+    "--num-envs": dict(
+        type=positive_int,
+        default=4,
+        help="pendulums to draw (default 4)",
+    ),
+    "--steps": dict(type=positive_int, default=120, help="time steps (default 120)"),
+    "--every": dict(
+        type=positive_int,
+        default=2,
+        help="keep every k-th frame (default 2)",
+    ),
+    "--torque": dict(
+        type=finite_float,
+        default=0.0,
+        help="constant torque (default 0: free swing)",
+    ),
+    "--seed": dict(type=seed_number, default=0),
+}
 
 
 def register(subparsers) -> None:
     """Add the ``render`` command to ``subparsers``."""
-    p = subparsers.add_parser(
-        "render", help="simulate pendulums and write an animated GIF"
+    add_command(
+        subparsers, "render", "simulate pendulums and write an animated GIF", FLAGS, run
     )
-    p.add_argument(
-        "--out", default="pendulums.gif", help="GIF path (default: pendulums.gif)"
-    )
-    p.add_argument(
-        "--preset",
-        default="point_mass",
-        choices=pendulum.PRESETS,
-        help="physics preset (default point_mass)",
-    )
-    p.add_argument(
-        "--num-envs",
-        type=positive_int,
-        default=4,
-        help="pendulums to draw (default 4)",
-    )
-    p.add_argument(
-        "--steps", type=positive_int, default=120, help="time steps (default 120)"
-    )
-    p.add_argument(
-        "--every",
-        type=positive_int,
-        default=2,
-        help="keep every k-th frame (default 2)",
-    )
-    p.add_argument(
-        "--torque",
-        type=finite_float,
-        default=0.0,
-        help="constant torque (default 0: free swing)",
-    )
-    p.add_argument("--seed", type=seed_number, default=0)
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

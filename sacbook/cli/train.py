@@ -21,54 +21,53 @@ from sacbook.cli import options, run_folder
 from sacbook.cli.args import (
     CliError,
     TrainingFailed,
+    add_flags,
     device_count,
     positive_int,
     seed_list,
     seeds_text,
 )
 
+# The options of ``sacbook train`` that do not shape the run (those that do are
+# in options.OPTIONS).
+FLAGS = {
+    "--seeds": dict(
+        type=seed_list,
+        help="train several seeds as one program, e.g. 0-7 or 0,3,5: metrics and a "
+        "checkpoint per seed in --out/seed_S, and one plot of every curve",
+    ),
+    "--devices": dict(
+        type=device_count,
+        help="split each run over N devices (or all): envs and replay buffer "
+        "sharded, networks replicated (default: one device)",
+    ),
+    "--out": dict(
+        help="the run's folder (default: a fresh runs/<date>-<time>, linked as "
+        "runs/latest; with --resume, runs/latest)",
+    ),
+    "--resume": dict(action="store_true", help="continue from the checkpoint in --out"),
+    "--overwrite": dict(
+        action="store_true",
+        help="replace the run that --out holds (default: refuse to)",
+    ),
+    "--checkpoint-every": dict(
+        type=positive_int,
+        default=10,
+        help="chunks between checkpoints (default 10)",
+    ),
+    "--quiet": dict(action="store_true", help="no progress bar"),
+    "--no-cache": dict(
+        action="store_true",
+        help="do not keep compiled programs in ~/.cache/sacbook",
+    ),
+}
+
 
 def register(subparsers) -> None:
     """Add the ``train`` command to ``subparsers``."""
     p = subparsers.add_parser("train", help="train SAC on many pendulums at once")
     options.add_arguments(p)
-    p.add_argument(
-        "--seeds",
-        type=seed_list,
-        help="train several seeds as one program, e.g. 0-7 or 0,3,5: metrics and a "
-        "checkpoint per seed in --out/seed_S, and one plot of every curve",
-    )
-    p.add_argument(
-        "--devices",
-        type=device_count,
-        help="split each run over N devices (or all): envs and replay buffer "
-        "sharded, networks replicated (default: one device)",
-    )
-    p.add_argument(
-        "--out",
-        help="the run's folder (default: a fresh runs/<date>-<time>, linked as "
-        "runs/latest; with --resume, runs/latest)",
-    )
-    p.add_argument(
-        "--resume", action="store_true", help="continue from the checkpoint in --out"
-    )
-    p.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace the run that --out holds (default: refuse to)",
-    )
-    p.add_argument(
-        "--checkpoint-every",
-        type=positive_int,
-        default=10,
-        help="chunks between checkpoints (default 10)",
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument(
-        "--no-cache",
-        action="store_true",
-        help="do not keep compiled programs in ~/.cache/sacbook",
-    )
+    add_flags(p, FLAGS)
     p.set_defaults(func=run)
 
 
