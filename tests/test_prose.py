@@ -1,0 +1,166 @@
+"""The chapters' prose against their own outputs, and their exercises' shape.
+
+**Numbers the prose quotes.** Where a page's text quotes a number that one of
+its cells prints (an iteration count, a time, a return), :data:`CLAIMS` pairs a
+pattern in the prose with a pattern in the outputs, and the test checks that
+they agree. Re-executing a chapter on another machine changes its outputs; if
+the text no longer says what the outputs show, this test fails and names the
+sentence. Reading files only: nothing is executed.
+
+**Exercises.** Each exercise is a ``tip`` admonition titled "Exercise ...".
+Its solution code cells are hidden in the rendered book, code and output
+(``hide-cell``), and collapsed in JupyterLab and Notebook 7
+(``jupyter.source_hidden`` and ``outputs_hidden``), yet still executed and
+checked by nbval. Its written solution is a ``dropdown`` admonition.
+"""
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "book").glob("*.ipynb"))
+NUMBER = r"(-?\d[\d,]*(?:\.\d+)?)"
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    """A number in the prose of ``notebook`` and where its outputs show it.
+
+    Attributes:
+      notebook: the notebook's stem, e.g. ``"03_sac"``.
+      prose: a regular expression over the markdown; its groups are numbers.
+      output: a regular expression over the text outputs; its groups too.
+      relation: ``"equal"``: every number the prose matches equals one the
+        outputs match (as printed, after dropping thousands commas);
+        ``"bounds"``: the prose gives ``low`` and ``high`` (two groups) and
+        every output match lies within them; ``"at_most"``/``"at_least"``:
+        the prose gives one bound and every output match keeps to it.
+    """
+
+    notebook: str
+    prose: str
+    output: str
+    relation: str = "equal"
+
+
+CLAIMS = (
+    Claim("03_sac", rf"on {NUMBER} fixed starting states", rf"eval_envs\s+{NUMBER}"),
+    Claim("03_sac", rf"judged on {NUMBER} fixed starts", rf"eval_envs\s+{NUMBER}"),
+)
+
+
+def _notebook(stem: str) -> dict:
+    return json.loads((ROOT / "book" / f"{stem}.ipynb").read_text())
+
+
+def _markdown(nb: dict) -> str:
+    return "\n".join(
+        "".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown"
+    )
+
+
+def _outputs(nb: dict) -> str:
+    texts = []
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", []):
+            if "text" in out:
+                texts.append("".join(out["text"]))
+            elif "text/plain" in out.get("data", {}):
+                texts.append("".join(out["data"]["text/plain"]))
+    return "\n".join(texts)
+
+
+def _numbers(pattern: str, text: str) -> list[tuple[float, ...]]:
+    return [
+        tuple(float(g.replace(",", "")) for g in m.groups())
+        for m in re.finditer(pattern, text)
+    ]
+
+
+def agrees(relation: str, said: tuple[float, ...], shown: list[tuple]) -> bool:
+    """Whether the prose's numbers ``said`` agree with the outputs' ``shown``."""
+    values = [v for group in shown for v in group]
+    if relation == "equal":
+        return all(number in values for number in said)
+    if relation == "bounds":
+        low, high = said
+        return all(low <= v <= high for v in values)
+    if relation == "at_most":
+        return all(v <= said[0] for v in values)
+    if relation == "at_least":
+        return all(v >= said[0] for v in values)
+    raise ValueError(f"relation: expected equal, bounds, at_most or at_least, got {relation!r}")
+
+
+@pytest.mark.parametrize("claim", CLAIMS, ids=lambda c: f"{c.notebook}:{c.prose[:30]}")
+def test_prose_quotes_the_outputs(claim):
+    nb = _notebook(claim.notebook)
+    said = _numbers(claim.prose, _markdown(nb))
+    shown = _numbers(claim.output, _outputs(nb))
+    assert said, f"the prose no longer says {claim.prose!r}: update tests/test_prose.py"
+    assert shown, f"no output matches {claim.output!r}: update tests/test_prose.py"
+    for numbers in said:
+        assert agrees(claim.relation, numbers, shown), (
+            f"{claim.notebook}: the prose says {numbers} ({claim.prose!r}), "
+            f"the outputs show {shown} ({claim.output!r}, {claim.relation})"
+        )
+
+
+def test_agrees_catches_disagreement():
+    assert agrees("equal", (64.0,), [(64.0,)])
+    assert not agrees("equal", (16.0,), [(64.0,)])
+    assert agrees("bounds", (80.0, 120.0), [(90.0,), (119.0,)])
+    assert not agrees("bounds", (100.0, 140.0), [(90.0,)])
+    assert not agrees("at_most", (1.0,), [(1.98,)])
+    assert agrees("at_least", (1.0,), [(1.98,)])
+    with pytest.raises(ValueError, match="relation"):
+        agrees("about", (1.0,), [(1.0,)])
+
+
+# -- exercises ----------------------------------------------------------------
+
+EXERCISE = re.compile(r":::\{admonition\} Exercise (\d+|[A-Z])\.(\d+)")
+
+
+def _exercise_parts(nb: dict):
+    """Each exercise: ``(title, [cells after it up to the next one or the end
+    of the exercises])``."""
+    parts, current = [], None
+    for cell in nb["cells"]:
+        text = "".join(cell["source"])
+        found = cell["cell_type"] == "markdown" and EXERCISE.search(text)
+        if found:
+            current = (found.group(0), [])
+            parts.append(current)
+        elif cell["cell_type"] == "markdown" and text.lstrip().startswith("## "):
+            current = None  # the next section (Summary, What's next)
+        elif current is not None:
+            current[1].append(cell)
+    return parts
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_exercise_solutions_hidden_until_asked(path):
+    nb = json.loads(path.read_text())
+    parts = _exercise_parts(nb)
+    assert parts, f"{path.name} has no exercises"
+    for title, cells in parts:
+        prose = ["".join(c["source"]) for c in cells if c["cell_type"] == "markdown"]
+        assert any(":class: dropdown" in p for p in prose), f"{title}: no written solution"
+        assert not any("click to show" in p.lower() for p in prose), title
+        for cell in cells:
+            if cell["cell_type"] != "code" or "exercise-start" in _tags(cell):
+                continue
+            assert "hide-cell" in _tags(cell), f"{title}: a solution cell without hide-cell"
+            jupyter = cell["metadata"].get("jupyter", {})
+            assert jupyter.get("source_hidden") and jupyter.get("outputs_hidden"), (
+                f"{title}: a solution cell not collapsed in Jupyter"
+            )
+
+
+def _tags(cell) -> list[str]:
+    return cell.get("metadata", {}).get("tags", [])
