@@ -38,7 +38,9 @@ class Claim:
         outputs match (as printed, after dropping thousands commas);
         ``"bounds"``: the prose gives ``low`` and ``high`` (two groups) and
         every output match lies within them; ``"at_most"``/``"at_least"``:
-        the prose gives one bound and every output match keeps to it.
+        the prose gives one bound and every output match keeps to it;
+        ``"about"``: every number the prose matches is within 10% of one the
+        outputs match (for "about 20" against a printed 20.3).
     """
 
     notebook: str
@@ -50,6 +52,18 @@ class Claim:
 CLAIMS = (
     Claim("03_sac", rf"on {NUMBER} fixed starting states", rf"eval_envs\s+{NUMBER}"),
     Claim("03_sac", rf"judged on {NUMBER} fixed starts", rf"eval_envs\s+{NUMBER}"),
+    Claim(
+        "03_sac",
+        rf"reach \$-200\$\nafter {NUMBER} to {NUMBER} environment steps",
+        rf"solved at\s+{NUMBER} env steps",
+        "bounds",
+    ),
+    Claim(
+        "03_sac",
+        rf"about\n?±{NUMBER} with 16 starts",
+        rf"mean over 16 starts: -?[\d.]+ ± {NUMBER}",
+        "about",
+    ),
 )
 
 
@@ -89,11 +103,15 @@ def agrees(relation: str, said: tuple[float, ...], shown: list[tuple]) -> bool:
     if relation == "bounds":
         low, high = said
         return all(low <= v <= high for v in values)
+    if relation == "about":
+        return all(any(abs(v - n) <= 0.1 * abs(n) for v in values) for n in said)
     if relation == "at_most":
         return all(v <= said[0] for v in values)
     if relation == "at_least":
         return all(v >= said[0] for v in values)
-    raise ValueError(f"relation: expected equal, bounds, at_most or at_least, got {relation!r}")
+    raise ValueError(
+        f"relation: expected equal, bounds, about, at_most or at_least, got {relation!r}"
+    )
 
 
 @pytest.mark.parametrize("claim", CLAIMS, ids=lambda c: f"{c.notebook}:{c.prose[:30]}")
@@ -117,8 +135,10 @@ def test_agrees_catches_disagreement():
     assert not agrees("bounds", (100.0, 140.0), [(90.0,)])
     assert not agrees("at_most", (1.0,), [(1.98,)])
     assert agrees("at_least", (1.0,), [(1.98,)])
+    assert agrees("about", (20.0,), [(20.3,)])
+    assert not agrees("about", (20.0,), [(10.2,)])
     with pytest.raises(ValueError, match="relation"):
-        agrees("about", (1.0,), [(1.0,)])
+        agrees("roughly", (1.0,), [(1.0,)])
 
 
 # -- exercises ----------------------------------------------------------------
@@ -150,12 +170,16 @@ def test_exercise_solutions_hidden_until_asked(path):
     assert parts, f"{path.name} has no exercises"
     for title, cells in parts:
         prose = ["".join(c["source"]) for c in cells if c["cell_type"] == "markdown"]
-        assert any(":class: dropdown" in p for p in prose), f"{title}: no written solution"
+        assert any(":class: dropdown" in p for p in prose), (
+            f"{title}: no written solution"
+        )
         assert not any("click to show" in p.lower() for p in prose), title
         for cell in cells:
             if cell["cell_type"] != "code" or "exercise-start" in _tags(cell):
                 continue
-            assert "hide-cell" in _tags(cell), f"{title}: a solution cell without hide-cell"
+            assert "hide-cell" in _tags(cell), (
+                f"{title}: a solution cell without hide-cell"
+            )
             jupyter = cell["metadata"].get("jupyter", {})
             assert jupyter.get("source_hidden") and jupyter.get("outputs_hidden"), (
                 f"{title}: a solution cell not collapsed in Jupyter"
