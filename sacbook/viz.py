@@ -128,7 +128,13 @@ def animate_pendulums(
         rods.append(rod)
         tips.append(tip)
         arcs.append(arc)
-    clock = fig.suptitle(suptitle or "", fontsize=(TITLE_PX + 1) * 72 / dpi)
+
+    def clock_text(frame: int) -> str:
+        return f"{suptitle + '   ' if suptitle else ''}t = {frame * dt:4.1f} s"
+
+    # laid out with its longest text, so that tight_layout keeps the panels'
+    # titles clear of the clock
+    clock = fig.suptitle(clock_text(frames[-1]), fontsize=(TITLE_PX + 1) * 72 / dpi)
 
     def draw(frame):
         x, y = pendulum_xy(thetas[frame])
@@ -140,7 +146,7 @@ def animate_pendulums(
                 span = np.clip(torques[frame, i] / max(max_torque, 1e-9), -1, 1) * np.pi
                 angles = thetas[frame, i] + np.linspace(0, span, 12)
                 arcs[i].set_data(*pendulum_xy(angles, 0.3))
-        clock.set_text(f"{suptitle + '   ' if suptitle else ''}t = {frame * dt:4.1f} s")
+        clock.set_text(clock_text(frame))
         return rods + tips + arcs + [clock]
 
     fig.tight_layout()
@@ -271,7 +277,7 @@ def draw_swing(
     a2.set_aspect("equal")
     a2.set_xticks([])
     a2.set_yticks([])
-    a2.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    a2.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     a2.set_title("snapshots", fontsize=9)
     return th, thd
 

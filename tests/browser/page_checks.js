@@ -40,7 +40,9 @@
   for (const el of document.querySelectorAll(".math")) {
     if (!el.querySelector("mjx-container") && !el.closest("pre, code")) add("formula not typeset", el, clip(el.textContent));
   }
-  const raw = /\$\$|\\begin\{|\\\[|\\\(|\\frac\b|\\mathrm\b/;
+  // raw TeX: a dollar sign (the book quotes no prices) or a TeX command that
+  // MathJax did not typeset, e.g. a maths span that Markdown broke in two
+  const raw = /\$|\\begin\{|\\\[|\\\(|\\[a-zA-Z]{2,}\b/;
   const walker = document.createTreeWalker(column, NodeFilter.SHOW_TEXT, {
     acceptNode: (n) =>
       n.parentElement.closest("pre, code, script, style, textarea, mjx-container, .MathJax, .highlight, .cell_input")
@@ -49,6 +51,38 @@
   while (walker.nextNode()) {
     const t = walker.currentNode.textContent;
     if (raw.test(t)) add("raw TeX left in the text", walker.currentNode.parentElement, clip(t.slice(Math.max(0, t.search(raw) - 30))));
+  }
+
+  // a list item that starts inside a formula: Markdown read a line of maths that
+  // begins with "- " as a new item
+  for (const li of column.querySelectorAll("li")) {
+    const first = (li.textContent || "").trim();
+    if (/^\\[a-zA-Z]/.test(first))
+      add("list item inside a formula", li, clip(first, 80));
+  }
+
+  // -- exercises: no answer visible before it is asked for --------------------
+  const shown = (el) => {
+    const r = el.getBoundingClientRect();
+    return r.width > 0 && r.height > 0 && getComputedStyle(el).visibility !== "hidden";
+  };
+  for (const section of column.querySelectorAll("section")) {
+    const heading = section.querySelector(":scope > h1, :scope > h2, :scope > h3");
+    if (!heading || !/^Exercises/.test(heading.textContent.trim())) continue;
+    for (const cell of section.querySelectorAll("div.cell")) {
+      if (cell.classList.contains("tag_exercise-start")) continue;  // the reader's own cell
+      for (const part of cell.querySelectorAll(".cell_output, .cell_input")) {
+        if (shown(part)) add("exercise answer visible before it is opened", part, clip(part.innerText, 80));
+      }
+    }
+    for (const box of section.querySelectorAll("div.admonition")) {
+      const title = box.querySelector(".admonition-title");
+      if (!title || !/^Solution/.test(title.textContent.trim())) continue;
+      for (const child of box.children) {
+        if (child !== title && !child.classList.contains("toggle-button") && shown(child))
+          add("exercise answer visible before it is opened", box, clip(child.innerText, 80));
+      }
+    }
   }
 
   // -- widths ---------------------------------------------------------------
@@ -94,6 +128,11 @@
       const w = Math.max(el.scrollWidth, holder.scrollWidth), c = Math.min(el.clientWidth, holder.clientWidth);
       add("equation wider than the column", el, `${w} px in ${c} px (style overflow: ${getComputedStyle(holder).overflowX}): ${clip(texOf(el), 110)}`);
     }
+  }
+  // inline formulas too long for the line: they cannot wrap, so they stick out
+  for (const el of column.querySelectorAll("mjx-container:not([display='true'])")) {
+    if (el.closest("table, .highlight, div.math")) continue;
+    if (outsideColumn(el)) add("formula wider than the column", el, clip(texOf(el), 110));
   }
   for (const el of document.querySelectorAll(".cell_output > *, .output_area, .cell_output .output")) {
     if (reported.has(el) || [...reported].some((r) => el.contains(r))) continue;
