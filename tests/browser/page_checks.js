@@ -62,9 +62,13 @@
   }
 
   // -- exercises: no answer visible before it is asked for --------------------
+  // (inside a closed <details>, as hide-cell and the togglebutton dropdowns are,
+  // an element keeps a layout box when asked, but is not drawn and has no innerText)
   const shown = (el) => {
     const r = el.getBoundingClientRect();
-    return r.width > 0 && r.height > 0 && getComputedStyle(el).visibility !== "hidden";
+    if (r.width === 0 || r.height === 0 || el.closest("details:not([open])")) return false;
+    if (el.checkVisibility && !el.checkVisibility({visibilityProperty: true})) return false;
+    return (el.innerText || "").trim() !== "";
   };
   for (const section of column.querySelectorAll("section")) {
     const heading = section.querySelector(":scope > h1, :scope > h2, :scope > h3");
