@@ -23,7 +23,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "book").glob("*.ipynb"))
-NUMBER = r"(-?\d[\d,]*(?:\.\d+)?)"
+N = NUMBER = r"(-?\d[\d,]*(?:\.\d+)?)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,7 +32,8 @@ class Claim:
 
     Attributes:
       notebook: the notebook's stem, e.g. ``"03_sac"``.
-      prose: a regular expression over the markdown; its groups are numbers.
+      prose: a regular expression over the markdown, its white space runs
+        made single spaces; its groups are numbers (:data:`N`).
       output: a regular expression over the text outputs; its groups too.
       relation: ``"equal"``: every number the prose matches equals one the
         outputs match (as printed, after dropping thousands commas);
@@ -50,18 +51,50 @@ class Claim:
 
 
 CLAIMS = (
-    Claim("03_sac", rf"on {NUMBER} fixed starting states", rf"eval_envs\s+{NUMBER}"),
-    Claim("03_sac", rf"judged on {NUMBER} fixed starts", rf"eval_envs\s+{NUMBER}"),
+    Claim(
+        "01_physics",
+        rf"halves it \({N} to {N}\)",
+        rf"semi-implicit errs by at most\s+{N}",
+        "about",
+    ),
+    Claim("01_physics", rf"\\approx {N}\$ N m", rf"tau >= {N} N m"),
+    Claim(
+        "01_physics", rf"rod needs about {N} N m", rf"over the top from tau = {N} N m"
+    ),
+    Claim("03_sac", rf"on {N} fixed starting states", rf"eval_envs\s+{N}"),
+    Claim("03_sac", rf"judged on {N} fixed starts", rf"eval_envs\s+{N}"),
     Claim(
         "03_sac",
-        rf"reach \$-200\$\nafter {NUMBER} to {NUMBER} environment steps",
-        rf"solved at\s+{NUMBER} env steps",
+        rf"reach \$-200\$ after {N} to {N} environment steps",
+        rf"solved at\s+{N} env steps",
         "bounds",
     ),
     Claim(
         "03_sac",
-        rf"about\n?±{NUMBER} with 16 starts",
-        rf"mean over 16 starts: -?[\d.]+ ± {NUMBER}",
+        rf"about ±{N} with 16 starts",
+        rf"mean over 16 starts: -?[\d.]+ ± {N}",
+        "about",
+    ),
+    Claim(
+        "03_sac",
+        rf"from 1 to about {N}, close",
+        rf"learned alpha: .* alpha {N}",
+        "about",
+    ),
+    Claim(
+        "appendix_hyperparameters",
+        rf"a median of {N} iterations, {N} updates",
+        rf"fewest updates: .*: {N} iterations, {N} updates",
+    ),
+    Claim(
+        "appendix_hyperparameters",
+        rf"{N} iterations, {N} updates, in {N} s",
+        rf"least time: .*: {N} iterations, {N} updates, {N} s",
+    ),
+    Claim(
+        "appendix_hyperparameters",
+        rf"\({N} s against",
+        rf"fewest updates: .*, {N} s",
         "about",
     ),
 )
@@ -72,9 +105,12 @@ def _notebook(stem: str) -> dict:
 
 
 def _markdown(nb: dict) -> str:
-    return "\n".join(
+    """The prose, with every run of white space as one space (so that a claim
+    does not depend on where a line breaks)."""
+    text = " ".join(
         "".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown"
     )
+    return re.sub(r"\s+", " ", text)
 
 
 def _outputs(nb: dict) -> str:
