@@ -99,6 +99,15 @@ class Program:
         return sum(j._cache_size() for j in self._by_backend.values())
 
 
+def keep_compiled_programs(folder) -> None:
+    """Keep every program this process compiles from now on in ``folder``
+    (JAX's persistent compilation cache), and look there before compiling:
+    a second process with the same settings starts without compiling. Only
+    programs that took 0.1 s or more to compile are kept."""
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
+
+
 def program(fun=None, **jit_kwargs):
     """Decorator form of :class:`Program`: ``@program(static_argnums=...)``."""
     if fun is None:

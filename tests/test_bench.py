@@ -369,3 +369,17 @@ def test_time_to_solve_records_the_preset_and_fresh_start_scores():
     assert row["solved_policy_return_many"] is None
     assert row["final_eval_episodes"] == 8 and row["total_env_steps"] == 80
     assert row["final_eval_return_many"] < 0 and row["compile_seconds"] > 0
+
+
+def test_a_warm_start_finds_every_program_in_the_cache(tmp_path):
+    """``time_to_solve(cache_dir=...)`` keeps the compiled programs; a second
+    fresh process with the same folder adds none (it compiled nothing) and
+    trains to the same result."""
+    spec, cache = "N=8,B=16,K=1,it=10", str(tmp_path / "xla")
+    cold = bench.run_isolated("time_to_solve", config=spec, cache_dir=cache)
+    kept = sorted(p.name for p in (tmp_path / "xla").iterdir())
+    assert kept, "the cold start kept no compiled program"
+    warm = bench.run_isolated("time_to_solve", config=spec, cache_dir=cache)
+    assert sorted(p.name for p in (tmp_path / "xla").iterdir()) == kept
+    assert warm["final_eval_return"] == cold["final_eval_return"]
+    assert warm["total_env_steps"] == cold["total_env_steps"] > 0

@@ -319,6 +319,7 @@ def time_to_solve(
     seed: int = 0,
     target_return: float = evaluate.SOLVED_RETURN,
     final_eval_envs: int = evaluate.FRESH_EPISODES,
+    cache_dir: str | None = None,
 ) -> dict:
     """Wall-clock from a cold start (init + compile + training) to the first
     evaluation (``config.eval_envs`` episodes) with mean return >=
@@ -331,8 +332,13 @@ def time_to_solve(
     estimate than the evaluation's.
 
     "Cold" means the first call in a process; later calls with the same
-    config reuse JAX's in-memory compilation cache.
+    config reuse JAX's in-memory compilation cache. ``cache_dir``: keep the
+    compiled programs there and look for them there first
+    (:func:`sacbook.jit.keep_compiled_programs`, as ``sacbook train`` does):
+    the second call in a fresh process with the same folder is a warm start.
     """
+    if cache_dir is not None:
+        jit.keep_compiled_programs(cache_dir)
     name = config if isinstance(config, str) else None
     if isinstance(config, str):
         config = recipe(config)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from functools import partial
 
 import jax
@@ -76,6 +77,12 @@ FLAGS = {
         default=7,
         help="--compare: pairs of simulation windows, sacbook and reference "
         "timed in turn (default 7; Gymnasium at most 5)",
+    ),
+    "--warm": dict(
+        action="store_true",
+        help="also time each --solve recipe warm: a second fresh process that "
+        "finds its compiled programs in JAX's persistent cache, as a second "
+        "`sacbook train` does",
     ),
     "--min-window": dict(
         type=seconds,
@@ -169,6 +176,8 @@ def _time_to_solve(args, report: dict, log) -> None:
             + f", final policy {s['final_eval_return_many']:.1f} "
             + f"(mean returns over {s['final_eval_episodes']} fresh episodes)"
         )
+    if args.warm:
+        _warm_start(args, report, log)
     if not args.compare:
         return
     row = bench.median_of(runs[-1]) if rejax else None
@@ -195,6 +204,31 @@ def _time_to_solve(args, report: dict, log) -> None:
     row["ratio"] = row["ratio_by_recipe"][
         "default" if "default" in args.solve else args.solve[0]
     ]
+
+
+def _warm_start(args, report: dict, log) -> None:
+    """Each recipe in two fresh processes sharing a new compilation cache:
+    the first fills it (a cold start), the second finds its programs there."""
+    log("  warm start (programs from the persistent cache), the same recipes:")
+    report["warm_start"] = []
+    for name in args.solve:
+        with tempfile.TemporaryDirectory(prefix="sacbook-cache-") as cache:
+            cold, warm = (
+                bench.run_isolated("time_to_solve", config=name, cache_dir=cache)
+                for _ in range(2)
+            )
+        row = {"config": name, "cold": cold, "warm": warm}
+        report["warm_start"].append(row)
+        log(
+            f"  sacbook {name:>8}: "
+            + (
+                f"{warm['solve_seconds_total']:.2f} s warm "
+                f"(compile {warm['compile_seconds']:.2f} s) against "
+                f"{cold['solve_seconds_total']:.2f} s cold"
+                if warm["solved"] and cold["solved"]
+                else "not solved"
+            )
+        )
 
 
 def _training(args, report: dict, log) -> None:
