@@ -3,8 +3,8 @@ the fresh-process helper and the time-to-solve record."""
 
 import pytest
 
-from sacbook import bench, jit
-from sacbook.bench import measure
+from sacbook import bench, cost, jit
+from sacbook.bench import measure, roofline
 from sacbook.config import TrainConfig
 from sacbook.pendulum import PendulumParams
 from sacbook.sac import SACConfig
@@ -383,3 +383,67 @@ def test_a_warm_start_finds_every_program_in_the_cache(tmp_path):
     assert sorted(p.name for p in (tmp_path / "xla").iterdir()) == kept
     assert warm["final_eval_return"] == cold["final_eval_return"]
     assert warm["total_env_steps"] == cold["total_env_steps"] > 0
+
+
+# ----------------------------------------------------------------------------
+# The roofline: this machine's limits, and training against them
+# ----------------------------------------------------------------------------
+
+
+def test_the_limits_are_measured_by_sacbook_programs():
+    """Tiny sizes, single calls: each figure is positive and is its units
+    over its time; the balance is the large matmul's FLOP/s over the
+    bandwidth, the faster of reading and scaling in place."""
+    assert isinstance(roofline._CHAIN, jit.Program)
+    mm = bench.matmul_throughput(4, 8, steps=3, repeats=1, min_seconds=0.0)
+    assert (mm["m"], mm["n"], mm["steps"], mm["calls"]) == (4, 8, 3, 1)
+    assert mm["flops_per_second"] == pytest.approx(2 * 4 * 8 * 8 * 3 / mm["seconds"])
+    assert bench.matmul_throughput(2, 2, repeats=1, min_seconds=0.0)["steps"] == 1000
+    limits = bench.machine_limits(
+        4, 8, large=16, size_bytes=4096, repeats=1, min_seconds=0.0
+    )
+    memory = limits["bandwidth"]
+    assert memory["size_bytes"] == 4096
+    assert memory["bytes_per_second"] == max(
+        memory["read_bytes_per_second"], memory["scale_bytes_per_second"]
+    )
+    assert min(memory.values()) > 0
+    assert limits["matmul_large"]["m"] == limits["matmul_large"]["n"] == 16
+    assert limits["balance"] == pytest.approx(
+        limits["matmul_large"]["flops_per_second"] / memory["bytes_per_second"]
+    )
+    with pytest.raises(ValueError, match="m must be an integer >= 1"):
+        bench.matmul_throughput(0, 8)
+    with pytest.raises(ValueError, match="size_bytes"):
+        bench.memory_bandwidth(-1)
+
+
+def _limits(m=96, n=64):
+    return {
+        "matmul_update_shape": {"m": m, "n": n, "flops_per_second": 1e11},
+        "matmul_large": {"m": 2048, "n": 2048, "flops_per_second": 4e11},
+        "bandwidth": {"bytes_per_second": 2e10},
+        "balance": 20.0,
+    }
+
+
+def test_training_against_the_limits():
+    config = TrainConfig()
+    assert bench.update_shape(config) == (96, 64)
+    row = bench.training_roofline(config, 200.0, _limits())
+    c = cost.iteration_cost(config)
+    assert row["flops_per_second"] == pytest.approx(200 * c.flops)
+    assert row["bytes_per_second"] == pytest.approx(200 * c.bytes)
+    assert row["fraction_of_matmul_update_shape"] == pytest.approx(200 * c.flops / 1e11)
+    assert row["fraction_of_matmul_large"] == pytest.approx(200 * c.flops / 4e11)
+    assert row["fraction_of_bandwidth"] == pytest.approx(200 * c.bytes / 2e10)
+    assert row["intensity"] == pytest.approx(c.flops / c.bytes)
+    assert (row["num_envs"], row["batch_size"], row["width"]) == (1024, 96, 64)
+    # about 36 FLOPs a byte: above a balance of 20, below one of 100
+    assert row["bound"] == "compute"
+    memory_bound = {**_limits(), "balance": 100.0}
+    assert bench.training_roofline(config, 1.0, memory_bound)["bound"] == "memory"
+    with pytest.raises(ValueError, match="iterations_per_second"):
+        bench.training_roofline(config, 0.0, _limits())
+    with pytest.raises(ValueError, match=r"measured at the shape \(256, 64\)"):
+        bench.training_roofline(config, 1.0, _limits(m=256))

@@ -424,6 +424,94 @@ def test_bench_compare_alternates_ours_and_rejax_and_reports_the_ratio(
     assert "x rejax, default to -200 (median)" in bench.summarize_report(report)
 
 
+def test_bench_roofline_sets_training_against_the_limits(monkeypatch, capsys, tmp_path):
+    """--roofline: the limits measured at the default update's shape (tiny
+    sizes and windows here), each training row set against them under the
+    report's new "roofline" key, printed at most 88 columns wide; with
+    --skip-training, the limits alone."""
+    from sacbook import bench, cost
+    from sacbook.config import TrainConfig
+
+    solve = {
+        "solve_seconds_total": 3.0,
+        "solved": False,
+        "num_envs": 1024,
+        "batch_size": 96,
+        "updates_per_iteration": 16,
+        "tau": 0.03,
+        "final_eval_return_many": -150.0,
+        "final_eval_episodes": 1,
+    }
+    ratio = bench.ratio_stats([1.0])
+    measure = bench.machine_limits
+    monkeypatch.setattr(
+        bench,
+        "machine_limits",
+        lambda b, h, **kw: measure(b, h, large=16, size_bytes=4096, repeats=1, **kw),
+    )
+    monkeypatch.setattr(bench, "run_isolated", lambda function, **kw: dict(solve))
+    monkeypatch.setattr(bench, "simulation_throughput", lambda sizes, min_seconds: [])
+    monkeypatch.setattr(
+        bench,
+        "training_throughput",
+        lambda config: {
+            "num_envs": config.num_envs,
+            "env_steps_per_second": 100.0 * config.num_envs,
+            "updates_per_second": 1600.0,
+            "iterations_per_second": 100.0,
+            "compile_seconds": 1.0,
+        },
+    )
+    monkeypatch.setattr(
+        bench,
+        "seeds_throughput",
+        lambda **kw: {
+            "one_program_env_steps_per_second": 2.0,
+            "one_after_another_env_steps_per_second": 1.0,
+            "ratio": ratio,
+        },
+    )
+    monkeypatch.setattr(
+        bench,
+        "sharded_throughput_virtual",
+        lambda devices, **kw: {
+            "platform": "cpu",
+            "virtual_devices": True,
+            "device_counts": [1],
+            "env_steps_per_second": {"1": 1.0},
+            "speedup": {"1": ratio},
+        },
+    )
+    saved = tmp_path / "report.json"
+    common = ["bench", "--roofline", "--min-window", "0", "--solve", "default"]
+    args = [*common, "--train-sizes", "1024", "4096", "--save", str(saved)]
+    assert cli.main(args) == 0
+    text = capsys.readouterr().out
+    report = json.loads(saved.read_text())
+    limits = report["roofline"]["limits"]
+    assert limits["matmul_update_shape"]["m"] == 96
+    assert limits["matmul_update_shape"]["n"] == 64
+    rows = report["roofline"]["training"]
+    assert [r["num_envs"] for r in rows] == [1024, 4096]
+    for row in rows:
+        c = cost.iteration_cost(bench.with_num_envs(row["num_envs"]))
+        assert row["flops_per_second"] == pytest.approx(100.0 * c.flops)
+        at_update = limits["matmul_update_shape"]["flops_per_second"]
+        assert row["fraction_of_matmul_update_shape"] == pytest.approx(
+            100.0 * c.flops / at_update
+        )
+    assert rows[0]["flops_per_iteration"] == cost.iteration_cost(TrainConfig()).flops
+    assert {"simulation", "training", "time_to_solve"} <= set(report)
+    assert "roofline: this machine's limits" in text and "of the matmul at" in text
+    section = text.split("roofline: ")[1].split("\nwrote")[0]
+    assert max(map(len, section.splitlines())) <= 88
+
+    assert cli.main([*common, "--skip-training", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["roofline"]["training"] == []
+    assert report["roofline"]["limits"]["balance"] > 0
+
+
 def test_bench_compare_json_has_the_interleaved_ratios():
     """`sacbook bench --compare` with gymnax and Gymnasium installed, tiny
     windows: each reference holds its absolute figure, the ratio of each

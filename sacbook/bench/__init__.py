@@ -14,6 +14,10 @@ modules, from the bottom up:
 * :mod:`~sacbook.bench.measure`: sacbook's own measurements:
   :func:`simulation_throughput`, :func:`training_throughput`,
   :func:`seeds_throughput`, :func:`sharded_throughput`, :func:`time_to_solve`.
+* :mod:`~sacbook.bench.roofline`: this machine's limits, matmul FLOP/s and
+  memory bandwidth (:func:`machine_limits`), and a training throughput set
+  against them with :mod:`sacbook.cost`'s FLOPs and bytes
+  (:func:`training_roofline`).
 * :mod:`~sacbook.bench.references`: gymnax's and Gymnasium's simulation
   (:func:`compare_simulation`) and rejax's SAC (:func:`rejax_time_to_solve`),
   timed in the same run when installed.
@@ -69,6 +73,13 @@ from sacbook.bench.report import (
     load_references,
     summarize_report,
 )
+from sacbook.bench.roofline import (
+    machine_limits,
+    matmul_throughput,
+    memory_bandwidth,
+    training_roofline,
+    update_shape,
+)
 from sacbook.bench.timing import (
     MIN_WINDOW_SECONDS,
     Runner,
@@ -101,7 +112,10 @@ __all__ = [
     "installed",
     "interleave",
     "load_references",
+    "machine_limits",
+    "matmul_throughput",
     "median_of",
+    "memory_bandwidth",
     "preset_name",
     "ratio_stats",
     "recipe",
@@ -116,7 +130,9 @@ __all__ = [
     "summarize_report",
     "time_to_solve",
     "timed",
+    "training_roofline",
     "training_throughput",
+    "update_shape",
     "virtual_cpu_env",
     "with_num_envs",
 ]

@@ -64,6 +64,13 @@ FLAGS = {
         help="device counts of the sharded-throughput ratio (default 1 2 4; "
         "virtual CPU devices when this machine has fewer)",
     ),
+    "--roofline": dict(
+        action="store_true",
+        help="also measure this machine's limits (matmul FLOP/s at the update's "
+        "shape and at 2048^3, memory bandwidth) and set each training "
+        "throughput against them, with an iteration's FLOPs and bytes from "
+        "sacbook.cost (with --skip-training: the limits only)",
+    ),
     "--save": dict(help="also write the JSON report to this file"),
     "--repeats": dict(
         type=positive_int,
@@ -87,8 +94,8 @@ FLAGS = {
     "--min-window": dict(
         type=seconds,
         default=0.5,
-        help="shortest timed window of the simulation benchmarks, seconds "
-        "(default 0.5; 0 times single calls)",
+        help="shortest timed window of the simulation benchmarks and of "
+        "--roofline's, seconds (default 0.5; 0 times single calls)",
     ),
 }
 
@@ -128,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
         log(f"  N = {row['num_envs']:>7}: {row['env_steps_per_second']:12.4g}")
     if not args.skip_training:
         _training(args, report, log)
+    if args.roofline:
+        _roofline(args, report, log)
     if args.compare:
         _compare_simulation(args, report, log)
     if args.json:
@@ -272,6 +281,52 @@ def _training(args, report: dict, log) -> None:
         log(
             "  (virtual devices share this machine's cores: this is the cost "
             "of the communication, not a speed-up)"
+        )
+
+
+def _roofline(args, report: dict, log) -> None:
+    """The machine's limits at the default recipe's update shape, and each
+    training throughput of the report against them."""
+    config = bench.with_num_envs(1024)
+    limits = bench.machine_limits(
+        *bench.update_shape(config), min_seconds=args.min_window
+    )
+    rows = [
+        bench.training_roofline(
+            bench.with_num_envs(t["num_envs"]), t["iterations_per_second"], limits
+        )
+        for t in report.get("training", [])
+    ]
+    report["roofline"] = {"limits": limits, "training": rows}
+    at_update, large = limits["matmul_update_shape"], limits["matmul_large"]
+    memory, big = limits["bandwidth"], f"{large['m']}^3"
+    log(
+        "\nroofline: this machine's limits (float32)\n"
+        f"  matmul ({at_update['m']} x {at_update['n']}) @ ({at_update['n']} x "
+        f"{at_update['n']}), {at_update['steps']} chained in a scan: "
+        f"{at_update['flops_per_second']:.3g} FLOP/s\n"
+        f"  matmul {big}: {large['flops_per_second']:.3g} FLOP/s\n"
+        f"  memory, {memory['size_bytes'] / 2**20:.0f} MiB: read "
+        f"{memory['read_bytes_per_second']:.3g} B/s, scaled in place "
+        f"{memory['scale_bytes_per_second']:.3g} B/s\n"
+        f"  balance: {limits['balance']:.3g} FLOP/B (the {big} matmul over memory)"
+    )
+    if rows:
+        log("training against them (an iteration's FLOPs and bytes: sacbook.cost):")
+    for r in rows:
+        log(
+            f"  N = {r['num_envs']}, B = {r['batch_size']}: "
+            f"{r['iterations_per_second']:.4g} it/s x "
+            f"{r['flops_per_iteration']:.3g} FLOP and "
+            f"{r['bytes_per_iteration']:.3g} B\n"
+            f"    {r['flops_per_second']:.3g} FLOP/s: "
+            f"{r['fraction_of_matmul_update_shape']:.1%} of the matmul at "
+            f"({r['batch_size']} x {r['width']}), "
+            f"{r['fraction_of_matmul_large']:.1%} of {big}\n"
+            f"    {r['bytes_per_second']:.3g} B/s: "
+            f"{r['fraction_of_bandwidth']:.1%} of memory's\n"
+            f"    intensity {r['intensity']:.3g} FLOP/B, balance "
+            f"{r['balance']:.3g}: by the roofline, {r['bound']}-bound"
         )
 
 
