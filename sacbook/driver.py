@@ -19,7 +19,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from sacbook import checkpoint, checks, records, sac
+from sacbook import checkpoint, checks, records, sac, sharding
 from sacbook.config import TrainConfig
 from sacbook.evaluate import SOLVED_RETURN
 from sacbook.loop import TrainState
@@ -70,7 +70,9 @@ class Driver:
 
     def _run(self, tree, i: int):
         """Run ``i``'s part of a tree with a run axis (all of it for one run)."""
-        return jax.tree.map(lambda x: x[i], tree) if self.batched else tree
+        if not self.batched:
+            return tree
+        return jax.tree.map(lambda x: sharding.take_run(x, i), tree)
 
     def compile(self, state):
         """The chunk and the evaluation, compiled ahead of time, so that

@@ -15,11 +15,13 @@ tighter estimate of what it does from anywhere.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sacbook import jit, networks, pendulum, sac
+from sacbook import jit, networks, pendulum, sac, sharding
 from sacbook.pendulum import PendulumParams
 from sacbook.sac import SACConfig
 
@@ -115,6 +117,25 @@ def evaluate_runs(
         return evaluate_run(params, run_key, sac_config, env_params, num_envs)
 
     return jax.vmap(one)(actor_params, run_keys)
+
+
+@functools.cache
+def evaluate_runs_over(mesh: jax.sharding.Mesh) -> jit.Program:
+    """:func:`evaluate_runs` for runs spread over ``mesh``'s devices
+    (``over="runs"``): each device evaluates its own runs, and the returns
+    keep the run axis split the same way."""
+    name, _ = sharding.mesh_axis(mesh)
+    split = jax.sharding.PartitionSpec(name)
+
+    def spread(actor_params, run_keys, sac_config, env_params, num_envs):
+        def local(params, keys):
+            return evaluate_runs(params, keys, sac_config, env_params, num_envs)
+
+        return jax.shard_map(
+            local, mesh=mesh, in_specs=(split, split), out_specs=split, check_vma=False
+        )(actor_params, run_keys)
+
+    return jit.Program(spread, static_argnums=(2, 3, 4))
 
 
 @jit.program(static_argnums=(2, 3, 4, 5))

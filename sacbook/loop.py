@@ -78,9 +78,12 @@ def init_runs(
     *,
     sac_configs=None,
     mesh: jax.sharding.Mesh | None = None,
+    over: str = "envs",
 ) -> TrainState:
     """R fresh runs as one state with a leading run axis on every leaf, for
-    the batched chunk (:func:`chunk_program` with ``batched``).
+    the batched chunk (:func:`chunk_program` with ``batched``), placed on
+    ``mesh``'s devices: each run's envs split (``over="envs"``) or whole
+    runs (``"runs"``; :mod:`sacbook.sharding`).
 
     Run r is exactly ``init(config, keys[r])``, stacked. ``sac_configs``
     (one per run, for a sweep) sets each run's initial temperature; their
@@ -97,7 +100,7 @@ def init_runs(
             f"sac_configs must have one entry per run ({len(keys)}), "
             f"got {len(sac_configs)}"
         )
-    check_mesh(config, mesh)
+    check_mesh(config, mesh, over=over, runs=len(keys))
     runs = [
         _init_host(config.replace(sac=sac_config), key)
         for sac_config, key in zip(sac_configs, keys, strict=True)
@@ -106,22 +109,32 @@ def init_runs(
     keys = jnp.stack([run.key for run in runs])  # typed keys: stacked by JAX
     runs = [run.replace(key=None) for run in runs]
     stacked = jax.tree.map(lambda *leaves: np.stack(leaves), *runs)
-    return _put(stacked.replace(key=keys), mesh, batched=True)
+    return _put(stacked.replace(key=keys), mesh, batched=True, over=over)
 
 
-def check_mesh(config: LoopConfig, mesh: jax.sharding.Mesh | None) -> int:
-    """The mesh's device count (1 without one), after checking that
-    ``config`` splits evenly over it (one line naming the field if not)."""
+def check_mesh(
+    config: LoopConfig,
+    mesh: jax.sharding.Mesh | None,
+    *,
+    over: str = "envs",
+    runs: int = 1,
+) -> int:
+    """The mesh's device count (1 without one), after checking that what it
+    splits splits evenly: ``config``'s envs, buffer and batch
+    (``over="envs"``), or the ``runs`` (``"runs"``). One line if not."""
     if mesh is None:
         return 1
-    sharding.check_divides(config, mesh)
+    if sharding.check_over(over) == "runs":
+        sharding.check_runs_divide(runs, mesh)
+    else:
+        sharding.check_divides(config, mesh)
     return sharding.mesh_axis(mesh)[1]
 
 
-def _put(host_state: TrainState, mesh, batched: bool = False) -> TrainState:
+def _put(host_state: TrainState, mesh, batched=False, over="envs") -> TrainState:
     if mesh is None:
         return jax.device_put(host_state)
-    return sharding.put(host_state, mesh, batched=batched)
+    return sharding.put(host_state, mesh, batched=batched, over=over)
 
 
 def abstract_state(config: LoopConfig) -> TrainState:
@@ -390,37 +403,30 @@ def run_chunk(
     return jax.lax.scan(step, state, None, length=config.chunk_iterations)
 
 
-def parallel_chunk(state, config: LoopConfig, hyper=None, *, mesh, batched: bool):
+def parallel_chunk(
+    state, config: LoopConfig, hyper=None, *, mesh, batched: bool, over="envs"
+):
     """:func:`run_chunk` for a batch of runs (``batched``: every leaf has a
     leading run axis, and so has ``hyper`` if given) and/or across the
-    devices of ``mesh`` (``shard_map``; see :mod:`sacbook.sharding`)."""
-    axis = sharding.collective_axis(mesh)
+    devices of ``mesh``, which split each run's envs (``over="envs"``) or
+    the runs (``"runs"``): :func:`sacbook.sharding.parallel`."""
 
-    def local(state, hyper):
+    def one_run(state, hyper, axis):
         return run_chunk(state, config, hyper, axis)
 
-    if batched:
-        local = jax.vmap(local, in_axes=(0, None if hyper is None else 0))
-    if mesh is None:
-        return local(state, hyper)
-    specs = sharding.state_specs(state, sharding.mesh_axis(mesh)[0], batched=batched)
-    replicated = jax.sharding.PartitionSpec()
-    return jax.shard_map(
-        lambda state: local(state, hyper),  # hyper: the same on every device
-        mesh=mesh,
-        in_specs=(specs,),
-        out_specs=(specs, replicated),  # metrics are already summed/averaged
-        check_vma=False,
-    )(state)
+    return sharding.parallel(
+        one_run, state, hyper, mesh=mesh, batched=batched, over=over
+    )
 
 
 @functools.cache
 def chunk_program(
-    mesh: jax.sharding.Mesh | None = None, batched: bool = False
+    mesh: jax.sharding.Mesh | None = None, batched: bool = False, over: str = "envs"
 ) -> jit.Program:
     """The compiled chunk ``(state, config, hyper=None) -> (state, metrics)``.
 
-    ``mesh``: split each run over its devices (None: one device).
+    ``mesh``: split each run over its devices (None: one device), or, with
+    ``over="runs"``, spread the runs over them.
     ``batched``: the state has a leading run axis (seeds, or the settings of
     a sweep, with ``hyper`` stacked the same way). One program per pair,
     each compiled once per :class:`LoopConfig`: pass ``config.loop``, so a
@@ -430,5 +436,5 @@ def chunk_program(
     if mesh is None and not batched:
         fun = run_chunk  # one run on one device: no vmap, no shard_map
     else:
-        fun = partial(parallel_chunk, mesh=mesh, batched=batched)
+        fun = partial(parallel_chunk, mesh=mesh, batched=batched, over=over)
     return jit.Program(fun, static_argnums=1, donate_argnums=0)

@@ -18,6 +18,15 @@ annotations would let XLA decide: sampling rows at random from a buffer
 sharded over devices is a gather that may read any shard, so it would move
 transitions between devices on every update.
 
+Many runs (seeds, or the settings of a sweep, stacked along a leading run
+axis) can instead be spread over the devices: ``over="runs"`` gives each
+device R/D whole runs, every leaf split along the run axis, and nothing is
+communicated inside a chunk. Which to choose: one large run whose
+environments and buffer outgrow a device, or that should finish sooner,
+splits its envs (``over="envs"``, the default, which costs one gradient mean
+per update); many small runs, a sweep of hundreds of settings, spread the
+runs (no communication at all, the better use of 8 GPUs).
+
 Several hosts: after ``jax.distributed.initialize()`` joins the processes,
 ``jax.devices()`` lists every host's devices and a mesh over all of them is
 used like a mesh over one host's; :func:`put` hands each process's devices
@@ -144,6 +153,57 @@ def check_divides(config, mesh: Mesh) -> None:
             )
 
 
+OVER = ("envs", "runs")  # what a mesh's devices split: each run's envs, or the runs
+
+
+def check_over(over: str, batched: bool = True) -> str:
+    """``over`` if it names a layout (:data:`OVER`) that fits; one line if not."""
+    if over not in OVER:
+        raise ValueError(
+            f"over must be one of {OVER} (what the devices split), got {over!r}"
+        )
+    if over == "runs" and not batched:
+        raise ValueError(
+            'over="runs" spreads many runs over the devices: it needs a batch of '
+            "runs (train_seeds, sweep), not one run"
+        )
+    return over
+
+
+def check_runs_divide(runs: int, mesh: Mesh) -> None:
+    """Refuse ``runs`` runs that do not split evenly over the mesh's devices."""
+    _, d = mesh_axis(mesh)
+    if runs % d:
+        raise ValueError(
+            f"runs ({runs}) must be a multiple of the mesh's {d} devices to spread "
+            f"them over the devices (over='runs'): each device trains an equal share"
+        )
+
+
+def run_specs(tree, axis_name: str):
+    """Every leaf of ``tree`` split along its leading run axis, the rest
+    whole: the layout of ``over="runs"`` (full-rank specs, as in
+    :func:`state_specs`)."""
+
+    def split(x):
+        return PartitionSpec(axis_name, *[None] * (np.ndim(x) - 1))
+
+    return jax.tree.map(split, tree)
+
+
+def take_run(x, i: int):
+    """``x[i]`` for a leaf with a leading run axis. Where the runs are spread
+    over devices (``over="runs"``), run ``i`` is taken from the device that
+    holds it: no other device's runs move."""
+    where = getattr(x, "sharding", None)
+    if isinstance(where, NamedSharding) and where.spec and where.spec[0] is not None:
+        for shard in x.addressable_shards:
+            start, stop, _ = shard.index[0].indices(x.shape[0])
+            if start <= i < stop:
+                return shard.data[i - start]
+    return x[i]
+
+
 def state_specs(state, axis_name: str, *, batched: bool = False):
     """The ``PartitionSpec`` of every leaf of a :class:`~sacbook.loop.TrainState`
     (arrays or ``ShapeDtypeStruct`` leaves): env and buffer arrays split
@@ -174,15 +234,20 @@ def state_specs(state, axis_name: str, *, batched: bool = False):
     )
 
 
-def state_shardings(state, mesh: Mesh, *, batched: bool = False):
-    """:func:`state_specs` as ``NamedSharding`` leaves on ``mesh``."""
+def state_shardings(state, mesh: Mesh, *, batched: bool = False, over: str = "envs"):
+    """:func:`state_specs` (or :func:`run_specs`, ``over="runs"``) as
+    ``NamedSharding`` leaves on ``mesh``."""
     axis_name, _ = mesh_axis(mesh)
-    specs = state_specs(state, axis_name, batched=batched)
+    if check_over(over, batched) == "runs":
+        specs = run_specs(state, axis_name)
+    else:
+        specs = state_specs(state, axis_name, batched=batched)
     return jax.tree.map(lambda spec: NamedSharding(mesh, spec), specs)
 
 
-def put(state, mesh: Mesh, *, batched: bool = False):
-    """Place a state (host or device arrays) on ``mesh`` as designed.
+def put(state, mesh: Mesh, *, batched: bool = False, over: str = "envs"):
+    """Place a state (host or device arrays) on ``mesh`` as designed: each
+    run's envs split (``over="envs"``), or whole runs (``"runs"``).
 
     Each device receives only its own shard, cut from the full array
     (``jax.make_array_from_callback``): this also works when the mesh spans
@@ -190,7 +255,7 @@ def put(state, mesh: Mesh, *, batched: bool = False):
     same full state from the seed and hands over its devices' shards. Leaves
     already placed as designed are kept as they are.
     """
-    shardings = state_shardings(state, mesh, batched=batched)
+    shardings = state_shardings(state, mesh, batched=batched, over=over)
 
     def place(leaf, where):
         if getattr(leaf, "sharding", None) == where:
@@ -205,3 +270,50 @@ def put(state, mesh: Mesh, *, batched: bool = False):
         return jax.make_array_from_callback(full.shape, where, lambda i: full[i])
 
     return jax.tree.map(place, state, shardings)
+
+
+def parallel(run, state, hyper=None, *, mesh, batched: bool, over: str = "envs"):
+    """``run(state, hyper, axis) -> (state, metrics)``, written for one run on
+    one device, for a batch of runs (``batched``: a leading run axis on every
+    leaf of ``state`` and ``hyper``) and/or over the devices of ``mesh``.
+
+    ``over="envs"``: each run's envs are split over the devices
+    (``jax.shard_map`` with :func:`state_specs`); ``run`` talks to the other
+    devices through its :class:`Axis`, and its metrics come back already
+    reduced, the same on every device. ``over="runs"``: each device runs its
+    R/D runs, vmapped, as if alone (:data:`LOCAL`, no communication), and the
+    metrics keep their run axis.
+    """
+    if mesh is not None and check_over(over, batched) == "runs":
+        name, _ = mesh_axis(mesh)
+
+        def local_runs(state, hyper):
+            in_axes = (0, None if hyper is None else 0)
+            return jax.vmap(lambda s, h: run(s, h, LOCAL), in_axes)(state, hyper)
+
+        specs = run_specs(state, name)
+        hyper_specs = None if hyper is None else run_specs(hyper, name)
+        return jax.shard_map(
+            local_runs,
+            mesh=mesh,
+            in_specs=(specs, hyper_specs),
+            out_specs=(specs, PartitionSpec(name)),  # the metrics: per run
+            check_vma=False,
+        )(state, hyper)
+    axis = collective_axis(mesh)
+
+    def local(state, hyper):
+        return run(state, hyper, axis)
+
+    if batched:
+        local = jax.vmap(local, in_axes=(0, None if hyper is None else 0))
+    if mesh is None:
+        return local(state, hyper)
+    specs = state_specs(state, mesh_axis(mesh)[0], batched=batched)
+    return jax.shard_map(
+        lambda state: local(state, hyper),  # hyper: the same on every device
+        mesh=mesh,
+        in_specs=(specs,),
+        out_specs=(specs, PartitionSpec()),  # metrics are already summed/averaged
+        check_vma=False,
+    )(state)

@@ -22,6 +22,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
 
 from sacbook import checks, device, driver, evaluate, loop, sac, sharding
 from sacbook.config import TrainConfig
@@ -129,6 +130,7 @@ def train_runs(
     check_memory: bool = True,
     checkpoint_dirs: Sequence[str | Path] | None = None,
     mesh: jax.sharding.Mesh | None = None,
+    over: str = "envs",
     **options,
 ) -> list[TrainResult]:
     """Train R runs, ``configs[r]`` with ``seeds[r]``, as one compiled program.
@@ -158,7 +160,10 @@ def train_runs(
     ``raise_on_non_finite=False`` the others go on (runs never mix), and
     that run's result has ``diverged`` set. ``stop_when_solved`` stops once
     every run is solved. ``mesh``: each run is split over the mesh's devices
-    as in :func:`train`.
+    as in :func:`train` (``over="envs"``), or the runs are spread over them,
+    R/D whole runs per device and no communication (``over="runs"``, for
+    many small runs; R must divide by D). Either layout gives each run the
+    result it has on one device, up to the rounding of batched products.
 
     Returns one :class:`TrainResult` per run, in the order given.
     """
@@ -180,23 +185,34 @@ def train_runs(
                 f"checkpoint_dirs must name {len(seeds)} different folders, one per "
                 f"run, got {len(checkpoint_dirs)}"
             )
-    devices = loop.check_mesh(config, mesh)
-    if check_memory:
+    devices = loop.check_mesh(config, mesh, over=over, runs=len(seeds))
+    if check_memory and over == "runs":  # each device holds R/D whole runs
+        device.check_fits(config, runs=len(seeds) // devices)
+    elif check_memory:
         device.check_fits(config, runs=len(seeds), devices=devices)
     run_keys = jnp.stack([jax.random.key(seed) for seed in seeds])
     sac_configs = [c.sac for c in configs]
-    state = loop.init_runs(config, list(run_keys), sac_configs=sac_configs, mesh=mesh)
+    state = loop.init_runs(
+        config, list(run_keys), sac_configs=sac_configs, mesh=mesh, over=over
+    )
     hyper = None
     if any(c != config.sac for c in sac_configs):  # a sweep: the values, traced
         hyper = jax.tree.map(
             lambda *v: np.stack(v), *(sac.Hyperparams.of(c) for c in sac_configs)
         )
+    if mesh is not None and over == "runs":  # beside the runs they belong to
+        runs_split = NamedSharding(mesh, PartitionSpec(sharding.mesh_axis(mesh)[0]))
+        run_keys, hyper = jax.device_put((run_keys, hyper), runs_split)
     return driver.Driver(
         config,
         seeds,
         configs,
-        program=loop.chunk_program(mesh, batched=True),
-        evaluation=evaluate.evaluate_runs,
+        program=loop.chunk_program(mesh, batched=True, over=over),
+        evaluation=(
+            evaluate.evaluate_runs_over(mesh)
+            if mesh is not None and over == "runs"
+            else evaluate.evaluate_runs
+        ),
         run_keys=run_keys,
         hyper=hyper,
         histories=[[] for _ in seeds],

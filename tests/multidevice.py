@@ -15,7 +15,7 @@ os.environ["XLA_FLAGS"] = (
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
-from conftest import SMALL, same_state, without_times  # noqa: E402
+from conftest import MANY, SMALL, same_state, without_times  # noqa: E402
 from jax.sharding import NamedSharding  # noqa: E402
 
 from sacbook import checkpoint, loop, sac, sharding, train  # noqa: E402
@@ -111,7 +111,48 @@ def main():
         for k in ("critic_loss", "actor_loss", "q_mean", "entropy", "reward_mean")
     )
 
-    # 6. bad input
+    # 6. runs spread over the devices: each device trains its own runs
+    alone = train.train_seeds(MANY, range(4), progress=False)
+    spread = train.train_seeds(MANY, range(4), progress=False, mesh=mesh, over="runs")
+    keys = ("critic_loss", "actor_loss", "q_mean", "entropy", "eval_return")
+    out["runs_over_devices_rel"] = max(
+        abs(a[k] - b[k]) / max(abs(a[k]), 1e-12)
+        for x, y in zip(alone, spread)
+        for a, b in zip(x.history, y.history)
+        for k in keys
+        if k in a
+    )
+    out["runs_over_devices_seeds"] = [r.seed for r in spread]
+    state = loop.init_runs(
+        MANY, [jax.random.key(s) for s in range(4)], mesh=mesh, over="runs"
+    )
+    out["runs_specs"] = {
+        "buffer.obs": spec_of(state.buffer.data.obs),
+        "actor_kernel": spec_of(jax.tree.leaves(state.sac.actor_params)[0]),
+        "log_alpha": spec_of(state.sac.log_alpha),
+    }
+    out["runs_one_per_device"] = sorted(
+        s.data.shape[0] for s in state.sac.log_alpha.addressable_shards
+    )
+    program = loop.chunk_program(mesh, batched=True, over="runs")
+    state, _ = program(state, MANY.loop)
+    before = program.cache_size()
+    with jax.transfer_guard("disallow"):
+        state, metrics = program(state, MANY.loop)
+        jax.block_until_ready((state, metrics))
+    out["runs_recompiles"] = program.cache_size() - before
+    out["runs_metrics_shape"] = list(np.shape(metrics["critic_loss"]))
+    sweep = train.sweep(
+        MANY,
+        [{"tau": 0.01}, {"tau": 0.05}],
+        [0, 1],
+        progress=False,
+        mesh=mesh,
+        over="runs",
+    )
+    out["sweep_over_devices"] = [[r.config.sac.tau for r in row] for row in sweep]
+
+    # 7. bad input
     out["errors"] = {
         "num_envs": error_of(
             lambda: loop.init(SMALL.replace(num_envs=66), jax.random.key(0), mesh=mesh)
@@ -130,9 +171,17 @@ def main():
             )
         ),
         "make_mesh": error_of(lambda: sharding.make_mesh(5)),
+        "runs_divide": error_of(
+            lambda: train.train_seeds(
+                MANY, range(3), progress=False, mesh=mesh, over="runs"
+            )
+        ),
+        "over": error_of(
+            lambda: train.train_seeds(MANY, range(4), mesh=mesh, over="seeds")
+        ),
     }
 
-    # 7. the collective axis of the mesh: means, sums and a key per device
+    # 8. the collective axis of the mesh: means, sums and a key per device
     out["axis"] = axis_report(mesh)
 
     # (that four devices solve the task with the default recipe is checked by

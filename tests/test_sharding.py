@@ -64,6 +64,23 @@ def test_seeds_on_a_mesh_match_single_runs(report):
     assert report["seeds_on_mesh_rel"] < 1e-5
 
 
+def test_runs_spread_over_devices_match_one_device(report):
+    """over="runs": each device trains R/D whole runs (every leaf split along
+    the run axis), with no recompile and no transfer between chunks, and each
+    run learns what it learns on one device, up to the rounding of batched
+    matrix products of another batch size."""
+    assert report["runs_over_devices_seeds"] == [0, 1, 2, 3]
+    assert report["runs_over_devices_rel"] < 1e-3
+    specs = report["runs_specs"]
+    assert specs["buffer.obs"] == ["shards", None, None]
+    assert specs["actor_kernel"] == ["shards", None]  # a bias: (runs, width)
+    assert specs["log_alpha"] == ["shards"]
+    assert report["runs_one_per_device"] == [1, 1, 1, 1]
+    assert report["runs_recompiles"] == 0
+    assert report["runs_metrics_shape"] == [4, 10]
+    assert report["sweep_over_devices"] == [[0.01, 0.01], [0.05, 0.05]]
+
+
 def test_bad_meshes_are_refused_clearly(report):
     errors = report["errors"]
     assert (
@@ -74,6 +91,10 @@ def test_bad_meshes_are_refused_clearly(report):
     )
     assert "exactly one axis" in errors["two_axes"]
     assert "integer in [1, 4]" in errors["make_mesh"]
+    assert (
+        "runs (3) must be a multiple of the mesh's 4 devices" in errors["runs_divide"]
+    )
+    assert "over must be one of ('envs', 'runs')" in errors["over"]
 
 
 def test_mesh_checks_in_this_process():
