@@ -785,6 +785,8 @@ def test_train_non_finite_run_exits_with_one_line_and_keeps_the_checkpoint(
         (["--devices", "2"], "devices must be 'all' or an integer in [1, 1]"),
         (["--seeds", "0-1", "--seed", "3"], "either --seed or --seeds"),
         (["--seeds", "0-1", "--resume"], "--out DIR/seed_S --resume"),
+        (["--spread", "runs"], "--spread runs spreads the seeds of --seeds"),
+        (["--seeds", "0-1", "--spread", "seeds"], "invalid choice: 'seeds'"),
     ],
 )
 def test_train_seeds_and_devices_bad_options(args, needle, tmp_path, capsys):

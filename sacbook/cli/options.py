@@ -170,18 +170,22 @@ def check_resume(args: argparse.Namespace, config: TrainConfig, seed: int) -> No
             )
 
 
-def check_run(config: TrainConfig, mesh=None, runs: int = 1) -> int:
-    """Check a fresh run before anything is written: that ``config`` splits
-    evenly over the mesh ``--devices`` asks for (None: one device), and that
-    its ``runs`` fit in the device's memory. Each failure is one line that
-    names the options as this command spells them. Returns the device count.
+def check_run(config: TrainConfig, mesh=None, runs: int = 1, over="envs") -> int:
+    """Check a fresh run before anything is written: that ``config`` (or the
+    ``runs``, ``over="runs"``) splits evenly over the mesh ``--devices``
+    asks for (None: one device), and that its ``runs`` fit in the device's
+    memory. Each failure is one line that names the options as this command
+    spells them. Returns the device count.
     """
     try:
-        devices = loop.check_mesh(config, mesh)
+        devices = loop.check_mesh(config, mesh, over=over, runs=runs)
     except ValueError as e:
         raise CliError(as_options(str(e)) + " (--devices)") from None
     try:
-        device.check_fits(config, runs=runs, devices=devices)
+        if over == "runs":  # each device holds runs / devices whole runs
+            device.check_fits(config, runs=runs // devices)
+        else:
+            device.check_fits(config, runs=runs, devices=devices)
     except device.RunTooLargeError as e:
         raise CliError(e.describe(option_names(), subject="this run")) from None
     return devices

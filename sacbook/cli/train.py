@@ -41,6 +41,13 @@ FLAGS = {
         help="split each run over N devices (or all): envs and replay buffer "
         "sharded, networks replicated (default: one device)",
     ),
+    "--spread": dict(
+        choices=("envs", "runs"),
+        default="envs",
+        help="with --seeds and --devices: what the devices split, each run's envs "
+        "(envs, the default) or the seeds, whole runs per device with no "
+        "communication (runs; the seed count must divide by the devices)",
+    ),
     "--out": dict(
         help="the run's folder (default: a fresh runs/<date>-<time>, linked as "
         "runs/latest; with --resume, runs/latest)",
@@ -211,6 +218,8 @@ def run(args: argparse.Namespace) -> int:
     checkpoint."""
     if args.seeds is not None:
         return _run_seeds(args)
+    if args.spread == "runs":
+        raise CliError("--spread runs spreads the seeds of --seeds over the devices")
     mesh = _mesh(args)
     if not args.resume:  # first: a run that cannot fit ends at once, touching nothing
         config = options.train_config(args)
@@ -338,7 +347,7 @@ def _run_seeds(args: argparse.Namespace) -> int:
         raise CliError("use either --seed or --seeds, not both")
     config, seeds = options.train_config(args), args.seeds
     mesh = _mesh(args)
-    devices = options.check_run(config, mesh, runs=len(seeds))
+    devices = options.check_run(config, mesh, runs=len(seeds), over=args.spread)
     with _StopOnSignal() as stop, _run_folder(args, runs=len(seeds)) as out:
         _check_space(out, config, runs=len(seeds))
         return _seeds_into(args, out, config, seeds, mesh, devices, stop)
@@ -353,7 +362,9 @@ def _seeds_into(args, out: Path, config, seeds, mesh, devices: int, stop) -> int
 
     print(
         f"training {len(seeds)} seeds ({seeds_text(seeds)}) as one program on "
-        f"{devices} {jax.devices()[0].platform} device(s): {config.num_envs} envs "
+        f"{devices} {jax.devices()[0].platform} device(s)"
+        + (" (seeds spread over them)" if args.spread == "runs" else "")
+        + f": {config.num_envs} envs "
         f"and {config.total_iterations * config.num_envs} env steps per seed"
     )
     folders = [out / f"seed_{seed}" for seed in seeds]
@@ -377,6 +388,7 @@ def _seeds_into(args, out: Path, config, seeds, mesh, devices: int, stop) -> int
             seeds=seeds,
             checkpoint_dirs=[folder / "checkpoint" for folder in folders],
             mesh=mesh,
+            over=args.spread,
         )
     finally:
         for file in files:
