@@ -18,6 +18,10 @@ a fault a browser showed (``tests/test_browser.py`` checks every page):
 - The widgets page manager finds its fonts relative to the URL require.js gives
   its module, which without configuration is the page's own folder (404s in the
   console). Pages that load the manager first tell require.js where it lives.
+- ``book_bibliography.py`` (set up from here): the bibliography's list showed
+  alphabetic labels ([HZAL18]) beside author-year citations in the text, and
+  sorted accented and corporate authors last. It registers the author-year
+  label, sorting and citation styles that ``_config.yml``'s ``bibtex_*`` keys name.
 """
 
 import json
@@ -62,6 +66,8 @@ def _widget_manager_home(app, pagename, templatename, context, doctree):
 
 
 def setup(app):
+    # a sibling module (book/_ext is on sys.path): the bibliography's styles
+    app.setup_extension("book_bibliography")
     app.connect("builder-inited", _add_static_path)
     # last, after the extensions that add their scripts while a page is written
     app.connect("html-page-context", _fix_page, priority=900)
@@ -70,4 +76,3 @@ def setup(app):
     # before the widget manager (500), so the shim sees MathJax 3 arrive
     app.add_js_file("widgets-fixes.js", priority=200)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
-
