@@ -12,6 +12,7 @@ Modules, one concept each, each importing only those above it:
   sac         SAC config (static and swept fields), state, losses, one update
   config      LoopConfig and TrainConfig: what a run is
   cost        FLOPs and bytes of an update and an iteration, from the config
+  forecast    what a GPU should do: training time predicted from the cost
   loop        the compiled program: state, init, iteration, chunk
   evaluate    deterministic evaluation, the solved return, rollouts
   records     a chunk's metrics as one record per run; the NaN check
