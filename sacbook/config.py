@@ -122,7 +122,7 @@ class TrainConfig(LoopConfig):
     """A training run: the compiled program's :class:`LoopConfig`,
     plus how long to run it and how to evaluate it (neither recompiles).
 
-    Attributes (beyond the loop's):
+    Attributes:
       total_env_steps: training length in environment steps (all envs), >= 1;
         rounded up to whole chunks, at most ``2**31 - 1`` iterations.
       eval_envs: environments in each deterministic evaluation (fixed

@@ -143,19 +143,21 @@ def estimate_train_bytes(config: LoopConfig, device=None) -> dict:
     or capacity is allocated.
 
     Returns a dict of ints (bytes):
-      replay_buffer: the buffer's arrays, ``(buffer_capacity, ...)``.
-      environments: the N env states and observations, ``(N, ...)``.
-      networks: actor, critics, target critics, optimizer states, temperature,
-        PRNG key and counters.
-      state: the sum of the three: exactly the training state's bytes.
-      chunk_envs, chunk_updates, chunk_metrics: what one compiled chunk holds
-        besides the (donated) state, before ``WORKING_MARGIN``; see below.
-      working: their sum times ``WORKING_MARGIN``.
-      host_copy: what :func:`sacbook.loop.init` builds on the host with NumPy
-        and still holds while it copies the state to ``device``.
-      total: what the memory of ``device`` (default: the first JAX device)
-        must hold: ``state + working``, plus ``host_copy`` where that memory
-        is host RAM (the CPU backend).
+
+    * ``replay_buffer``: the buffer's arrays, ``(buffer_capacity, ...)``.
+    * ``environments``: the N env states and observations, ``(N, ...)``.
+    * ``networks``: actor, critics, target critics, optimizer states,
+      temperature, PRNG key and counters.
+    * ``state``: the sum of the three: exactly the training state's bytes.
+    * ``chunk_envs``, ``chunk_updates``, ``chunk_metrics``: what one compiled
+      chunk holds besides the (donated) state, before ``WORKING_MARGIN``; see
+      below.
+    * ``working``: their sum times ``WORKING_MARGIN``.
+    * ``host_copy``: what :func:`sacbook.loop.init` builds on the host with
+      NumPy and still holds while it copies the state to ``device``.
+    * ``total``: what the memory of ``device`` (default: the first JAX device)
+      must hold: ``state + working``, plus ``host_copy`` where that memory is
+      host RAM (the CPU backend).
     """
     state = loop.abstract_state(config)
     replay_buffer = tree_bytes(state.buffer)

@@ -123,7 +123,7 @@ def tanh_log_det_jacobian(u):
 
     Written as ``2 (log 2 - u - softplus(-2u))``, which is exact and stays
     finite for any ``u``: the naive ``log(1 - tanh(u)^2)`` hits ``log(0)``
-    as soon as ``tanh(u)`` rounds to +-1 (|u| > 9 in float32).
+    as soon as ``tanh(u)`` rounds to +-1 (``|u| > 9`` in float32).
     """
     return jnp.sum(2.0 * (math.log(2.0) - u - jax.nn.softplus(-2.0 * u)), axis=-1)
 

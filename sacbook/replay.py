@@ -17,9 +17,9 @@ from sacbook import checks
 
 @struct.dataclass
 class Transition:
-    """One transition, or a batch of them with a leading axis.
+    """One transition, or a batch of B of them with a leading axis.
 
-    Attributes (for a batch of B):
+    Attributes:
       obs: ``(B, obs_dim)`` observation the action was taken in.
       action: ``(B, action_dim)`` action in ``[-1, 1]`` (unscaled).
       reward: ``(B,)``.

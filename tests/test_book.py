@@ -1,5 +1,6 @@
 """The book's shape: every chapter committed executed, small, listed, and runnable on Colab."""
 
+import ast
 import json
 import re
 from pathlib import Path
@@ -164,3 +165,32 @@ def test_landing_page_opens_with_the_1024_pendulum_picture():
     image = ROOT / "book" / "images" / "hero_1024.png"
     assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert image.stat().st_size < 300_000
+
+
+def _listed_modules() -> list[str]:
+    """The modules sacbook's docstring lists, top floor first (read from the
+    file, as tests/test_structure.py reads the imported docstring)."""
+    tree = ast.parse((ROOT / "sacbook" / "__init__.py").read_text())
+    listing = ast.get_docstring(tree).split("Modules, one concept each")[1]
+    return re.findall(r"^  (\w+) +\S", listing, flags=re.MULTILINE)
+
+
+def test_api_reference_documents_every_module():
+    """book/api.md, listed in the table of contents, has an automodule for every
+    module the package docstring lists (a new module cannot be forgotten), each
+    once, none private, and in the docstring's floor order within each group."""
+    assert "book/api" in _toc_files()
+    text = (ROOT / "book" / "api.md").read_text()
+    modules = _listed_modules()
+    assert len(modules) > 20
+    documented = re.findall(r"^\.\. automodule:: sacbook\.(\w+)$", text, re.M)
+    missing = [m for m in modules if m not in documented]
+    assert not missing, f"book/api.md documents no module {missing}"
+    assert len(documented) == len(set(documented)), "a module documented twice"
+    assert not [m for m in documented if m.startswith("_")], "a private module"
+    floor = {name: i for i, name in enumerate(modules)}
+    for group in re.split(r"^## ", text, flags=re.M)[1:]:
+        names = re.findall(r"^\.\. automodule:: sacbook\.(\w+)$", group, re.M)
+        assert names == sorted(names, key=lambda n: floor.get(n, len(floor))), (
+            f"group {group.splitlines()[0]!r} is not in floor order: {names}"
+        )
