@@ -85,6 +85,11 @@ def test_first_cell_installs_the_configured_release_on_colab(path):
     assert ("wants_accelerator=True" in first) == (path.stem == "04_gpu_scaling")
 
 
+def test_colab_launch_opens_the_release_the_setup_cell_installs():
+    """Jupyter Book's launch button opens repository.branch: the release tag."""
+    assert _repository("branch") == _repository("release")
+
+
 def test_release_tag_matches_the_package_version():
     """The release the chapters install is the version this checkout holds."""
     import sacbook
