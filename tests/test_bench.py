@@ -447,3 +447,26 @@ def test_training_against_the_limits():
         bench.training_roofline(config, 0.0, _limits())
     with pytest.raises(ValueError, match=r"measured at the shape \(256, 64\)"):
         bench.training_roofline(config, 1.0, _limits(m=256))
+
+
+def test_growth_fits_overhead_plus_flops_over_rate():
+    from sacbook.bench import growth
+
+    rows = [
+        {"flops": f, "seconds_per_iteration": 2e-3 + f / 4e10} for f in (1e8, 4e8, 2e9)
+    ]
+    fit = growth.fit_line(rows)
+    assert fit["overhead"] == pytest.approx(2e-3) and fit["rate"] == pytest.approx(4e10)
+    with pytest.raises(ValueError, match="two points with different FLOPs"):
+        growth.fit_line(rows[:1])
+    with pytest.raises(ValueError, match="axis must be one of"):
+        growth.point("hidden", 64)
+
+
+def test_growth_counts_every_run_of_one_program():
+    from sacbook.bench import growth
+
+    one = growth.point("batch_size", 96, chunks=1, chunk_iterations=2)
+    two = growth.point("runs", 2, chunks=1, chunk_iterations=2)
+    assert two["flops"] == pytest.approx(2 * one["flops"], rel=1e-9)
+    assert two["seconds_per_iteration"] > 0 and one["seconds_per_iteration"] > 0
