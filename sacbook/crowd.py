@@ -10,7 +10,10 @@ would be unreadable, so this module draws them all in two compact ways:
   playing each policy in turn.
 
 In both, the pendulums are ordered by how far from upright they started, so
-the same row (or grid cell) is the same start in every picture.
+the same row (or grid cell) is the same start in every picture. Both can
+colour "upright" alike: :data:`UPRIGHT_CMAP` draws an angle within
+:data:`UPRIGHT` of the top in the grid's :data:`UP_COLOUR`, and any other
+angle in the grid's grey, lighter the further it is from the top.
 """
 
 from __future__ import annotations
@@ -22,12 +25,25 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib import animation
 from matplotlib.collections import LineCollection
+from matplotlib.colors import LinearSegmentedColormap
 
 from sacbook import checks
 
 UPRIGHT = 0.5  # rad: a pendulum within this angle of the top counts as upright
 UP_COLOUR = np.array([[0.12, 0.35, 0.75, 1.0]])  # RGBA: an upright rod, blue
 DOWN_COLOUR = np.array([[0.55, 0.55, 0.55, 1.0]])  # any other rod, grey
+# |theta| in [0, pi] (vmin 0, vmax pi) as the grid colours it: the rods' blue
+# up to UPRIGHT, then their grey, lightening to near white at hanging
+UPRIGHT_CMAP = LinearSegmentedColormap.from_list(
+    "sacbook_upright",
+    [
+        (0.0, UP_COLOUR[0]),
+        (UPRIGHT / np.pi, UP_COLOUR[0]),
+        (UPRIGHT / np.pi + 1e-3, DOWN_COLOUR[0]),
+        (1.0, (0.93, 0.93, 0.93, 1.0)),
+    ],
+    N=512,
+)
 
 
 def _stages(thetas, labels) -> tuple[list[np.ndarray], list[str]]:
@@ -73,6 +89,9 @@ def plot_angle_image(
     dt: float = 0.05,
     width: float = 7.0,
     dpi: int = 100,
+    height: float | None = None,
+    cmap="cividis_r",
+    fontsize: float = 9.0,
 ):
     """Every pendulum's angle from upright over time, one image per stage.
 
@@ -82,38 +101,49 @@ def plot_angle_image(
       labels: one title per stage, for example "after 20 iterations".
       dt: simulated seconds per time step.
       width: figure width in inches (7 fits the book's column at 100 dpi).
+      height: figure height in inches (default ``0.42 * width + 0.6``).
+      cmap: the colours of ``|theta|`` from 0 (up) to pi (down); the default
+        is bright where upright. :data:`UPRIGHT_CMAP` uses the colours of
+        :func:`animate_grid`.
+      fontsize: labels in points; titles one point larger, ticks one smaller.
+        A narrow figure with larger text stays legible on a phone.
     Returns the figure: the images on top (row = pendulum, sorted by start,
-    column = time, bright = upright), the fraction upright over time below, one
-    line style and marker per stage.
+    column = time), the fraction upright over time below, one line style and
+    marker per stage.
     """
     stages, labels = _stages(thetas, labels)
     num_steps, num = stages[0].shape
     order = start_order(stages[0])
-    fig = plt.figure(figsize=(width, 0.42 * width + 0.6), dpi=dpi)
-    grid = fig.add_gridspec(2, len(stages), height_ratios=(2.2, 1), hspace=0.55)
+    height = 0.42 * width + 0.6 if height is None else height
+    fig = plt.figure(figsize=(width, height), dpi=dpi, layout="constrained")
+    grid = fig.add_gridspec(2, len(stages), height_ratios=(2.2, 1))
+    image_axes = []
     seconds = num_steps * dt
     for k, (stage, label) in enumerate(zip(stages, labels)):
         ax = fig.add_subplot(grid[0, k])
+        image_axes.append(ax)
         image = ax.imshow(
             angle_from_upright(stage[:, order]).T,
             aspect="auto",
-            cmap="cividis_r",
+            cmap=cmap,
             vmin=0.0,
             vmax=np.pi,
             extent=(0.0, seconds, num, 0),
             interpolation="nearest",
         )
-        ax.set_title(label, fontsize=10)
-        ax.set_xlabel("time [s]", fontsize=9)
-        ax.tick_params(labelsize=8)
+        ax.set_title(label, fontsize=fontsize + 1)
+        ax.set_xlabel("time [s]", fontsize=fontsize)
+        ax.tick_params(labelsize=fontsize - 1)
         if k == 0:
-            ax.set_ylabel(f"pendulum (of {num:,}),\nsorted by start", fontsize=9)
+            ax.set_ylabel(f"pendulum (of {num:,}),\nsorted by start", fontsize=fontsize)
         else:
             ax.set_yticklabels([])
-    bar = fig.colorbar(image, ax=fig.axes, fraction=0.03, pad=0.02)
-    bar.set_ticks([0, np.pi / 2, np.pi], labels=["0 up", "π/2", "π down"])
-    bar.ax.tick_params(labelsize=8)
-    bar.set_label("|θ| [rad]", fontsize=9)
+    bar = fig.colorbar(image, ax=image_axes, fraction=0.05, pad=0.02)
+    bar.set_ticks(
+        [0, UPRIGHT, np.pi / 2, np.pi], labels=["0 up", f"{UPRIGHT}", "π/2", "π down"]
+    )
+    bar.ax.tick_params(labelsize=fontsize - 1)
+    bar.set_label("|θ| [rad]", fontsize=fontsize)
     ax = fig.add_subplot(grid[1, :])
     time = np.arange(num_steps) * dt
     styles = ["-", "--", ":", "-."]
@@ -128,13 +158,13 @@ def plot_angle_image(
             markevery=max(1, num_steps // 8),
             ms=4,
             lw=1.5,
-            label=label,
+            label=" ".join(label.split()),  # one line in the legend
         )
     ax.set(ylim=(-0.03, 1.03), xlim=(0, seconds))
-    ax.set_xlabel("time [s]", fontsize=9)
-    ax.set_ylabel(f"upright\n(|θ| < {UPRIGHT})", fontsize=9)
-    ax.tick_params(labelsize=8)
-    ax.legend(fontsize=8, loc="center right")
+    ax.set_xlabel("time [s]", fontsize=fontsize)
+    ax.set_ylabel(f"upright\n(|θ| < {UPRIGHT})", fontsize=fontsize)
+    ax.tick_params(labelsize=fontsize - 1)
+    ax.legend(fontsize=fontsize - 1, loc="center right")
     return fig
 
 

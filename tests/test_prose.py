@@ -97,6 +97,116 @@ CLAIMS = (
         rf"fewest updates: .*, {N} s",
         "about",
     ),
+    # Chapter 4: the default recipe over seeds (Section 4)
+    Claim(
+        "04_gpu_scaling",
+        rf"In this run {N} of {N} seeds solve",
+        rf"solved {N} of {N} seeds",
+    ),
+    Claim(
+        "04_gpu_scaling",
+        rf"seeds solve, after {N} to {N} iterations",
+        rf"seeds, after {N} to {N} iterations",
+    ),
+    Claim(
+        "04_gpu_scaling",
+        rf"more than {N} times as long as seed 0 alone",
+        rf"{N} times the [\d.]+ s of seed 0 trained alone",
+        "at_least",
+    ),
+    # Section 5: the gradients averaged per update, the buffer's shard
+    Claim(
+        "04_gpu_scaling",
+        rf"about {N} kB \(above\)",
+        rf"gradients averaged per update: {N} kB",
+        "about",
+    ),
+    Claim(
+        "04_gpu_scaling",
+        rf"\({N} of its million rows\)",
+        rf"buffer\.data\.obs \(\d+, 3\) +P\('data', None\) +\({N}, 3\)",
+    ),
+    # Section 6: the bars the controller sets
+    Claim(
+        "04_gpu_scaling",
+        rf"The rule reproduces \${N}\$ on the Gymnasium pendulum",
+        rf"gymnasium: controller .* -> bar {N}",
+    ),
+    Claim(
+        "04_gpu_scaling",
+        rf"on the point-mass preset the bar is \${N}\$",
+        rf"point_mass: controller .* -> bar {N}",
+    ),
+    # Section 7: the recorded references
+    Claim(
+        "04_gpu_scaling",
+        rf"default recipe reached \$-200\$ in {N} s and rejax's SAC \(with the "
+        rf"Pendulum configuration from rejax's repository\) in {N} s",
+        rf"cold start to -200: sacbook {N} s \(compile [\d.]+ s\), rejax SAC {N} s",
+    ),
+    Claim(
+        "04_gpu_scaling",
+        rf"Of sacbook's {N} s, {N} s are compiling; rejax compiles for {N} s",
+        rf"sacbook {N} s \(compile {N} s\), rejax SAC [\d.]+ s \(compile {N} s\)",
+    ),
+    Claim(
+        "04_gpu_scaling",
+        rf"ships {N} CPU reference and {N} GPU references",
+        rf"references in sacbook/data: \d+ \({N} CPU, {N} GPU or TPU\)",
+    ),
+    Claim(
+        "04_gpu_scaling",
+        rf"with the same {N} environment steps to solve",
+        rf"default: steps to -200 +\| +{N} +\| +{N}",
+    ),
+    # Section 8: the 1024 pendulums under three policies
+    Claim(
+        "04_gpu_scaling",
+        rf"{N}% are upright after 2 s, mostly starts",
+        rf"after 20 iterations: {N}% upright at 2 s",
+    ),
+    Claim(
+        "04_gpu_scaling",
+        rf"and {N}% after 5 s\. By iteration",
+        rf"after 20 iterations: -?\d+% upright at 2 s, {N}% at 5 s",
+    ),
+    Claim(
+        "04_gpu_scaling",
+        rf"By iteration {N}, where the evaluation",
+        rf"N = 1,024: compile +[\d.]+ s; solved at iteration {N}",
+    ),
+    Claim(
+        "04_gpu_scaling",
+        rf"{N}% of the 1024 are upright after 2 s and {N}% after 5 s",
+        rf"after 100 iterations: {N}% upright at 2 s, {N}% at 5 s",
+    ),
+    Claim(
+        "04_gpu_scaling",
+        rf"\({N}% here\)",
+        rf"after 300 iterations: {N}% upright at 2 s",
+    ),
+    # Exercise 4.1: the memory of a run with 2^20 environments
+    Claim("04_gpu_scaling", rf"take {N} MB, while", rf"replay_buffer: {N} MB"),
+    Claim("04_gpu_scaling", rf"environments take {N} MB", rf"environments: {N} MB"),
+    Claim("04_gpu_scaling", rf"networks {N} kB", rf"networks: {N} kB"),
+    Claim("04_gpu_scaling", rf"working memory, {N} MB", rf"working: {N} MB"),
+    # Summary
+    Claim(
+        "04_gpu_scaling",
+        rf"solved {N} of {N} seeds after {N} to {N} iterations",
+        rf"solved {N} of {N} seeds, after {N} to {N} iterations",
+    ),
+    Claim(
+        "04_gpu_scaling",
+        rf"seed 0 alone took under {N} s of training",
+        rf"N = 1,024: compile .*?, {N} s training",
+        "at_most",
+    ),
+    Claim(
+        "04_gpu_scaling",
+        rf"reached \$-200\$ in {N} s, against {N} s for rejax's SAC",
+        rf"cold start to -200: sacbook {N} s \(compile [\d.]+ s\), rejax SAC {N} s",
+    ),
 )
 
 

@@ -3,27 +3,47 @@
 A report (``sacbook bench --json``, or one shipped as
 ``sacbook/data/bench_*.json``: :func:`load_references`) starts with
 :func:`device_info`; :func:`summarize_report` picks its comparable figures
-and :func:`format_table` sets several side by side at 88 columns.
+and :func:`format_table` sets several side by side at 88 columns
+(:func:`format_html`: as an HTML table, for a notebook).
 """
 
 from __future__ import annotations
 
 import datetime
+import html
 import importlib.metadata
 import importlib.resources
 import json
 import os
 import platform
+import re
+from pathlib import Path
 
 import jax
 
 from sacbook.device import available_bytes, is_accelerator
 
 
+def cpu_model(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> str | None:
+    """The host CPU's model name: the first ``model name`` of ``cpuinfo``
+    (Linux), else :func:`platform.processor` (macOS, Windows), else None.
+    A name such as "2-core CPU" says little: two cores of a laptop and of a
+    server differ severalfold."""
+    try:
+        text = Path(cpuinfo).read_text(errors="replace")
+    except OSError:
+        text = ""
+    found = re.search(r"^model name\s*:\s*(.+?)\s*$", text, re.M)
+    if found:
+        return found.group(1)
+    return platform.processor().strip() or None
+
+
 def device_info() -> dict:
-    """What the figures were measured on: device, versions, date; whether the
-    device is an accelerator and the memory available on it (bytes, and the
-    figure's source: see :func:`sacbook.device.available_bytes`)."""
+    """What the figures were measured on: device, host CPU model, versions,
+    date; whether the device is an accelerator and the memory available on
+    it (bytes, and the figure's source: see
+    :func:`sacbook.device.available_bytes`)."""
     device = jax.devices()[0]
     memory, memory_source = available_bytes(device)
     versions = {}
@@ -41,6 +61,7 @@ def device_info() -> dict:
         "available_bytes_source": memory_source,
         "device_count": jax.device_count(),
         "cpu_count": os.cpu_count(),
+        "cpu_model": cpu_model(),
         "python": platform.python_version(),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "versions": versions,
@@ -68,6 +89,14 @@ def _rows(value) -> list[dict]:
     return (
         value if isinstance(value, list) else [value] if isinstance(value, dict) else []
     )
+
+
+def _short_cpu(model: str | None) -> str:
+    """A CPU model name without trademark signs."""
+    if not model:
+        return "not recorded"
+    model = re.sub(r"\((R|TM|tm)\)|\bCPU\b", " ", model)
+    return " ".join(model.split()) or "not recorded"
 
 
 def _fmt(x, fmt: str = "{:.3g}") -> str:
@@ -106,7 +135,10 @@ def summarize_report(report: dict) -> dict[str, str]:
     out = {
         "recorded": dev.get("date", "-"),
         "device": device if platform != "cpu" or "CPU" in device else f"{device} (CPU)",
+        # the host's CPU, on a GPU machine too (older reports lack it)
+        "CPU model": _short_cpu(dev.get("cpu_model")),
         "jax": dev.get("versions", {}).get("jax", "-"),
+        "sacbook": dev.get("versions", {}).get("sacbook", "-"),
         "sim steps/s, N=1024": _fmt(sim_1024 and sim_1024["env_steps_per_second"]),
         "sim steps/s, largest N": (
             f"{_fmt(sim_max['env_steps_per_second'])} ({sim_max['num_envs']:,})"
@@ -195,3 +227,29 @@ def format_table(columns: list[tuple[str, dict]], width: int = 88) -> str:
                 + " | ".join(f"{columns[i][1].get(k, '-'):>{widths[i]}}" for i in block)
             )
     return "\n".join(lines)
+
+
+def format_html(columns: list[tuple[str, dict]], caption: str = "") -> str:
+    """Columns of :func:`summarize_report` side by side as an HTML table, one
+    row per figure: narrow enough for a phone (the cells wrap), where the
+    88-column text of :func:`format_table` would wrap into noise."""
+    keys = list(dict.fromkeys(k for _, col in columns for k in col))
+    pad = "padding: 0.15em 0.6em 0.15em 0"
+
+    def cell(tag: str, text: str) -> str:
+        return f'<{tag} style="{pad}; text-align: left">{html.escape(text)}</{tag}>'
+
+    head = "".join(cell("th", title) for title, _ in columns)
+    rows = "".join(
+        "<tr>"
+        + cell("th", k)
+        + "".join(cell("td", col.get(k, "-")) for _, col in columns)
+        + "</tr>"
+        for k in keys
+    )
+    caption = f"<caption>{html.escape(caption)}</caption>" if caption else ""
+    return (
+        '<table class="sacbook-bench" style="border-collapse: collapse">'
+        f"{caption}<thead><tr>{cell('th', '')}{head}</tr></thead>"
+        f"<tbody>{rows}</tbody></table>"
+    )
