@@ -9,9 +9,10 @@ sentence. Reading files only: nothing is executed.
 
 **Exercises.** Each exercise is a ``tip`` admonition titled "Exercise ...".
 Its solution code cells are hidden in the rendered book, code and output
-(``hide-cell``), and collapsed in JupyterLab and Notebook 7
-(``jupyter.source_hidden`` and ``outputs_hidden``), yet still executed and
-checked by nbval. Its written solution is a ``dropdown`` admonition.
+(``hide-cell``), collapsed in JupyterLab and Notebook 7
+(``jupyter.source_hidden`` and ``outputs_hidden``), shown as a form with its
+code hidden on Colab (``cellView: form``), and still executed and checked by
+nbval. Its written solution is a ``dropdown`` admonition.
 """
 
 import dataclasses
@@ -329,6 +330,9 @@ def test_exercise_solutions_hidden_until_asked(path):
             jupyter = cell["metadata"].get("jupyter", {})
             assert jupyter.get("source_hidden") and jupyter.get("outputs_hidden"), (
                 f"{title}: a solution cell not collapsed in Jupyter"
+            )
+            assert cell["metadata"].get("cellView") == "form", (
+                f"{title}: a solution cell whose code Colab shows"
             )
 
 
