@@ -222,6 +222,16 @@ def _sacbook(*args, timeout=600):
             ["--batch-size", "5000", "--buffer-capacity", "4096"],
             "--batch-size (5000) must be <= --buffer-capacity (4096)",
         ),
+        # --seeds and --devices
+        (["--seeds", "3-1"], "low <= high"),
+        (["--seeds", "a-b"], "seeds like 0-7 or 0,3,5"),
+        (["--seeds", "0-5000"], "at most 4096 seeds"),
+        (["--devices", "0"], "'all' or an integer >= 1"),
+        (["--devices", "2"], "devices must be 'all' or an integer in [1, 1]"),
+        (["--seeds", "0-1", "--seed", "3"], "either --seed or --seeds"),
+        (["--seeds", "0-1", "--resume"], "--out DIR/seed_S --resume"),
+        (["--spread", "runs"], "--spread runs spreads the seeds of --seeds"),
+        (["--seeds", "0-1", "--spread", "seeds"], "invalid choice: 'seeds'"),
     ],
 )
 def test_train_bad_options_one_line_error(args, needle, tmp_path, capsys):
@@ -368,7 +378,6 @@ def test_bench_compare_alternates_ours_and_rejax_and_reports_the_ratio(
 
     monkeypatch.setattr(bench, "installed", lambda module: True)
     monkeypatch.setattr(bench, "run_isolated", run_isolated)
-    monkeypatch.setattr(bench, "simulation_throughput", lambda sizes, min_seconds: [])
     monkeypatch.setattr(
         bench,
         "training_throughput",
@@ -380,26 +389,7 @@ def test_bench_compare_alternates_ours_and_rejax_and_reports_the_ratio(
         },
     )
     ratio = bench.ratio_stats([1.0])
-    monkeypatch.setattr(
-        bench,
-        "seeds_throughput",
-        lambda **kw: {
-            "one_program_env_steps_per_second": 2.0,
-            "one_after_another_env_steps_per_second": 1.0,
-            "ratio": ratio,
-        },
-    )
-    monkeypatch.setattr(
-        bench,
-        "sharded_throughput_virtual",
-        lambda devices, **kw: {
-            "platform": "cpu",
-            "virtual_devices": True,
-            "device_counts": [1],
-            "env_steps_per_second": {"1": 1.0},
-            "speedup": {"1": ratio},
-        },
-    )
+    _fake_ratios(monkeypatch, bench, ratio)
     monkeypatch.setattr(bench, "sacbook_runner", lambda n: None)
     monkeypatch.setattr(bench, "compare_simulation", lambda *a, **kw: None)
     assert cli.main(["bench", "--compare", "--repeats", "3", "--json"]) == 0
@@ -422,6 +412,32 @@ def test_bench_compare_alternates_ours_and_rejax_and_reports_the_ratio(
         0.6,
     ]  # the unsolved pair left out
     assert "x rejax, default to -200 (median)" in bench.summarize_report(report)
+
+
+def _fake_ratios(monkeypatch, bench, ratio) -> None:
+    """The bench's simulation (no rows) and its two ratios (seeds in one
+    program, devices), faked: each ratio is ``ratio``."""
+    monkeypatch.setattr(bench, "simulation_throughput", lambda sizes, min_seconds: [])
+    monkeypatch.setattr(
+        bench,
+        "seeds_throughput",
+        lambda **kw: {
+            "one_program_env_steps_per_second": 2.0,
+            "one_after_another_env_steps_per_second": 1.0,
+            "ratio": ratio,
+        },
+    )
+    monkeypatch.setattr(
+        bench,
+        "sharded_throughput_virtual",
+        lambda devices, **kw: {
+            "platform": "cpu",
+            "virtual_devices": True,
+            "device_counts": [1],
+            "env_steps_per_second": {"1": 1.0},
+            "speedup": {"1": ratio},
+        },
+    )
 
 
 def test_bench_roofline_sets_training_against_the_limits(monkeypatch, capsys, tmp_path):
@@ -450,7 +466,6 @@ def test_bench_roofline_sets_training_against_the_limits(monkeypatch, capsys, tm
         lambda b, h, **kw: measure(b, h, large=16, size_bytes=4096, repeats=1, **kw),
     )
     monkeypatch.setattr(bench, "run_isolated", lambda function, **kw: dict(solve))
-    monkeypatch.setattr(bench, "simulation_throughput", lambda sizes, min_seconds: [])
     monkeypatch.setattr(
         bench,
         "training_throughput",
@@ -462,26 +477,7 @@ def test_bench_roofline_sets_training_against_the_limits(monkeypatch, capsys, tm
             "compile_seconds": 1.0,
         },
     )
-    monkeypatch.setattr(
-        bench,
-        "seeds_throughput",
-        lambda **kw: {
-            "one_program_env_steps_per_second": 2.0,
-            "one_after_another_env_steps_per_second": 1.0,
-            "ratio": ratio,
-        },
-    )
-    monkeypatch.setattr(
-        bench,
-        "sharded_throughput_virtual",
-        lambda devices, **kw: {
-            "platform": "cpu",
-            "virtual_devices": True,
-            "device_counts": [1],
-            "env_steps_per_second": {"1": 1.0},
-            "speedup": {"1": ratio},
-        },
-    )
+    _fake_ratios(monkeypatch, bench, ratio)
     saved = tmp_path / "report.json"
     common = ["bench", "--roofline", "--min-window", "0", "--solve", "default"]
     args = [*common, "--train-sizes", "1024", "4096", "--save", str(saved)]
@@ -773,30 +769,6 @@ def test_train_non_finite_run_exits_with_one_line_and_keeps_the_checkpoint(
 # ----------------------------------------------------------------------------
 # sacbook train --seeds / --devices, and the bench's two ratios
 # ----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "args, needle",
-    [
-        (["--seeds", "3-1"], "low <= high"),
-        (["--seeds", "a-b"], "seeds like 0-7 or 0,3,5"),
-        (["--seeds", "0-5000"], "at most 4096 seeds"),
-        (["--devices", "0"], "'all' or an integer >= 1"),
-        (["--devices", "2"], "devices must be 'all' or an integer in [1, 1]"),
-        (["--seeds", "0-1", "--seed", "3"], "either --seed or --seeds"),
-        (["--seeds", "0-1", "--resume"], "--out DIR/seed_S --resume"),
-        (["--spread", "runs"], "--spread runs spreads the seeds of --seeds"),
-        (["--seeds", "0-1", "--spread", "seeds"], "invalid choice: 'seeds'"),
-    ],
-)
-def test_train_seeds_and_devices_bad_options(args, needle, tmp_path, capsys):
-    rc = None
-    with pytest.raises(SystemExit) as exit_info:
-        rc = cli.main(["train", "--out", str(tmp_path / "run"), *args])
-        raise SystemExit(rc)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert needle in err and "Traceback" not in err, err
 
 
 def test_seed_list_parsing():

@@ -187,14 +187,17 @@ def label_year(children, data):
     return Text(_label_parts(data)[1])
 
 
+def _cited_authors(style, role_name):
+    """Every author for {cite:ps} and {cite:ts}, else the label's."""
+    if "s" in role_name:
+        return style.person.author_or_editor_or_title(full=True)
+    return label_authors
+
+
 @dataclass
 class _Parenthetical(BasicAuthorYearParentheticalReferenceStyle):
     def inner(self, role_name):
-        authors = (
-            self.person.author_or_editor_or_title(full=True)
-            if "s" in role_name  # {cite:ps}: every author
-            else label_authors
-        )
+        authors = _cited_authors(self, role_name)
         return join2(sep1=self.pre_text_sep, sep2=self.post_text_sep)[
             pre_text,
             reference[join(sep=self.author_year_sep)[authors, label_year]],
@@ -205,11 +208,7 @@ class _Parenthetical(BasicAuthorYearParentheticalReferenceStyle):
 @dataclass
 class _Textual(BasicAuthorYearTextualReferenceStyle):
     def inner(self, role_name):
-        authors = (
-            self.person.author_or_editor_or_title(full=True)
-            if "s" in role_name  # {cite:ts}: every author
-            else label_authors
-        )
+        authors = _cited_authors(self, role_name)
         return join(sep=self.text_reference_sep)[
             authors,
             join[
