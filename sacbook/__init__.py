@@ -19,6 +19,7 @@ Modules, one concept each, each importing only those above it:
   device      accelerator, memory, does a run fit
   integrity   checksums that tell an intact checkpoint from a damaged one
   checkpoint  save and resume runs with orbax, verified; load a trained policy
+  export      a trained policy as a small JSON file that any language can run
   driver      the host loop between chunks, for one run or many
   train       the host runner: train, train_seeds and sweep on one driver
   stats       interquartile means and bootstrap intervals across seeds

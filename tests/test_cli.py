@@ -13,10 +13,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from conftest import CLI_SMALL as SMALL  # noqa: E402
 
-from sacbook import cli  # noqa: E402
+from sacbook import checkpoint, cli, export  # noqa: E402
 from sacbook.cli import args as cli_args  # noqa: E402
 from sacbook.cli import options  # noqa: E402
 
@@ -271,6 +273,14 @@ def test_train_writes_outputs_and_resumes(tmp_path):
     assert "final evaluation return" in proc.stdout
     for name in ("metrics.jsonl", "learning_curve.png", "policy.gif"):
         assert (out / name).stat().st_size > 0
+    # the exported policy is the checkpoint's actor, bit for bit
+    params, _, env, info = export.read_policy(out / "policy.json")
+    state = checkpoint.restore(out / "checkpoint")[0]
+    for want, got in zip(
+        jax.tree.leaves(state.sac.actor_params), jax.tree.leaves(params)
+    ):
+        assert np.array_equal(np.asarray(want), got)
+    assert env.episode_length == 200 and info["env_steps"] == 64 * 20
     records = [
         json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()
     ]

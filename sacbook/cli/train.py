@@ -234,7 +234,7 @@ def _run_one(args, out: Path, mesh, config, stop) -> int:
         run_folder.write_run_config(out, config, args.seed or 0)
     import jax
 
-    from sacbook import checkpoint, evaluate, plots, train, viz
+    from sacbook import checkpoint, evaluate, export, plots, train, viz
 
     devices = 1 if mesh is None else mesh.devices.size
     ckpt_dir = out / "checkpoint"
@@ -315,6 +315,9 @@ def _run_one(args, out: Path, mesh, config, stop) -> int:
     # the config.eval_envs evaluation episodes use fixed starts (a steady
     # curve); a mean over many fresh starts says more about the final policy
     many = evaluate.fresh_start_return(params, config, seed)
+    facts = {"seed": seed, "env_steps": result.history[-1]["env_steps"]}
+    facts["fresh_start_return"] = many
+    export.write_policy(out / "policy.json", params, config.sac, config.env, facts)
     print(
         f"compile {result.compile_seconds:.1f} s; "
         + (
@@ -330,7 +333,7 @@ def _run_one(args, out: Path, mesh, config, stop) -> int:
     )
     print(
         f"wrote {metrics_path}, {out / 'learning_curve.png'}, "
-        f"{out / 'policy.gif'}, {ckpt_dir}/"
+        f"{out / 'policy.gif'}, {out / 'policy.json'}, {ckpt_dir}/"
     )
     return 0
 
