@@ -470,3 +470,27 @@ def test_growth_counts_every_run_of_one_program():
     two = growth.point("runs", 2, chunks=1, chunk_iterations=2)
     assert two["flops"] == pytest.approx(2 * one["flops"], rel=1e-9)
     assert two["seconds_per_iteration"] > 0 and one["seconds_per_iteration"] > 0
+
+
+# ----------------------------------------------------------------------------
+# Compile stages: where a cold start's compile time goes
+# ----------------------------------------------------------------------------
+
+
+def test_compile_stages_time_each_program_and_count_what_xla_made():
+    """A small recipe's chunk and the evaluation: every stage timed, XLA's
+    CPU time at least a fraction of its wall-clock, and the sizes of what was
+    compiled: the chunk has the scans' loops and far more fusions than the
+    evaluation, whose single scan is one of its loops."""
+    rows = bench.compile_stages(["N=16,B=8,K=2"])
+    chunk, evaluation = rows
+    assert [r["program"] for r in rows] == ["chunk N=16,B=8,K=2", "evaluation"]
+    for r in rows:
+        for stage in ("trace", "lower", "compile"):
+            assert 0 < r[f"{stage}_seconds"] < 60
+        assert r["compile_cpu_seconds"] > 0
+        assert r["stablehlo_lines"] > 100
+    # the chunk: an iteration scan and an update scan, at least
+    assert chunk["loops"] >= 2 and evaluation["loops"] >= 1
+    assert chunk["fusions"] > 3 * evaluation["fusions"] > 0
+    assert chunk["stablehlo_lines"] > 2 * evaluation["stablehlo_lines"]

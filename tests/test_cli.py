@@ -933,3 +933,38 @@ def test_too_large_run_names_the_options(tmp_path, capsys, monkeypatch):
     assert "--num-envs (now 1000000000)" in err
     assert "--buffer-capacity (now 1147483647)" in err
     assert "--num-envs 1000000000" in err and not out.exists()
+
+
+def test_bench_compile_stages_reports_a_table_in_88_columns(monkeypatch, capsys):
+    """--compile-stages: the rows of bench.compile_stages from a fresh process
+    (faked here), for the --solve recipes, printed one per program and kept
+    under the JSON report's "compile_stages"."""
+    from sacbook import bench
+
+    asked = {}
+    row = {
+        "program": "chunk default",
+        "trace_seconds": 0.31,
+        "lower_seconds": 0.16,
+        "compile_seconds": 1.25,
+        "compile_cpu_seconds": 1.94,
+        "stablehlo_lines": 2843,
+        "fusions": 292,
+        "loops": 20,
+    }
+
+    def fresh(function, kwargs):
+        asked[function] = kwargs
+        return [row], 3.0
+
+    monkeypatch.setattr(bench, "call_in_fresh_process", fresh)
+    args = ["bench", "--skip-training", "--compile-stages", "--sizes", "8"]
+    assert cli.main([*args, "--min-window", "0", "--solve", "N=64"]) == 0
+    text = capsys.readouterr().out
+    assert asked == {"compile_stages": {"recipes": ["N=64"]}}
+    line = next(x for x in text.splitlines() if x.strip().startswith("chunk default"))
+    assert line.split()[2:] == ["0.31", "0.16", "1.25", "1.94", "2843", "292", "20"]
+    assert max(map(len, text.splitlines())) <= 88
+    assert cli.main([*args, "--json", "--min-window", "0"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["compile_stages"] == [row]

@@ -14,6 +14,8 @@ modules, from the bottom up:
 * :mod:`~sacbook.bench.measure`: sacbook's own measurements:
   :func:`simulation_throughput`, :func:`training_throughput`,
   :func:`seeds_throughput`, :func:`sharded_throughput`, :func:`time_to_solve`.
+* :mod:`~sacbook.bench.compile_stages`: where a cold start's compile time
+  goes, trace, lower and XLA compile per program (:func:`compile_stages`).
 * :mod:`~sacbook.bench.roofline`: this machine's limits, matmul FLOP/s and
   memory bandwidth (:func:`machine_limits`), and a training throughput set
   against them with :mod:`sacbook.cost`'s FLOPs and bytes
@@ -35,6 +37,7 @@ median and spread over the pairs: compare those, not absolute figures from
 different runs.
 """
 
+from sacbook.bench.compile_stages import compile_stages
 from sacbook.bench.isolated import (
     call_in_fresh_process,
     run_isolated,
@@ -103,6 +106,7 @@ __all__ = [
     "calibrate",
     "call_in_fresh_process",
     "compare_simulation",
+    "compile_stages",
     "compare_throughput",
     "device_info",
     "format_ratio",

@@ -71,6 +71,12 @@ FLAGS = {
         "throughput against them, with an iteration's FLOPs and bytes from "
         "sacbook.cost (with --skip-training: the limits only)",
     ),
+    "--compile-stages": dict(
+        action="store_true",
+        help="also time trace, lower and XLA compile of each --solve recipe's "
+        "chunk and of the evaluation, in a fresh process, with the programs' "
+        "sizes (StableHLO lines, fusions, loops)",
+    ),
     "--save": dict(help="also write the JSON report to this file"),
     "--repeats": dict(
         type=positive_int,
@@ -126,6 +132,8 @@ def run(args: argparse.Namespace) -> int:
     # the throughput benchmarks slows its children's cold start by about 0.1 s.
     if not args.skip_training:
         _time_to_solve(args, report, log)
+    if args.compile_stages:
+        _compile_stages(args, report, log)
     sizes = tuple(args.sizes) if args.sizes else bench.SIM_SIZES
     report["simulation"] = bench.simulation_throughput(
         sizes, min_seconds=args.min_window
@@ -146,6 +154,27 @@ def run(args: argparse.Namespace) -> int:
         path.write_text(json.dumps(report, indent=1) + "\n")
         log(f"\nwrote {path}")
     return 0
+
+
+def _compile_stages(args, report: dict, log) -> None:
+    """Trace, lower and compile seconds of each program, in a fresh process."""
+    rows, _ = bench.call_in_fresh_process("compile_stages", {"recipes": args.solve})
+    report["compile_stages"] = rows
+    log(
+        "\ncompile stages (s), in a fresh process; XLA compile as wall-clock "
+        "and as CPU time"
+    )
+    log(
+        f"  {'program':<22} {'trace':>6} {'lower':>6} {'compile':>8} {'(cpu)':>6}"
+        f" {'StableHLO':>10} {'fusions':>8} {'loops':>6}"
+    )
+    for r in rows:
+        log(
+            f"  {r['program'][:22]:<22} {r['trace_seconds']:6.2f} "
+            f"{r['lower_seconds']:6.2f} {r['compile_seconds']:8.2f} "
+            f"{r['compile_cpu_seconds']:6.2f} {r['stablehlo_lines']:>10} "
+            f"{r['fusions']:>8} {r['loops']:>6}"
+        )
 
 
 def _time_to_solve(args, report: dict, log) -> None:
