@@ -76,18 +76,19 @@ class Driver:
 
     def compile(self, state):
         """The chunk and the evaluation, compiled ahead of time, so that
-        compile time is measured apart from run time. The chunk compiles on
-        a second thread while this one lowers and compiles the evaluation
-        (XLA releases the GIL): a cold start is mostly compiling."""
+        compile time is measured apart from run time. A cold start is mostly
+        compiling, and only XLA's compiling leaves Python's GIL free: the
+        small evaluation is lowered first and compiles on a second thread
+        while this one traces and lowers the chunk, then compiles it."""
         config = self.config
-        lowered = self.program.lower(state, config.loop, self.hyper)
+        params = state.sac.actor_params
+        lowered_evaluation = self.evaluation.lower(
+            params, self.run_keys, config.sac, config.env, config.eval_envs
+        )
         with ThreadPoolExecutor(max_workers=1) as pool:
-            chunk_future = pool.submit(lowered.compile)
-            params = state.sac.actor_params
-            evaluation = self.evaluation.lower(
-                params, self.run_keys, config.sac, config.env, config.eval_envs
-            ).compile()
-            return chunk_future.result(), evaluation
+            evaluation = pool.submit(lowered_evaluation.compile)
+            lowered = self.program.lower(state, config.loop, self.hyper)
+            return lowered.compile(), evaluation.result()
 
     def run(self, state: TrainState) -> list[TrainResult]:
         """Train from ``state`` to the end of the configs' runs."""
