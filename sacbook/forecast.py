@@ -26,9 +26,11 @@ shows both, each labelled.
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from sacbook import cost
-from sacbook.config import LoopConfig
+from sacbook.config import LoopConfig, TrainConfig
+from sacbook.sac import SACConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +75,13 @@ EFFICIENCY = {"small": (0.02, 0.3), "large": (0.2, 0.7)}
 # Iterations the default recipe needs to reach -200, measured on the CPU:
 # 80-120 over 16 seeds (README, "Measured"), 100-140 in the study.
 DEFAULT_ITERATIONS_TO_SOLVE = (80, 140)
+# The large-batch recipe of the comparison (the GPU suite's
+# "N=8192,B=4096,K=4,tau=0.1,it=600"), and the iterations it needs: a median
+# of 220 at B = 4096, K = 4, tau = 0.1 in the appendix's CPU study.
+LARGE_BATCH = TrainConfig(
+    num_envs=8192, sac=SACConfig(batch_size=4096, tau=0.1), updates_per_iteration=4
+)
+LARGE_BATCH_ITERATIONS_TO_SOLVE = (150, 300)
 
 
 def iteration_seconds(
@@ -132,3 +141,112 @@ def _figures(device: str | DeviceFigures) -> DeviceFigures:
     if device not in DEVICES:
         raise ValueError(f"device must be one of {sorted(DEVICES)}, got {device!r}")
     return DEVICES[device]
+
+
+def device_key(device_name: str) -> str | None:
+    """The :data:`DEVICES` key that a device's name (JAX's ``device_kind``,
+    e.g. ``"NVIDIA H200"`` or ``"Tesla T4"``) names, or None."""
+    for key in DEVICES:
+        if re.search(rf"(?<![A-Za-z0-9]){key}(?![0-9])", device_name):
+            return key
+    return None
+
+
+def _recipe_row(rows: list[dict], config: LoopConfig) -> dict | None:
+    """The row of a bench report's list measured at ``config``'s N, B and K."""
+    shape = (config.num_envs, config.sac.batch_size, config.updates_per_iteration)
+    for row in rows:
+        measured_at = (
+            row.get("num_envs"),
+            row.get("batch_size"),
+            row.get("updates_per_iteration"),
+        )
+        if measured_at == shape:
+            return row
+    return None
+
+
+def measured(report: dict) -> dict | None:
+    """What a bench report (the GPU suite's) measured on one of
+    :data:`DEVICES`, in the prediction's terms; None for any other device.
+
+    Returns a dict: ``device`` (the :data:`DEVICES` key), ``iteration_seconds``
+    of the default recipe (from its training throughput), and the seconds to
+    -200 after compiling of the default recipe (``default_solve_seconds``)
+    and of :data:`LARGE_BATCH` (``large_solve_seconds``); a figure
+    the report lacks, or a run that did not solve, is None.
+    """
+    info = report.get("device", {})
+    key = device_key(str(info.get("device", "")))
+    if info.get("platform") != "gpu" or key is None:
+        return None
+
+    def rows(name):
+        value = report.get(name)
+        return value if isinstance(value, list) else [value] if value else []
+
+    default, large = TrainConfig(), LARGE_BATCH
+    training = _recipe_row(rows("training"), default)
+    solves = [r for r in rows("time_to_solve") if r.get("preset") != "point_mass"]
+
+    def solve_seconds(config):
+        row = _recipe_row(solves, config)
+        return row["solve_seconds_after_compile"] if row and row["solved"] else None
+
+    return {
+        "device": key,
+        "iteration_seconds": (
+            1.0 / training["iterations_per_second"] if training else None
+        ),
+        "default_solve_seconds": solve_seconds(default),
+        "large_solve_seconds": solve_seconds(large),
+    }
+
+
+def comparison(references: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
+    """The prediction for every device of :data:`DEVICES`, and beside it what
+    the bench reports ``references`` (``(name, report)`` pairs, as
+    :func:`sacbook.bench.load_references` gives) measured on any of them.
+
+    Returns ``(label, {device name: text})`` rows for
+    :func:`sacbook.bench.report.format_html`: milliseconds per iteration of
+    the default recipe, and seconds to -200 after compiling for the default
+    and the large-batch recipes; each predicted row as a range, each
+    measured row (only when a reference measured it) with "-" for the
+    devices nobody measured. The newest reference of a device counts.
+    """
+    default, large = TrainConfig(), LARGE_BATCH
+    found = {}
+    for _, report in sorted(references, key=lambda r: r[0]):
+        figures = measured(report)
+        if figures is not None:
+            found[figures["device"]] = figures
+    predicted = {"iteration": {}, "default": {}, "large": {}}
+    for key, figures in DEVICES.items():
+        per = iteration_seconds(default, key)
+        low, high = seconds_to_solve(default, key)
+        large_low, large_high = seconds_to_solve(
+            large, key, iterations=LARGE_BATCH_ITERATIONS_TO_SOLVE
+        )
+        predicted["iteration"][figures.name] = (
+            f"{per['low'] * 1e3:.1f}\u2013{per['high'] * 1e3:.0f}"
+        )
+        predicted["default"][figures.name] = f"{low:.1f}\u2013{high:.1f}"
+        predicted["large"][figures.name] = f"{large_low:.1f}\u2013{large_high:.1f}"
+    labels = {
+        "iteration": ("default: ms per iteration", "iteration_seconds", 1e3),
+        "default": ("default: s to \u2212200", "default_solve_seconds", 1.0),
+        "large": ("N=8192, B=4096, K=4: s to \u2212200", "large_solve_seconds", 1.0),
+    }
+    rows = []
+    for name, (label, field, scale) in labels.items():
+        rows.append((f"{label}, predicted", predicted[name]))
+        values = {
+            DEVICES[key].name: f"{figures[field] * scale:.2g}"
+            for key, figures in found.items()
+            if figures[field] is not None
+        }
+        if values:
+            cells = {n: values.get(n, "-") for n in predicted[name]}
+            rows.append((f"{label}, measured", cells))
+    return rows

@@ -49,3 +49,75 @@ def test_seconds_to_solve_are_iterations_times_an_iteration():
 def test_an_unknown_device_is_refused_with_the_known_ones():
     with pytest.raises(ValueError, match=r"device must be one of \['A100', 'H100'"):
         forecast.iteration_seconds(DEFAULT, "V100")
+
+
+def _gpu_report(device="NVIDIA H200", platform="gpu", large_solved=True):
+    """A GPU suite's bench report, reduced to what the comparison reads."""
+    default = dict(num_envs=1024, batch_size=96, updates_per_iteration=16)
+    large = dict(num_envs=8192, batch_size=4096, updates_per_iteration=4)
+    return {
+        "device": {"platform": platform, "device": device},
+        "training": [
+            {**default, "iterations_per_second": 250.0},
+            {**large, "iterations_per_second": 90.0},
+        ],
+        "time_to_solve": [
+            {**default, "solved": True, "solve_seconds_after_compile": 0.42},
+            {**large, "solved": large_solved, "solve_seconds_after_compile": 1.7},
+        ],
+    }
+
+
+def test_device_names_as_jax_writes_them_map_to_the_datasheets():
+    names = {
+        "NVIDIA H200": "H200",
+        "Tesla T4": "T4",
+        "NVIDIA A100-SXM4-80GB": "A100",
+        "NVIDIA H100 80GB HBM3": "H100",
+        "NVIDIA L4": "L4",
+        "NVIDIA L40S": None,  # another device, not an L4
+        "cpu": None,
+    }
+    assert {n: forecast.device_key(n) for n in names} == names
+
+
+def test_a_gpu_report_is_read_in_the_predictions_terms():
+    """Seconds per iteration from the default recipe's throughput, seconds
+    to -200 after compiling per recipe, matched by N, B and K; a run that
+    did not solve gives None, and a CPU report nothing."""
+    got = forecast.measured(_gpu_report(large_solved=False))
+    assert got == {
+        "device": "H200",
+        "iteration_seconds": pytest.approx(1 / 250),
+        "default_solve_seconds": 0.42,
+        "large_solve_seconds": None,
+    }
+    assert forecast.measured(_gpu_report(platform="cpu", device="cpu")) is None
+
+
+def test_the_comparison_puts_measured_rows_beside_the_predicted_ones():
+    """Without a GPU reference: the three predicted rows only. With one:
+    each predicted row followed by its measured row, the measurement in its
+    device's column and "-" in the others; the newest report of a device
+    counts."""
+    cpu = ("bench_cpu.json", _gpu_report(platform="cpu", device="cpu"))
+    rows = forecast.comparison([cpu])
+    assert [label.endswith(", predicted") for label, _ in rows] == [True] * 3
+    per = forecast.iteration_seconds(DEFAULT, "T4")
+    low, high = per["low"] * 1e3, per["high"] * 1e3
+    assert rows[0][1]["NVIDIA T4"] == f"{low:.1f}\u2013{high:.0f}"
+
+    older = _gpu_report()
+    older["training"][0]["iterations_per_second"] = 100.0
+    references = [cpu, ("bench_gpu_2.json", _gpu_report()), ("bench_gpu_1.json", older)]
+    rows = dict(forecast.comparison(references))
+    assert len(rows) == 6
+    measured = rows["default: ms per iteration, measured"]
+    assert measured["NVIDIA H200 SXM"] == "4"  # 1 / 250 s, the newer report
+    assert measured["NVIDIA T4"] == "-"
+    assert rows["default: s to \u2212200, measured"]["NVIDIA H200 SXM"] == "0.42"
+    assert (
+        rows["N=8192, B=4096, K=4: s to \u2212200, measured"]["NVIDIA H200 SXM"]
+        == "1.7"
+    )
+    assert list(measured) == list(rows["default: ms per iteration, predicted"])
