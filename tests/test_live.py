@@ -587,6 +587,35 @@ def test_bad_input_is_refused_in_one_line(call, words):
     assert "\n" not in str(info.value)
 
 
+CHAPTERS = ("01_physics", "02_networks", "03_sac", "04_gpu_scaling")
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_each_chapter_shows_a_live_view_of_the_current_module(chapter):
+    """The chapters are committed executed: their live views must inline the
+    module and the policies as they are now."""
+    notebook = json.loads((ROOT / "book" / f"{chapter}.ipynb").read_text())
+    shown = 0
+    for cell in notebook["cells"]:
+        outputs = "".join(
+            "".join(o.get("data", {}).get("text/html", ""))
+            for o in cell.get("outputs", [])
+        )
+        if 'class="sacbook-live"' not in outputs:
+            continue
+        shown += 1
+        rerun = f"run: python scripts/run_notebook.py book/{chapter}.ipynb"
+        assert live.module_text() in outputs, f"an older sacbook_live.js; {rerun}"
+        source = "".join(cell["source"])
+        for name in live.policy_names():
+            if f'"{name}"' in source:
+                text = json.dumps(live.load_policy(name), separators=(",", ":"))
+                assert text.replace("</", "<\\/") in outputs, (
+                    f"an older {name}; {rerun}"
+                )
+    assert shown >= 1, f"{chapter} shows no live view"
+
+
 def test_committed_policies_are_what_the_script_makes():
     """Regenerates all four (two training runs, about 15 s) and compares bytes."""
     run = subprocess.run(

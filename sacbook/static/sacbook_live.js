@@ -269,7 +269,9 @@ function sizedCanvas(aspect, label, draw) {
 /** Run frame(seconds) on every animation frame while playing and on screen.
  * Returns {stats: {frames, seconds}, setPlaying(bool), playing()}. */
 function animator(root, frame) {
-  let playing = true, visible = true, running = false, last = null;
+  // a reader who asked for less motion starts paused (Play starts it)
+  let playing = !window.matchMedia?.("(prefers-reduced-motion: reduce)").matches;
+  let visible = true, running = false, last = null;
   const stats = { frames: 0, seconds: 0 };
   const tick = (now) => {
     if (!(playing && visible)) { running = false; last = null; return; }
@@ -293,6 +295,13 @@ function animator(root, frame) {
   }
   start();
   return { stats, playing: () => playing, setPlaying: (on) => { playing = on; start(); } };
+}
+
+/** Play/Pause for an animator: its label says what a press does. */
+function playButton(anim) {
+  const label = (on) => (on ? "Pause" : "Play");
+  const b = toggle(label(anim.playing()), anim.playing(), (on) => { b.textContent = label(on); anim.setPlaying(on); }, "Play or pause");
+  return b;
 }
 
 // ---- the page: drawing ---------------------------------------------------
@@ -346,7 +355,8 @@ function drawAngle(canvas, times, angles, span) {
     ctx.strokeStyle = k % 2 ? "#e2e2e2" : "#bbb";
     ctx.beginPath(); ctx.moveTo(pad, y(k * Math.PI)); ctx.lineTo(w, y(k * Math.PI)); ctx.stroke();
     ctx.fillStyle = "#666";
-    ctx.fillText(k === 0 ? "0" : `${k}π`, 2, y(k * Math.PI) + 4 * ratio);
+    const name = k === 0 ? "0" : k === 1 ? "π" : k === -1 ? "-π" : `${k}π`;
+    ctx.fillText(name, 2, y(k * Math.PI) + 4 * ratio);
   }
   ctx.strokeStyle = "rgb(31,119,180)";
   ctx.lineWidth = 1.5 * ratio;
@@ -384,7 +394,7 @@ function pendulumView(root, cfg) {
   const label = policy
     ? "The pendulum under the trained policy. Drag the bob, or press the left and right arrow keys, to push it."
     : "The pendulum. Drag the bob to move it; the left and right arrow keys push it.";
-  const pendulumCanvas = sizedCanvas(cfg.plot ? 0.55 : 0.6, label, () => draw());
+  const pendulumCanvas = sizedCanvas(cfg.plot ? 0.45 : 0.55, label, () => draw());
   pendulumCanvas.tabIndex = 0;
   const plotCanvas = cfg.plot ? sizedCanvas(0.28, "The angle over the last ten seconds, unwrapped: over the top it climbs by 2π.", () => draw()) : null;
   const status = make("div", { class: "sl-status", "aria-live": "off" });
@@ -405,8 +415,8 @@ function pendulumView(root, cfg) {
   };
   const showStatus = () => {
     const deg = Math.round((wrapAngle(s.theta) * 180) / Math.PI);
-    let text = `t = ${s.time.toFixed(1)} s   θ = ${deg}°   θ̇ = ${s.thetaDot.toFixed(1)} rad/s   torque = ${s.torque.toFixed(2)} N m`;
-    if (policy) text += s.upSince !== null ? `   upright for ${(s.time - s.upSince).toFixed(1)} s` : "   not upright";
+    let text = `t = ${s.time.toFixed(1)} s · θ = ${deg}° · θ̇ = ${s.thetaDot.toFixed(1)} rad/s · torque ${s.torque.toFixed(2)} N m`;
+    if (policy) text += s.upSince !== null ? ` · upright for ${(s.time - s.upSince).toFixed(1)} s` : " · not upright";
     status.textContent = text;
   };
   const anim = animator(root, (elapsed) => {
@@ -470,7 +480,7 @@ function pendulumView(root, cfg) {
     draw();
     showStatus();
   };
-  const play = toggle("Pause", true, (on) => { play.textContent = on ? "Pause" : "Play"; anim.setPlaying(on); }, "Play or pause");
+  const play = playButton(anim);
   const bar = make("div", { class: "sl-bar" }, play, make("button", { type: "button", onclick: reset }, "Reset"));
   if (policy) bar.append(toggle("Policy on", true, (on) => { s.usePolicy = on; }, "Policy on or off"));
   bar.append(
@@ -526,8 +536,6 @@ function squashedView(root, cfg) {
       ctx.stroke();
     }
     ctx.setLineDash([]);
-    ctx.fillStyle = "rgb(214,39,40)"; ctx.fillText("π(a), with the correction", x(-0.98), 14 * ratio);
-    ctx.fillStyle = "#777"; ctx.fillText("N(atanh a), without it", x(-0.98), 28 * ratio);
     const { entropy, area } = squashedStats(s.mu, s.logStd);
     status.textContent = `μ = ${s.mu.toFixed(2)}, log σ = ${s.logStd.toFixed(2)}: entropy ${entropy.toFixed(2)} nats; area under the uncorrected curve ${area.toFixed(2)} (a density needs 1)`;
   };
@@ -536,7 +544,10 @@ function squashedView(root, cfg) {
     mean: slider({ label: "μ", min: -3, max: 3, step: 0.05, value: s.mu, onInput: (v) => { s.mu = v; draw(); } }),
     log_std: slider({ label: "log σ", min: -3, max: 2, step: 0.05, value: s.logStd, onInput: (v) => { s.logStd = v; draw(); } }),
   };
-  root.append(canvas, status, make("div", { class: "sl-sliders" }, controls.mean.row, controls.log_std.row));
+  const key = (color, dash, text) => make("span", {}, make("span", { style: `color:${color}` }, dash), ` ${text}`);
+  const legend = make("div", { class: "sl-bar" },
+    key("rgb(214,39,40)", "━━", "π(a), with the correction"), key("#888", "╍╍", "N(atanh a; μ, σ), without it"));
+  root.append(canvas, legend, status, make("div", { class: "sl-sliders" }, controls.mean.row, controls.log_std.row));
   return { controls, state: s, redraw: draw }; // it moves only when a slider does
 }
 
@@ -611,7 +622,7 @@ function gridView(root, cfg) {
     const r = mulberry32(Math.floor(s.time * 1000) + 1);
     for (const st of stages) for (let i = 0; i < n; i++) st.thetaDot[i] = clip(st.thetaDot[i] + 6 * (r() - 0.5), -p.max_speed, p.max_speed);
   };
-  const play = toggle("Pause", true, (on) => { play.textContent = on ? "Pause" : "Play"; anim.setPlaying(on); }, "Play or pause");
+  const play = playButton(anim);
   const bar = make("div", { class: "sl-bar" }, play,
     make("button", { type: "button", onclick: () => { restart(); stages.forEach(drawStage); } }, "Restart"),
     make("button", { type: "button", "aria-label": "Push every pendulum at random", onclick: kickAll }, "Push them all"), status);
