@@ -6,7 +6,7 @@
 
 Each policy comes from a run the chapters make, with the same configuration and
 seed, on the CPU (``JAX_PLATFORMS=cpu``), so the files are the same on every run
-of this script on the same machine:
+of this script with the same JAX on the same kind of CPU:
 
 * ``chapter3.json``: Chapter 3's run, ``TrainConfig.few_envs()``, seed 0: four
   pendulums, 20,000 environment steps.

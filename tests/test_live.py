@@ -14,9 +14,10 @@ and the JAX actor:
   a slider, a drag of the bob and a key, with no console error, at 1280 and
   400 px wide. Frame rates are measured and printed, not asserted.
 
-Skipped without chromium, unless ``SACBOOK_BROWSER_REQUIRED=1`` (CI) makes that
-a failure. Also ``scripts/make_policies.py --check``: the committed policies are
-what the script makes.
+Skipped without chromium, unless ``SACBOOK_BROWSER_REQUIRED=1`` (CI's browser
+step, which runs this file too) makes that a failure. Without a browser: each
+chapter inlines the current module and policies, and ``scripts/make_policies.py
+--check`` finds the committed policies to be what it makes.
 """
 
 import dataclasses
@@ -616,6 +617,7 @@ def test_each_chapter_shows_a_live_view_of_the_current_module(chapter):
     assert shown >= 1, f"{chapter} shows no live view"
 
 
+@pytest.mark.slow  # and another JAX (Colab's) trains other bits
 def test_committed_policies_are_what_the_script_makes():
     """Regenerates all four (two training runs, about 15 s) and compares bytes."""
     run = subprocess.run(
