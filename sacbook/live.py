@@ -30,7 +30,7 @@ from sacbook.pendulum import PendulumParams
 
 STATIC = resources.files("sacbook") / "static"
 POLICY_SLIDERS = ("g", "l", "m", "max_torque", "dt")
-EXPLORER_SLIDERS = ("g", "l", "m", "theta0", "torque", "max_torque", "dt")
+EXPLORER_SLIDERS = ("g", "l", "m", "theta0", "theta_dot0", "torque", "max_torque", "dt")
 _ids = itertools.count(1)  # ids unique on a page, the same on every run from the top
 
 
@@ -99,8 +99,8 @@ def explorer(
     torque: float = 0.0,
 ) -> HTML:
     """Chapter 1's explorer, live: one pendulum under a constant torque, its
-    unwrapped angle over the last 10 s, sliders for g, l, m, the start angle,
-    the torque, its limit and dt. Opens released from ``theta``."""
+    unwrapped angle over the last 10 s, sliders for g, l, m, the start angle
+    and speed, the torque, its limit and dt. Opens released from ``theta``."""
     params = PendulumParams.point_mass() if params is None else params
     physics = _physics(params)
     config = {

@@ -495,6 +495,8 @@ function pendulumView(root, cfg) {
       controls.torque = slider({ label: "torque [N m]", min: -5, max: 5, step: 0.05, value: s.constTorque, onInput: (v) => { s.constTorque = v; } });
     } else if (name === "theta0") {
       controls.theta0 = slider({ label: "θ₀ [rad] (reset)", min: -3.14, max: 3.14, step: 0.01, value: start.theta, onInput: (v) => { start.theta = v; reset(); } });
+    } else if (name === "theta_dot0") {
+      controls.theta_dot0 = slider({ label: "θ̇₀ [rad/s] (reset)", min: -8, max: 8, step: 0.1, value: start.thetaDot, digits: 1, onInput: (v) => { start.thetaDot = v; reset(); } });
     } else {
       const spec = PHYSICS_SLIDERS[name];
       controls[name] = slider({ ...spec, value: p[name], onInput: (v) => { p[name] = v; draw(); } });
