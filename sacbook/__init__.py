@@ -26,6 +26,7 @@ Modules, one concept each, each importing only those above it:
   plots       training curves: live, across seeds, to a file
   viz         pendulum animations, the explorer widget, a policy's swing-up
   crowd       pictures of many pendulums at once
+  live        the pendulum and trained policies, live in the reader's browser
   bench       throughput and time-to-solve measurements, references, reports
   notebook    the chapters' setup cell: devices, Colab's widget manager
   cli         ``sacbook render | train | bench``

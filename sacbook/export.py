@@ -53,7 +53,9 @@ def _numbers(array) -> list:
     """A float32 array as nested lists of the shortest round-trip floats."""
     array = np.asarray(array, np.float32)
     if array.ndim == 0:
-        return float(np.format_float_positional(array, unique=True, trim="-"))
+        # the float32 scalar: a 0-d array would be formatted as a float64
+        text = np.format_float_positional(array[()], unique=True, trim="-")
+        return float(text)
     return [_numbers(row) for row in array]
 
 

@@ -2,7 +2,8 @@
 
 Every page of the book, in headless Chromium at 1280 px and 400 px wide:
 no console errors, every formula typeset, every animation player present and
-playing, no code, output or equation wider than its column and no sideways
+playing, every live view (``sacbook.live``) running and drawing new frames,
+no code, output or equation wider than its column and no sideways
 scrolling, every image loaded (with alt text), widget views rendered where the
 page stores widget state, and the Colab launch link pointing at the
 configured repository. A full-page screenshot of each page at each width
@@ -156,3 +157,15 @@ def test_page_in_browser(checker, page):
             + check_book.report(findings, examples=12),
             pytrace=False,
         )
+
+
+def test_the_live_views_are_on_the_chapters_and_their_module_is_served(book_html):
+    """Each chapter holds a live view; the site serves the module the views inline."""
+    module = ROOT / "sacbook" / "static" / "sacbook_live.js"
+    served = book_html / "_static" / "sacbook_live.js"
+    assert served.is_file() and served.read_bytes() == module.read_bytes()
+    assert (book_html / "_static" / "policies" / "chapter3.json").is_file()
+    for chapter in ("01_physics", "02_networks", "03_sac", "04_gpu_scaling"):
+        page = (book_html / "book" / f"{chapter}.html").read_text()
+        assert 'class="sacbook-live"' in page, f"{chapter} has no live view"
+        assert module.read_text().strip() in page, f"{chapter}: an older module"

@@ -2,6 +2,7 @@
 for bit, and acts as the JAX actor does when run without JAX."""
 
 import json
+import re
 
 import jax
 import jax.numpy as jnp
@@ -42,6 +43,15 @@ def test_a_policy_reads_back_bit_for_bit(actor_params, tmp_path):
     for want, got in zip(jax.tree.leaves(actor_params), jax.tree.leaves(params)):
         assert np.array_equal(np.asarray(want), got)
     assert path.stat().st_size < 100_000
+
+
+def test_numbers_are_written_as_the_shortest_float32_text(actor_params, tmp_path):
+    path = export.write_policy(tmp_path / "policy.json", actor_params, CONFIG, ENV)
+    layers = path.read_text().split('"layers":', 1)[1].split('"info":', 1)[0]
+    mantissas = re.findall(r"(\d+(?:\.\d+)?)(?:e[-+]?\d+)?", layers)
+    digits = [len(m.replace(".", "").lstrip("0")) for m in mantissas]
+    # a float32 needs at most 9 significant digits; a float64's text has 17
+    assert len(digits) > 100 and max(digits) <= 9, max(digits)
 
 
 def test_the_format_acts_as_the_jax_actor(actor_params):

@@ -3,7 +3,7 @@
     python tests/browser/check_book.py [_build/html] [--out _build/screenshots] [--page book/01_physics.html]
 
 For each page, at 1280 px and 400 px wide: console errors, formulas, the
-animation players, widths (code, outputs, equations, the page itself),
+animation players, the live views (sacbook.live: running, drawn, animated), widths (code, outputs, equations, the page itself),
 images, widget views and the Colab launch link; a full-page screenshot of
 each. The CDN assets are served from npm packages (see browser_assets.py) by
 intercepting the browser's requests, so no internet is needed.
@@ -39,6 +39,7 @@ CODE_COLUMNS = 88
 DESKTOP_WIDTH = 1200
 VIEWPORT_HEIGHT = 900
 ANIMATION_WAIT_S = 3.0
+LIVE_WAIT_S = 1.0  # a live view (sacbook.live) must draw new frames within this
 WIDGET_WAIT_S = 20.0
 
 # Console messages that are not the book's fault, each with the reason. A
@@ -340,6 +341,7 @@ class BookChecker:
                 page, rel, width
             )  # the page as checked, before playing anything
             self._check_animations(page, result["animations"], add)
+            self._check_live_views(page, add)
             time.sleep(0.2)  # let late console messages arrive
         finally:
             page.close()
@@ -492,6 +494,62 @@ class BookChecker:
                     where,
                     f"{label}: its frames are {a['imgWidth']} px in a {a['width']} px player",
                 )
+        page.evaluate("window.scrollTo(0, 0), 0")
+
+    def _check_live_views(self, page, add):
+        """Every live view (sacbook.live) is mounted and drawn; an animated one
+        draws new frames once on screen, the squashed Gaussian answers its slider."""
+        count = page.evaluate("document.querySelectorAll('.sacbook-live').length")
+        for i in range(count):
+            root = f"document.querySelectorAll('.sacbook-live')[{i}]"
+            # which pixels are drawn, summed up: changes when the picture does
+            ink = f"""(() => {{ let n = 0, sum = 0;
+                for (const c of {root}.querySelectorAll('canvas')) {{
+                  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                  for (let k = 3; k < d.length; k += 4)
+                    if (d[k]) {{ n++; sum = (sum * 31 + d[k - 3] + k) % 1e9; }} }}
+                return [n, sum]; }})()"""
+            where = page.evaluate(
+                f"(() => {{ const r = {root}; r.scrollIntoView({{block: 'center'}});"
+                " const s = r.closest('section'); const h = s && s.querySelector('h1, h2, h3');"
+                " return (h ? '§ ' + h.textContent.replace(/#$/, '').trim().slice(0, 50)"
+                " : 'page') + ' (live view ' + (" + str(i) + " + 1) + ')'; })()"
+            )
+            time.sleep(0.3)
+            view = page.evaluate(
+                f"(() => {{ const v = {root}.sacbookLive; return v ? "
+                "{animated: !!v.stats, frames: v.stats ? v.stats.frames : 0} : null; })()"
+            )
+            if view is None:
+                add(
+                    "live view not running",
+                    where,
+                    "mount() never ran (a script error?)",
+                )
+                continue
+            before = page.evaluate(ink)
+            if before[0] == 0:
+                add("live view blank", where, "its canvases are empty")
+            if view["animated"]:
+                time.sleep(LIVE_WAIT_S)
+                frames = page.evaluate(f"{root}.sacbookLive.stats.frames")
+                if frames - view["frames"] < 3 or page.evaluate(ink) == before:
+                    add(
+                        "live view does not animate",
+                        where,
+                        f"{frames - view['frames']} frames in {LIVE_WAIT_S:.0f} s on screen",
+                    )
+            else:
+                page.evaluate(
+                    f"(() => {{ const s = {root}.querySelector('input[type=range]');"
+                    " s.value = s.max; s.dispatchEvent(new Event('input')); return 0; })()"
+                )
+                if page.evaluate(ink) == before:
+                    add(
+                        "live view does not answer",
+                        where,
+                        "its picture ignores a slider",
+                    )
         page.evaluate("window.scrollTo(0, 0), 0")
 
     def _screenshot(self, page, rel: str, width: int):
