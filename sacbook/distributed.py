@@ -367,8 +367,7 @@ class _Watchdog(threading.Thread):
 
     def _lost(self, why: str) -> None:
         self.on_lost(
-            f"sacbook: process {self.index} stops: {why}; the last checkpoint is "
-            f"kept"
+            f"sacbook: process {self.index} stops: {why}; the last checkpoint is kept"
         )
 
 
@@ -417,5 +416,6 @@ def wait_for_watchdog(seconds: float | None = None) -> None:
     and end the process, before the caller reports the failure itself."""
     if _watchdog is None or not _watchdog.is_alive():
         return
-    limit = _watchdog.timeout + 2 * _watchdog.interval + 1 if seconds is None else seconds
-    _watchdog.join(limit)
+    if seconds is None:
+        seconds = _watchdog.timeout + 2 * _watchdog.interval + 1
+    _watchdog.join(seconds)

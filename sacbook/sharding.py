@@ -284,7 +284,9 @@ def put_runs(tree, mesh: Mesh):
     every leaf) split along that axis over ``mesh``, beside the runs of
     ``over="runs"``; each process hands over only its devices' shards."""
     specs = run_specs(tree, mesh_axis(mesh)[0])
-    return jax.tree.map(lambda x, spec: place(x, NamedSharding(mesh, spec)), tree, specs)
+    return jax.tree.map(
+        lambda x, spec: place(x, NamedSharding(mesh, spec)), tree, specs
+    )
 
 
 def place(leaf, where: NamedSharding):
