@@ -69,6 +69,12 @@ def join(args: argparse.Namespace) -> None:
     (a :class:`CliError`), within ``--peer-timeout`` seconds."""
     from sacbook import distributed
 
+    try:
+        distributed.check_launch(
+            args.coordinator, args.num_processes, args.process_id, args.peer_timeout
+        )
+    except distributed.LaunchError as e:
+        raise CliError(str(e)) from None
     if args.out is None:
         raise CliError(
             "--distributed needs --out DIR, one folder for the whole job that "
