@@ -129,18 +129,20 @@ def locked(folder: Path):
         handle.close()  # closing releases the lock
 
 
-def set_aside(ckpt_dir: Path, restored: int) -> str:
+def set_aside(ckpt_dir: Path, restored: int, rename: bool = True) -> str:
     """Rename the checkpoints newer than the ``restored`` step (damaged ones:
     restore fell back past them) to ``<step>.damaged``, kept for a look but
     out of the way: left in place, a damaged step would stand for the step
     the resumed run reaches, which would then never be saved again. Returns
-    the phrase that says so."""
+    the phrase that says so. In a job over many processes every process
+    calls it (orbax lists the steps together) and process 0 alone renames
+    (``rename``)."""
     from sacbook import checkpoint
 
+    later = [step for step in checkpoint.all_steps(ckpt_dir) if step > restored]
     moved = [
-        checkpoint.set_aside(ckpt_dir, step).name
-        for step in checkpoint.all_steps(ckpt_dir)
-        if step > restored
+        checkpoint.set_aside(ckpt_dir, step).name if rename else f"{step}.damaged"
+        for step in later
     ]
     return f"; moved to {', '.join(moved)}" if moved else ""
 

@@ -288,9 +288,11 @@ def _run_one(args, out: Path, mesh, config, stop) -> int:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", checkpoint.CheckpointWarning)
             state, config, seed, history = checkpoint.restore(ckpt_dir, mesh=mesh)
-        for warning in caught if primary else ():
-            moved = run_folder.set_aside(ckpt_dir, int(state.iteration))
-            print(f"sacbook train: {warning.message}{moved}", file=sys.stderr)
+        for warning in caught:
+            step = int(state.iteration)
+            moved = run_folder.set_aside(ckpt_dir, step, rename=primary)
+            if primary:
+                print(f"sacbook train: {warning.message}{moved}", file=sys.stderr)
         distributed.barrier("set-aside")
         options.check_resume(args, config, seed)
         if args.total_env_steps is not None:
@@ -302,9 +304,11 @@ def _run_one(args, out: Path, mesh, config, stop) -> int:
     else:
         seed = args.seed or 0
 
+    saved = len(checkpoint.all_steps(ckpt_dir))  # every process: orbax syncs them
+
     def check_space():
         try:
-            _check_space(out, config, saved=len(checkpoint.all_steps(ckpt_dir)))
+            _check_space(out, config, saved=saved)
         except CliError:
             if not args.resume:  # a refused run leaves no run behind
                 (out / run_folder.RUN_CONFIG).unlink(missing_ok=True)
