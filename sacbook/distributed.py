@@ -119,15 +119,30 @@ def initialize(
     # harmless where the backend is not a CPU; must precede the backend's start
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     where = f" at {coordinator}" if coordinator else ""
+    # JAX's client ends the process (a C++ fatal error, many lines) when it
+    # cannot join in time: this timer says so in one line first
+    late = threading.Timer(
+        timeout,
+        _exit_with,
+        (
+            f"sacbook: could not join the job{where} within --peer-timeout "
+            f"{timeout:g} s: is the coordinator (process 0) running and reachable, "
+            f"and are all the processes started?",
+            2,
+        ),
+    )
+    late.daemon = True
+    late.start()
     try:
         jax.distributed.initialize(
             coordinator,
             num_processes,
             process_id,
-            initialization_timeout=max(1, round(timeout)),
+            initialization_timeout=max(1, round(timeout + 10)),
             heartbeat_timeout_seconds=max(2, round(2 * timeout)),
         )
     except Exception as e:  # JAX's errors: ValueError, RuntimeError, XlaRuntimeError
+        late.cancel()
         _abandon_client()
         text = " ".join(str(e).split())
         if "should be defined" in text or "must be defined" in text:
@@ -148,6 +163,7 @@ def initialize(
                 f"use?): choose another --coordinator port"
             ) from None
         raise LaunchError(f"could not join the job{where}: {text[:300]}") from None
+    late.cancel()
     index, count = jax.process_index(), jax.process_count()
     if count > 1:
         _Watchdog(index, count, timeout, on_lost or _exit_with).start()
@@ -164,9 +180,9 @@ def _abandon_client() -> None:
     state.global_state.preemption_sync_manager = None
 
 
-def _exit_with(line: str) -> None:
+def _exit_with(line: str, code: int = LOST_EXIT) -> None:
     print(line, file=sys.stderr, flush=True)
-    os._exit(LOST_EXIT)
+    os._exit(code)
 
 
 def _client():

@@ -274,7 +274,7 @@ def test_bad_launches_end_in_one_line(tmp_path):
     )
     (unreachable, out_of_range, no_flag, bad_address) = alone.wait(60)
     assert unreachable[0] == 2 and unreachable[3] < 30
-    assert "could not join the job" in last_line(unreachable[2])
+    assert "could not join the job at 127.0.0.1" in last_line(unreachable[2])
     assert "--peer-timeout 3 s" in last_line(unreachable[2])
     assert out_of_range[0] == 2
     assert "--process-id must be in [0, 1], got 2" in last_line(out_of_range[2])
