@@ -382,6 +382,8 @@ class _Watchdog(threading.Thread):
             time.sleep(self.interval)
 
     def _lost(self, why: str) -> None:
+        if _failed.is_set():
+            return  # this process is ending with its own line
         self.on_lost(
             f"sacbook: process {self.index} stops: {why}; the last checkpoint is kept"
         )
@@ -403,7 +405,8 @@ def _try_get(client, key: str) -> str | None:
         raise
 
 
-_ended = threading.Event()
+_ended = threading.Event()  # this process has finished (end())
+_failed = threading.Event()  # ... with an error of its own
 
 
 def _ended_here() -> bool:
@@ -417,13 +420,30 @@ def end(error: str | None = None) -> None:
     if not is_distributed():
         return
     _ended.set()
+    if error is not None:
+        _failed.set()  # this process reports its own error: the watchdog is quiet
     text = "ok" if error is None else f"ended with an error: {error}"[:400]
+    client = _client()
     try:
-        _client().key_value_set(
+        client.key_value_set(
             f"{_PREFIX}ended/{jax.process_index()}", text, allow_overwrite=True
         )
     except Exception:
-        pass  # the coordinator is gone: the others' watchdogs see that
+        return  # the coordinator is gone: the others' watchdogs see that
+    if error is None or not is_primary():
+        return
+    # process 0 holds the job's coordination service: on an error the others
+    # may be ending too (an error they all found), so it keeps the service up
+    # until they have said so, or for a few seconds
+    limit = time.monotonic() + min(10.0, _watchdog.timeout if _watchdog else 10.0)
+    others = range(1, jax.process_count())
+    while time.monotonic() < limit:
+        try:
+            if all(_try_get(client, f"{_PREFIX}ended/{p}") for p in others):
+                return
+        except Exception:
+            return
+        time.sleep(0.05)
 
 
 def wait_for_watchdog(seconds: float | None = None) -> None:

@@ -138,9 +138,9 @@ def end(line: str | None, code: int) -> int:
     if line is None:
         distributed.end()
         return code
-    distributed.end(line)
-    print(line, file=sys.stderr, flush=True)
     sys.stdout.flush()
+    print(line, file=sys.stderr, flush=True)
+    distributed.end(line)
     os._exit(code)
 
 
