@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 import threading
 import time
@@ -375,9 +374,9 @@ class _Watchdog(threading.Thread):
                     return self._lost(f"the job's coordination failed ({e})")
                 return self._lost(
                     f"lost process 0 of {self.count}, the coordinator: "
-                    f"{_first_words(e)}"
+                    f"{' '.join(str(e).split())[:160]}"
                 )
-            if len(ended) == self.count - 1 and _ended_here():
+            if len(ended) == self.count - 1 and _ended.is_set():
                 return  # every process has finished cleanly
             time.sleep(self.interval)
 
@@ -387,12 +386,6 @@ class _Watchdog(threading.Thread):
         self.on_lost(
             f"sacbook: process {self.index} stops: {why}; the last checkpoint is kept"
         )
-
-
-def _first_words(error: Exception) -> str:
-    text = " ".join(str(error).split())
-    match = re.search(r"(UNAVAILABLE|DEADLINE_EXCEEDED|CANCELLED)[^.;]*", text)
-    return (match.group(0) if match else text)[:160]
 
 
 def _try_get(client, key: str) -> str | None:
@@ -407,10 +400,6 @@ def _try_get(client, key: str) -> str | None:
 
 _ended = threading.Event()  # this process has finished (end())
 _failed = threading.Event()  # ... with an error of its own
-
-
-def _ended_here() -> bool:
-    return _ended.is_set()
 
 
 def end(error: str | None = None) -> None:

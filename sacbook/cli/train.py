@@ -115,21 +115,6 @@ class _StopOnSignal:
         return TrainingFailed(f"stopped by {name}{message}", 128 + self.signum)
 
 
-def _enable_compilation_cache() -> None:
-    """Keep compiled programs on disk (JAX's persistent cache), so a second
-    ``sacbook train`` with the same settings starts without compiling
-    (3-4 s saved on a 2-core CPU). ``--no-cache`` turns it off."""
-    from sacbook import jit
-
-    folder = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    folder = folder / "sacbook" / "xla"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return  # no writable cache folder: compile every time
-    jit.keep_compiled_programs(folder)
-
-
 def _mesh(args: argparse.Namespace):
     """The mesh ``--devices`` asks for (None without the option)."""
     if args.distributed:
@@ -139,53 +124,6 @@ def _mesh(args: argparse.Namespace):
     from sacbook import sharding
 
     return sharding.make_mesh(args.devices)
-
-
-@contextlib.contextmanager
-def _run_folder(args: argparse.Namespace, runs: int = 1):
-    """The run's folder (:mod:`sacbook.cli.run_folder`), locked, checked and
-    logged to while the block runs; the compilation cache on unless
-    --no-cache."""
-    from sacbook import distributed
-
-    if args.resume and args.overwrite:
-        raise CliError("--resume continues the run in --out; --overwrite replaces it")
-
-    def prepare(stack: contextlib.ExitStack) -> str:
-        out = run_folder.choose(args.out, args.resume)
-        if args.resume and not out.is_dir():
-            raise CliError(f"--resume: no run in {str(out)!r}")
-        stack.enter_context(run_folder.locked(out))
-        if not args.resume and run_folder.holds_run(out):
-            if not args.overwrite:
-                raise CliError(
-                    f"--out {out} holds a run already: continue it with --resume, "
-                    "choose another --out, or replace it with --overwrite"
-                )
-            print(f"--overwrite: replacing the run in {out}")
-            run_folder.clear(out)
-        if args.out is None and not args.resume:
-            run_folder.point_latest_at(out)
-        return str(out)
-
-    # in a job over many processes, process 0 alone prepares and locks it
-    with contextlib.ExitStack() as stack:
-        out = distributed.on_primary(lambda: prepare(stack), "folder", CliError)
-        out = Path(out)
-        if not args.no_cache:
-            _enable_compilation_cache()
-        with run_folder.logging_to(out), run_folder.one_line_when_full(out):
-            yield out
-
-
-def _check_space(out: Path, config, runs: int = 1, saved: int = 0) -> None:
-    """Room for the checkpoints still to be written: KEEP of them and one
-    being written, less those already there (a resumed run)."""
-    from sacbook import checkpoint, device
-
-    per_run = device.estimate_train_bytes(config)["state"]
-    new = max(checkpoint.KEEP + 1 - saved, 1)
-    run_folder.check_space(out, per_run * runs, new)
 
 
 def _train(train_fn, args, stop, callback, after_nan: str, *run, **kw):
@@ -256,7 +194,7 @@ def _run(args: argparse.Namespace) -> int:
     if not args.resume:  # first: a run that cannot fit ends at once, touching nothing
         config = options.train_config(args)
         options.check_run(config, mesh)
-    with _StopOnSignal() as stop, _run_folder(args) as out:
+    with _StopOnSignal() as stop, run_folder.prepared(args) as out:
         return _run_one(args, out, mesh, None if args.resume else config, stop)
 
 
@@ -308,7 +246,7 @@ def _run_one(args, out: Path, mesh, config, stop) -> int:
 
     def check_space():
         try:
-            _check_space(out, config, saved=saved)
+            run_folder.check_checkpoint_space(out, config, saved=saved)
         except CliError:
             if not args.resume:  # a refused run leaves no run behind
                 (out / run_folder.RUN_CONFIG).unlink(missing_ok=True)
@@ -410,9 +348,12 @@ def _run_seeds(args: argparse.Namespace) -> int:
     devices = options.check_run(config, mesh, runs=len(seeds), over=args.spread)
     from sacbook import distributed
 
-    with _StopOnSignal() as stop, _run_folder(args, runs=len(seeds)) as out:
-        space = lambda: _check_space(out, config, runs=len(seeds))  # noqa: E731
-        distributed.on_primary(space, "space", CliError)
+    with _StopOnSignal() as stop, run_folder.prepared(args, runs=len(seeds)) as out:
+        distributed.on_primary(
+            lambda: run_folder.check_checkpoint_space(out, config, runs=len(seeds)),
+            "space",
+            CliError,
+        )
         return _seeds_into(args, out, config, seeds, mesh, devices, stop)
 
 
