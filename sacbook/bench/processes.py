@@ -42,13 +42,16 @@ def runs_over_devices_throughput(
     *,
     runs: int = 8,
     devices: int = 4,
+    num_envs: int = 256,
     pairs: int = 3,
     min_seconds: float = MIN_WINDOW_SECONDS,
 ) -> dict:
-    """Env-steps/s of ``runs`` runs (default recipe at 256 envs, updates
-    running) as one program on one device, and spread over ``devices``
-    devices (R/D whole runs each), timed in turn; the ratio per round."""
-    config = _updating(config or TrainConfig(num_envs=256, buffer_capacity=65536))
+    """Env-steps/s of ``runs`` runs (default: the default recipe with
+    ``num_envs`` envs, updates running) as one program on one device, and
+    spread over ``devices`` devices (R/D whole runs each), timed in turn;
+    the ratio per round."""
+    config = config or TrainConfig(num_envs=num_envs, buffer_capacity=256 * num_envs)
+    config = _updating(config)
     keys = [jax.random.key(seed) for seed in range(runs)]
     mesh = sharding.make_mesh(devices)
     one = _Chunks(
