@@ -309,3 +309,52 @@ def test_launch_checks_in_this_process():
     assert distributed.on_primary(lambda: 7, "x") == 7
     tree = {"a": np.arange(3.0)}
     np.testing.assert_equal(distributed.fetch(tree), tree)
+
+
+@pytest.mark.slow
+def test_bench_spreads_runs_and_times_a_gradient_mean_across_processes():
+    """sacbook bench --processes, tiny: runs spread over 2 virtual devices
+    against one, and one gradient mean in 2 joined processes of 1 device
+    against one process of 2 devices."""
+    from sacbook import bench
+
+    spread = bench.runs_over_devices_virtual(
+        2, runs=2, num_envs=16, pairs=1, min_seconds=0.0
+    )
+    assert spread["virtual_devices"] and spread["devices"] == 2
+    assert spread["runs"] == 2 and spread["ratio"]["pairs"] == 1
+    assert spread["spread_env_steps_per_second"] > 0
+    mean = bench.gradient_mean_across_processes(2, 1, repeats=3, timeout=120)
+    across, alone = mean["across_processes"], mean["one_process"]
+    assert (across["processes"], across["devices"]) == (2, 2)
+    assert (alone["processes"], alone["devices"]) == (1, 2)
+    assert across["bytes"] == alone["bytes"] > 10_000
+    assert mean["ratio"] == across["seconds"] / alone["seconds"] > 0
+
+
+def test_bench_processes_report_says_virtual_devices_are_no_speed_up(monkeypatch):
+    from sacbook import bench
+    from sacbook.cli import bench as bench_cli
+
+    spread = {
+        "runs": 8,
+        "devices": 4,
+        "num_envs": 256,
+        "platform": "cpu",
+        "virtual_devices": True,
+        "one_device_env_steps_per_second": 2.0,
+        "spread_env_steps_per_second": 1.0,
+        "ratio": {"median": 0.5, "iqr": [0.5, 0.5], "min": 0.5, "max": 0.5, "pairs": 1},
+    }
+    once = {"processes": 2, "devices": 4, "bytes": 54544, "seconds": 0.014}
+    mean = {"across_processes": once, "one_process": dict(once, seconds=0.0004)}
+    monkeypatch.setattr(bench, "runs_over_devices_virtual", lambda d: spread)
+    monkeypatch.setattr(
+        bench, "gradient_mean_across_processes", lambda p, d: dict(mean, ratio=35.0)
+    )
+    lines, report = [], {}
+    bench_cli._processes(report, lines.append)
+    text = "\n".join(lines)
+    assert report["processes"]["runs_over_devices"] is spread
+    assert "14 ms across 2 processes" in text and "0.4 ms in one process" in text
+    assert "not a speed-up" in text
