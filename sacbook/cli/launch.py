@@ -150,5 +150,5 @@ def after_failure(error: BaseException) -> None:
     timeout; it ends the process if it does."""
     from sacbook import distributed
 
-    if not isinstance(error, (CliError, KeyboardInterrupt)):
+    if isinstance(error, RuntimeError):  # XLA's and orbax's runtime errors
         distributed.wait_for_watchdog()

@@ -348,7 +348,7 @@ def _run_seeds(args: argparse.Namespace) -> int:
     devices = options.check_run(config, mesh, runs=len(seeds), over=args.spread)
     from sacbook import distributed
 
-    with _StopOnSignal() as stop, run_folder.prepared(args, runs=len(seeds)) as out:
+    with _StopOnSignal() as stop, run_folder.prepared(args) as out:
         distributed.on_primary(
             lambda: run_folder.check_checkpoint_space(out, config, runs=len(seeds)),
             "space",
