@@ -218,7 +218,10 @@ def fetch(tree):
 
     leaves, treedef = jax.tree.flatten(tree)
     split = [i for i, x in enumerate(leaves) if not held_here(x)]
-    out = [None if i in split else jax.device_get(x) for i, x in enumerate(leaves)]
+    here = [i for i in range(len(leaves)) if i not in split]
+    out = [None] * len(leaves)
+    for i, value in zip(here, jax.device_get([leaves[i] for i in here])):
+        out[i] = value  # one transfer for all of them, as jax.device_get(tree)
     if split:
         gathered = multihost_utils.process_allgather(
             [leaves[i] for i in split], tiled=True
