@@ -24,7 +24,9 @@ machinery (the distributed runtime's key-value store and barriers,
 * a watchdog: each process posts a sign of life every second; a peer that
   falls silent for ``timeout`` seconds (killed, its machine gone) or that
   ends with an error makes every other process exit with one line naming it.
-  JAX's own heartbeat, at twice that, is the backstop.
+  JAX's own heartbeat, at twice that, is the backstop. Process 0 holds the
+  job's coordination service: if it dies, JAX's client ends every other
+  process at once, with its own (multi-line) fatal error naming the leader.
 
 With one process every function here is the single-process behaviour
 (:func:`fetch` is ``jax.device_get``, :func:`any_process` the flag itself).
