@@ -48,6 +48,7 @@ from jax.experimental import multihost_utils
 DEFAULT_TIMEOUT = 60.0  # seconds a process waits for a silent peer
 LOST_EXIT = 3  # exit status of a process whose peer was lost
 _PREFIX = "sacbook/"  # the keys this module writes in the runtime's store
+_WAIT_MS = 600_000  # a peer that is lost ends the job through the watchdog first
 
 
 class LaunchError(ValueError):
@@ -317,9 +318,6 @@ def agree(settings: dict[str, str], what: str = "option") -> None:
                     f"differs: {a!r} in process {jax.process_index()}, {b!r} in "
                     f"process {other}"
                 )
-
-
-_WAIT_MS = 600_000  # a peer that is lost ends the job through the watchdog first
 
 
 # ----------------------------------------------------------------------------
