@@ -9,6 +9,7 @@ Modules, one concept each, each importing only those above it:
   replay      circular replay buffer as a pytree
   host_random NumPy draws seeded by JAX keys: runs start without compiling
   sharding    meshes, layouts, and the collective axis (one device or many)
+  distributed many processes as one job: jax.distributed, shared host decisions
   sac         SAC config (static and swept fields), state, losses, one update
   config      LoopConfig and TrainConfig: what a run is
   cost        FLOPs and bytes of an update and an iteration, from the config

@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from sacbook import device, integrity, jit, loop, sac, sharding
+from sacbook import device, distributed, integrity, jit, loop, sac, sharding
 from sacbook.config import TrainConfig, config_from_dict, config_to_dict
 from sacbook.loop import TrainState
 from sacbook.sac import SACConfig
@@ -78,18 +78,27 @@ def save(
     config: TrainConfig,
     seed: int = 0,
     history: list | None = None,
+    step: int | None = None,
 ) -> Path:
     """Write a checkpoint of a run into ``directory`` (created if missing):
     its ``state``, the ``config`` it runs with, its ``seed`` and its metrics
     ``history``. For a finished run: ``save(dir, result.state,
     config=result.config, seed=result.seed, history=result.history)``.
-    Returns the step folder."""
+    Returns the step folder (``step``: the state's iteration count, which
+    a caller may pass when it knows it).
+
+    Under ``jax.distributed`` every process calls it with the same global
+    state: each writes its own shards into the one shared ``directory``
+    (orbax's multi-process save) and process 0 writes the metadata, the
+    manifest and any renames."""
     if not isinstance(config, TrainConfig):
         raise ValueError(
             f"save: config must be a TrainConfig, got {type(config).__name__}"
         )
-    step = int(state.iteration)
+    if step is None:  # iterations done; given where another process holds them
+        step = int(distributed.fetch(state.iteration))
     saveable = _to_saveable(state)
+    where = state.obs.sharding.device_set
     meta = {
         "config": config_to_dict(config),
         "seed": seed,
@@ -97,12 +106,16 @@ def save(
         "sacbook_checkpoint": 2,
         # a sharded run's buffer is D shards, each with its own rows: the
         # count must match when it resumes
-        "devices": len(state.obs.sharding.device_set),
+        "devices": len(where),
+        # and so is the number of processes that hold it
+        "processes": len({d.process_index for d in where}),
         "checksums": integrity.array_checksums(saveable),
     }
     directory, size = Path(directory), device.tree_bytes(saveable)
-    if (directory / str(step)).is_dir() and not intact(directory, step):
+    primary = distributed.is_primary()
+    if primary and (directory / str(step)).is_dir() and not intact(directory, step):
         set_aside(directory, step)  # a damaged one in the way: orbax keeps steps
+    distributed.barrier("checkpoint-start")
     try:
         with _manager(directory) as manager:
             manager.save(
@@ -114,10 +127,13 @@ def save(
                 force=True,
             )
             manager.wait_until_finished()
-        integrity.write_manifest(directory / str(step))
+        if primary:
+            integrity.write_manifest(directory / str(step))
     except Exception as e:  # orbax wraps I/O errors in its own
-        _discard(directory, step)
+        if primary:
+            _discard(directory, step)
         raise CheckpointError(_save_failed(directory, step, size, e)) from e
+    distributed.barrier("checkpoint-end")  # the manifest is there for all
     return directory / str(step)
 
 
@@ -293,6 +309,13 @@ def restore(directory, step: int | None = None, *, mesh=None):
 
     def state_args(meta):
         saved_devices = meta.get("devices", 1)
+        saved, processes = meta.get("processes", 1), jax.process_count()
+        if processes != saved:
+            raise ValueError(
+                f"this checkpoint holds a run split over {saved} process(es) and "
+                f"{saved_devices} device(s); resume it with {saved} process(es) "
+                f"(sacbook train --distributed), not {processes}"
+            )
         if devices != saved_devices:
             raise ValueError(
                 f"this checkpoint holds a run sharded over {saved_devices} "

@@ -19,7 +19,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from sacbook import checkpoint, checks, records, sac, sharding
+from sacbook import checkpoint, checks, distributed, records, sac, sharding
 from sacbook.config import TrainConfig
 from sacbook.evaluate import SOLVED_RETURN
 from sacbook.loop import TrainState
@@ -38,6 +38,14 @@ class Driver:
 
     With one run (:func:`train`) the state and the metrics have no run axis;
     with many (``run_keys`` of shape ``(R,)``) every leaf has a leading one.
+
+    Under ``jax.distributed`` every process runs this same loop on the
+    global state: each decision (a NaN, solved, a stop asked by a signal)
+    is taken from host copies every process shares
+    (:func:`sacbook.distributed.fetch`, :func:`~sacbook.distributed.any_process`),
+    so all processes take it together and none is left waiting in a
+    collective. Only process 0 shows the progress bar; every process saves
+    its own shards of each checkpoint.
     """
 
     config: TrainConfig  # the shared program's config
@@ -98,7 +106,7 @@ class Driver:
         compile_seconds = time.perf_counter() - t0
 
         total = config.total_iterations
-        done = int(np.max(jax.device_get(state.iteration)))
+        done = int(np.max(distributed.fetch(state.iteration)))
         # a resumed run: saved where it stopped, and maybe solved before
         saved_at = done if self.histories[0] else None
         solved_at = [
@@ -112,12 +120,13 @@ class Driver:
         elapsed = self.histories[0][-1]["wall_seconds"] if self.histories[0] else 0.0
         chunk = len(self.histories[0])
         interrupted = False
-        bar = records.progress_bar(config, total, runs, done) if self.progress else None
+        shown = self.progress and distributed.is_primary()
+        bar = records.progress_bar(config, total, runs, done) if shown else None
         try:
             while done < total:
                 t_start = time.perf_counter()
                 state, metrics = chunk_fn(state, self.hyper)
-                metrics = jax.device_get(metrics)  # the host sync point
+                metrics = distributed.fetch(metrics)  # the host sync point
                 chunk += 1
                 first, done = done + 1, done + config.chunk_iterations
                 self._check_finite(
@@ -126,7 +135,7 @@ class Driver:
                 returns = None
                 if chunk % self.eval_every == 0 or done >= total:
                     params = state.sac.actor_params
-                    returns = np.asarray(eval_fn(params, self.run_keys))
+                    returns = distributed.fetch(eval_fn(params, self.run_keys))
                     returns = returns.reshape(runs, -1)
                 seconds = time.perf_counter() - t_start
                 elapsed += seconds
@@ -161,7 +170,9 @@ class Driver:
                     saved_at = done
                 if self.stop_when_solved and all(s is not None for s in solved_at):
                     break
-                if self.should_stop is not None and self.should_stop():
+                if self.should_stop is not None and distributed.any_process(
+                    self.should_stop()
+                ):
                     interrupted = True
                     break
             if self.checkpoint_dirs and saved_at != done:
@@ -189,7 +200,7 @@ class Driver:
     def _check_finite(self, metrics, state, chunk, first, last, saved_at, diverged):
         """Record (or raise, naming the seed) each run's first non-finite
         value: a run that diverged is left to itself; runs never mix."""
-        sac_host = jax.device_get(state.sac)
+        sac_host = distributed.fetch(state.sac)
         for i, seed in enumerate(self.seeds):
             if diverged[i] is not None:
                 continue
@@ -227,4 +238,5 @@ class Driver:
                 config=self.run_configs[i],
                 seed=self.seeds[i],
                 history=self.histories[i],
+                step=done,
             )

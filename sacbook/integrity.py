@@ -50,10 +50,20 @@ def _crc(data) -> str:
 
 def array_checksums(tree) -> dict[str, str]:
     """``{leaf name: "dtype shape crc32"}`` of every array of ``tree``
-    (host or device arrays; device arrays are copied to the host)."""
-    leaves = jax.tree_util.tree_flatten_with_path(jax.device_get(tree))[0]
+    (host or device arrays; device arrays are copied to the host).
+
+    Under ``jax.distributed``, an array split across processes (a replay
+    buffer) is held whole by none of them: it has no checksum here, and the
+    file manifest (:func:`write_manifest`) guards its files."""
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
     sums = {}
     for path, leaf in leaves:
+        if isinstance(leaf, jax.Array) and not (
+            leaf.is_fully_addressable
+            or (leaf.is_fully_replicated and leaf.addressable_shards)
+        ):
+            continue  # split across processes, or held by another one
+        leaf = jax.device_get(leaf)
         array = np.ascontiguousarray(leaf)
         sums[_leaf_name(path)] = (
             f"{array.dtype} {list(array.shape)} {_crc(array.view(np.uint8))}"

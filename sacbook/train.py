@@ -22,7 +22,6 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec
 
 from sacbook import checks, device, driver, evaluate, loop, sac, sharding
 from sacbook.config import TrainConfig
@@ -186,6 +185,12 @@ def train_runs(
                 f"run, got {len(checkpoint_dirs)}"
             )
     devices = loop.check_mesh(config, mesh, over=over, runs=len(seeds))
+    if checkpoint_dirs is not None and over == "runs" and _spans_processes(mesh):
+        raise ValueError(
+            "checkpoint_dirs with runs spread over the devices of several processes "
+            "(over='runs' under jax.distributed) are not supported: orbax saves "
+            "only global arrays; split each run's envs instead (over='envs')"
+        )
     if check_memory and over == "runs":  # each device holds R/D whole runs
         device.check_fits(config, runs=len(seeds) // devices)
     elif check_memory:
@@ -201,8 +206,7 @@ def train_runs(
             lambda *v: np.stack(v), *(sac.Hyperparams.of(c) for c in sac_configs)
         )
     if mesh is not None and over == "runs":  # beside the runs they belong to
-        runs_split = NamedSharding(mesh, PartitionSpec(sharding.mesh_axis(mesh)[0]))
-        run_keys, hyper = jax.device_put((run_keys, hyper), runs_split)
+        run_keys, hyper = sharding.put_runs((run_keys, hyper), mesh)
     return driver.Driver(
         config,
         seeds,
@@ -219,6 +223,10 @@ def train_runs(
         checkpoint_dirs=checkpoint_dirs,
         **options,
     ).run(state)
+
+
+def _spans_processes(mesh) -> bool:
+    return mesh is not None and len({d.process_index for d in mesh.devices.flat}) > 1
 
 
 def _shared_program_config(configs: list[TrainConfig]) -> TrainConfig:

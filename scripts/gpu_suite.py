@@ -15,8 +15,12 @@ It takes about 8 minutes and
    training throughput up to N = 65,536, and time to solve at N = 1024 and
    8192 for the default recipe and large-batch recipes
    (:data:`sacbook.bench.ACCELERATOR_RECIPES`);
-4. executes ``book/04_gpu_scaling.ipynb`` in place at accelerator sizes;
-5. writes the bench JSON (``bench_<device>_<date>.json``), the executed
+4. on a machine with several devices, times 2 runs per device spread over
+   every device (``over="runs"``) against the same runs on one device
+   (``runs_over_devices.json``; with one device, on 2 virtual CPU devices
+   under ``--smoke`` and skipped otherwise);
+5. executes ``book/04_gpu_scaling.ipynb`` in place at accelerator sizes;
+6. writes the bench JSON (``bench_<device>_<date>.json``), the executed
    notebook and ``suite.json`` (what ran, for how long, and whether it
    worked) to ``DIR``.
 
@@ -163,6 +167,29 @@ def run_bench(path: Path, smoke: bool, timeout: float) -> None:
     subprocess.run(command, check=True, timeout=timeout, cwd=ROOT)
 
 
+def run_spread(out: Path, smoke: bool) -> dict:
+    """Runs spread over every device against one device, written to
+    ``out/runs_over_devices.json``: 2 runs per device, 1024 envs each (16
+    under --smoke, on 2 virtual CPU devices where there is one device)."""
+    import jax
+
+    from sacbook import bench
+
+    devices = jax.device_count()
+    kwargs = dict(num_envs=16, pairs=2, min_seconds=0.1) if smoke else {}
+    if devices >= 2:
+        result = bench.runs_over_devices_throughput(
+            runs=2 * devices, devices=devices, **kwargs
+        )
+    elif smoke:  # the same path on 2 virtual CPU devices
+        result = bench.runs_over_devices_virtual(2, runs=4, **kwargs)
+    else:
+        result = {"skipped": "one device: nothing to spread the runs over"}
+    (out / "runs_over_devices.json").write_text(json.dumps(result, indent=1) + "\n")
+    log(json.dumps({k: v for k, v in result.items() if k != "ratio"}))
+    return result
+
+
 def run_chapter(out: Path, smoke: bool, cell_timeout: int) -> None:
     sys.path.insert(0, str(ROOT / "scripts"))
     import run_notebook
@@ -269,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     phase(
         "sacbook bench", run_bench, bench_path, args.smoke, 150 if args.smoke else 330
     )
+    phase("runs over devices", run_spread, args.out, args.smoke)
     if not args.skip_notebook:
         phase("notebook packages", install_notebook_packages, args.wheels)
         if phases[-1]["ok"]:

@@ -26,6 +26,10 @@ modules, from the bottom up:
 * :mod:`~sacbook.bench.isolated`: ``bench.<function>`` in a fresh process,
   for cold starts (:func:`run_isolated`) and virtual CPU devices
   (:func:`sharded_throughput_virtual`).
+* :mod:`~sacbook.bench.processes`: runs spread over devices against one
+  device (:func:`runs_over_devices_throughput`), and the cost of one
+  gradient mean across ``jax.distributed`` processes
+  (:func:`gradient_mean_across_processes`).
 * :mod:`~sacbook.bench.report`: :func:`device_info`, and reports side by
   side (:func:`load_references`, :func:`summarize_report`,
   :func:`format_table`).
@@ -53,6 +57,12 @@ from sacbook.bench.measure import (
     simulation_throughput,
     time_to_solve,
     training_throughput,
+)
+from sacbook.bench.processes import (
+    gradient_mean_across_processes,
+    gradient_mean_seconds,
+    runs_over_devices_throughput,
+    runs_over_devices_virtual,
 )
 from sacbook.bench.recipes import (
     ACCELERATOR_RECIPES,
@@ -111,6 +121,8 @@ __all__ = [
     "device_info",
     "format_ratio",
     "format_table",
+    "gradient_mean_across_processes",
+    "gradient_mean_seconds",
     "gymnasium_runner",
     "gymnax_runner",
     "installed",
@@ -126,6 +138,8 @@ __all__ = [
     "rejax_ratios",
     "rejax_time_to_solve",
     "run_isolated",
+    "runs_over_devices_throughput",
+    "runs_over_devices_virtual",
     "sacbook_runner",
     "seeds_throughput",
     "sharded_throughput",

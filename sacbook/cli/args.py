@@ -25,6 +25,20 @@ class TrainingFailed(Exception):
         self.exit_code = exit_code
 
 
+def describe(command: str, error: BaseException) -> tuple[str, int]:
+    """The one line and the exit status that end ``sacbook command`` after
+    ``error``: 2 for a user error, a failed run's own status, 130 for an
+    interrupt, 1 for anything else (its first line)."""
+    if isinstance(error, (CliError, ValueError, OSError)):
+        return f"sacbook {command}: error: {error}", 2
+    if isinstance(error, TrainingFailed):
+        return f"sacbook {command}: {error}", error.exit_code
+    if isinstance(error, KeyboardInterrupt):
+        return f"sacbook {command}: interrupted", 130
+    first = (str(error).strip().splitlines() or [""])[0][:300]
+    return f"sacbook {command}: failed: {type(error).__name__}: {first}", 1
+
+
 def _integer(text: str, low: int, high: int | None, allowed: str) -> int:
     """``text`` as an integer in ``[low, high]``; else one line: ``allowed``."""
     try:

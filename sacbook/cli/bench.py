@@ -77,6 +77,13 @@ FLAGS = {
         "chunk and of the evaluation, in a fresh process, with the programs' "
         "sizes (StableHLO lines, fusions, loops)",
     ),
+    "--processes": dict(
+        action="store_true",
+        help="also time 8 runs spread over 4 devices against one device, and one "
+        "gradient mean across 2 jax.distributed processes of 2 devices against "
+        "one process of 4 (virtual CPU devices where this machine has fewer: "
+        "the mechanism and its cost, not a speed-up)",
+    ),
     "--save": dict(help="also write the JSON report to this file"),
     "--repeats": dict(
         type=positive_int,
@@ -143,6 +150,8 @@ def run(args: argparse.Namespace) -> int:
         log(f"  N = {row['num_envs']:>7}: {row['env_steps_per_second']:12.4g}")
     if not args.skip_training:
         _training(args, report, log)
+    if args.processes:
+        _processes(report, log)
     if args.roofline:
         _roofline(args, report, log)
     if args.compare:
@@ -310,6 +319,36 @@ def _training(args, report: dict, log) -> None:
         log(
             "  (virtual devices share this machine's cores: this is the cost "
             "of the communication, not a speed-up)"
+        )
+
+
+def _processes(report: dict, log) -> None:
+    """Runs spread over 4 devices against one, and one gradient mean across
+    2 processes against one process (:mod:`sacbook.bench.processes`)."""
+    if jax.device_count() >= 4:
+        spread = bench.runs_over_devices_throughput(devices=4)
+    else:
+        spread = bench.runs_over_devices_virtual(4)
+    mean = bench.gradient_mean_across_processes(2, 2)
+    report["processes"] = {"runs_over_devices": spread, "gradient_mean": mean}
+    kind = "virtual CPU" if spread["virtual_devices"] else spread["platform"]
+    log(
+        f"\n{spread['runs']} runs ({spread['num_envs']} envs each) spread over "
+        f"{spread['devices']} {kind} devices against one device, env-steps/s: "
+        f"{spread['spread_env_steps_per_second']:.4g} against "
+        f"{spread['one_device_env_steps_per_second']:.4g}; ratio "
+        f"{bench.format_ratio(spread['ratio'])}"
+    )
+    across, alone = mean["across_processes"], mean["one_process"]
+    log(
+        f"one gradient mean ({across['bytes'] / 1e3:.0f} kB) over 4 devices: "
+        f"{across['seconds'] * 1e3:.3g} ms across 2 processes (Gloo), "
+        f"{alone['seconds'] * 1e3:.3g} ms in one process; ratio {mean['ratio']:.3g}"
+    )
+    if spread["virtual_devices"]:
+        log(
+            "  (virtual devices share this machine's cores: the mechanism and "
+            "its cost, not a speed-up)"
         )
 
 

@@ -17,11 +17,12 @@ import sys
 import warnings
 from pathlib import Path
 
-from sacbook.cli import options, run_folder
+from sacbook.cli import launch, options, run_folder
 from sacbook.cli.args import (
     CliError,
     TrainingFailed,
     add_flags,
+    describe,
     device_count,
     positive_int,
     seed_list,
@@ -75,6 +76,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("train", help="train SAC on many pendulums at once")
     options.add_arguments(p)
     add_flags(p, FLAGS)
+    add_flags(p, launch.FLAGS)
     p.set_defaults(func=run)
 
 
@@ -104,70 +106,24 @@ class _StopOnSignal:
         return self.signum is not None
 
     def stopped(self, message: str) -> TrainingFailed:
-        """The error that ends a run this signal stopped: exit 128 + signum."""
+        """The error that ends a run this signal stopped: exit 128 + signum
+        (in a job over many processes, a process that got no signal stops
+        with the one that did: exit 1)."""
+        if self.signum is None:
+            return TrainingFailed(f"stopped by a signal to another process{message}")
         name = signal.Signals(self.signum).name
         return TrainingFailed(f"stopped by {name}{message}", 128 + self.signum)
 
 
-def _enable_compilation_cache() -> None:
-    """Keep compiled programs on disk (JAX's persistent cache), so a second
-    ``sacbook train`` with the same settings starts without compiling
-    (3-4 s saved on a 2-core CPU). ``--no-cache`` turns it off."""
-    from sacbook import jit
-
-    folder = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    folder = folder / "sacbook" / "xla"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return  # no writable cache folder: compile every time
-    jit.keep_compiled_programs(folder)
-
-
 def _mesh(args: argparse.Namespace):
     """The mesh ``--devices`` asks for (None without the option)."""
+    if args.distributed:
+        return launch.mesh(args)
     if args.devices is None:
         return None
     from sacbook import sharding
 
     return sharding.make_mesh(args.devices)
-
-
-@contextlib.contextmanager
-def _run_folder(args: argparse.Namespace, runs: int = 1):
-    """The run's folder (:mod:`sacbook.cli.run_folder`), locked, checked and
-    logged to while the block runs; the compilation cache on unless
-    --no-cache."""
-    if args.resume and args.overwrite:
-        raise CliError("--resume continues the run in --out; --overwrite replaces it")
-    out = run_folder.choose(args.out, args.resume)
-    if args.resume and not out.is_dir():
-        raise CliError(f"--resume: no run in {str(out)!r}")
-    with run_folder.locked(out):
-        if not args.resume and run_folder.holds_run(out):
-            if not args.overwrite:
-                raise CliError(
-                    f"--out {out} holds a run already: continue it with --resume, "
-                    "choose another --out, or replace it with --overwrite"
-                )
-            print(f"--overwrite: replacing the run in {out}")
-            run_folder.clear(out)
-        if args.out is None and not args.resume:
-            run_folder.point_latest_at(out)
-        if not args.no_cache:
-            _enable_compilation_cache()
-        with run_folder.logging_to(out), run_folder.one_line_when_full(out):
-            yield out
-
-
-def _check_space(out: Path, config, runs: int = 1, saved: int = 0) -> None:
-    """Room for the checkpoints still to be written: KEEP of them and one
-    being written, less those already there (a resumed run)."""
-    from sacbook import checkpoint, device
-
-    per_run = device.estimate_train_bytes(config)["state"]
-    new = max(checkpoint.KEEP + 1 - saved, 1)
-    run_folder.check_space(out, per_run * runs, new)
 
 
 def _train(train_fn, args, stop, callback, after_nan: str, *run, **kw):
@@ -215,7 +171,21 @@ def _rewrite(path: Path, records: list) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train SAC; write metrics, a learning curve, a GIF of the policy and a
-    checkpoint."""
+    checkpoint. With ``--distributed``, as one process of a job
+    (:mod:`sacbook.cli.launch`): every failure ends each process in one line."""
+    if not launch.wanted(args):
+        return _run(args)
+    try:
+        launch.join(args)
+        with launch.quiet_unless_primary():
+            code = _run(args)
+    except BaseException as e:  # every process ends, none left in a collective
+        launch.after_failure(e)
+        return launch.end(*describe("train", e))
+    return launch.end(None, code)
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.seeds is not None:
         return _run_seeds(args)
     if args.spread == "runs":
@@ -224,17 +194,22 @@ def run(args: argparse.Namespace) -> int:
     if not args.resume:  # first: a run that cannot fit ends at once, touching nothing
         config = options.train_config(args)
         options.check_run(config, mesh)
-    with _StopOnSignal() as stop, _run_folder(args) as out:
+    with _StopOnSignal() as stop, run_folder.prepared(args) as out:
         return _run_one(args, out, mesh, None if args.resume else config, stop)
 
 
 def _run_one(args, out: Path, mesh, config, stop) -> int:
-    """One run into ``out``: fresh with ``config``, or resumed (None)."""
-    if not args.resume:  # first thing: --resume can restart it from here on
-        run_folder.write_run_config(out, config, args.seed or 0)
+    """One run into ``out``: fresh with ``config``, or resumed (None). In a
+    job over many processes, process 0 writes the files; every process
+    trains and writes its checkpoint shards."""
     import jax
 
-    from sacbook import checkpoint, evaluate, export, plots, train, viz
+    from sacbook import checkpoint, distributed, evaluate, export, plots, train, viz
+
+    primary = distributed.is_primary()
+    if not args.resume and primary:  # first: --resume can restart it from here on
+        run_folder.write_run_config(out, config, args.seed or 0)
+    distributed.barrier("run-config")
 
     devices = 1 if mesh is None else mesh.devices.size
     ckpt_dir = out / "checkpoint"
@@ -252,8 +227,11 @@ def _run_one(args, out: Path, mesh, config, stop) -> int:
             warnings.simplefilter("always", checkpoint.CheckpointWarning)
             state, config, seed, history = checkpoint.restore(ckpt_dir, mesh=mesh)
         for warning in caught:
-            moved = run_folder.set_aside(ckpt_dir, int(state.iteration))
-            print(f"sacbook train: {warning.message}{moved}", file=sys.stderr)
+            step = int(state.iteration)
+            moved = run_folder.set_aside(ckpt_dir, step, rename=primary)
+            if primary:
+                print(f"sacbook train: {warning.message}{moved}", file=sys.stderr)
+        distributed.barrier("set-aside")
         options.check_resume(args, config, seed)
         if args.total_env_steps is not None:
             config = config.replace(total_env_steps=args.total_env_steps)
@@ -263,12 +241,18 @@ def _run_one(args, out: Path, mesh, config, stop) -> int:
         )
     else:
         seed = args.seed or 0
-    try:
-        _check_space(out, config, saved=len(checkpoint.all_steps(ckpt_dir)))
-    except CliError:
-        if not args.resume:  # a refused run leaves no run behind
-            (out / run_folder.RUN_CONFIG).unlink(missing_ok=True)
-        raise
+
+    saved = len(checkpoint.all_steps(ckpt_dir))  # every process: orbax syncs them
+
+    def check_space():
+        try:
+            run_folder.check_checkpoint_space(out, config, saved=saved)
+        except CliError:
+            if not args.resume:  # a refused run leaves no run behind
+                (out / run_folder.RUN_CONFIG).unlink(missing_ok=True)
+            raise
+
+    distributed.on_primary(check_space, "space", CliError)
     preset = "(checkpoint)" if args.resume else args.preset or "gymnasium"
     platform = jax.devices()[0].platform
     print(
@@ -281,8 +265,10 @@ def _run_one(args, out: Path, mesh, config, stop) -> int:
     # a resumed run rewrites it, so lines written after the last checkpoint of
     # an interrupted run are neither lost nor doubled
     metrics_path = out / "metrics.jsonl"
-    _rewrite(metrics_path, history or [])
-    with metrics_path.open("a") as metrics_file:
+    if primary:
+        _rewrite(metrics_path, history or [])
+    opened = metrics_path.open("a") if primary else contextlib.nullcontext()
+    with opened as metrics_file:
         if stop():
             raise stop.stopped(
                 f" before training began; start it with: sacbook train --resume "
@@ -292,7 +278,7 @@ def _run_one(args, out: Path, mesh, config, stop) -> int:
             train.train,
             args,
             stop,
-            lambda progress: _write_record(metrics_file, progress.record),
+            lambda progress: primary and _write_record(metrics_file, progress.record),
             f"; the checkpoints in {ckpt_dir} are from before it",
             config,
             seed,
@@ -308,7 +294,11 @@ def _run_one(args, out: Path, mesh, config, stop) -> int:
             f"resume with: sacbook train --resume --out {out}"
         )
 
-    params = result.state.sac.actor_params
+    if not primary:
+        return 0
+    # the networks on this host (replicated on every device): what follows
+    # runs on this process's own device, never the job's mesh
+    params = distributed.fetch(result.state.sac.actor_params)
     plots.save_learning_curve(result.history, out / "learning_curve.png")
     viz.save_policy_gif(params, config, seed, out / "policy.gif")
     solved = result.solved_at
@@ -348,11 +338,22 @@ def _run_seeds(args: argparse.Namespace) -> int:
         )
     if args.seed is not None:
         raise CliError("use either --seed or --seeds, not both")
+    if args.distributed and args.spread == "runs":
+        raise CliError(
+            "--spread runs with --distributed: each seed's checkpoint would be split "
+            "across processes, which orbax cannot save; use --spread envs"
+        )
     config, seeds = options.train_config(args), args.seeds
     mesh = _mesh(args)
     devices = options.check_run(config, mesh, runs=len(seeds), over=args.spread)
-    with _StopOnSignal() as stop, _run_folder(args, runs=len(seeds)) as out:
-        _check_space(out, config, runs=len(seeds))
+    from sacbook import distributed
+
+    with _StopOnSignal() as stop, run_folder.prepared(args) as out:
+        distributed.on_primary(
+            lambda: run_folder.check_checkpoint_space(out, config, runs=len(seeds)),
+            "space",
+            CliError,
+        )
         return _seeds_into(args, out, config, seeds, mesh, devices, stop)
 
 
@@ -361,8 +362,9 @@ def _seeds_into(args, out: Path, config, seeds, mesh, devices: int, stop) -> int
     import jax
     import matplotlib.pyplot as plt
 
-    from sacbook import plots, stats, train
+    from sacbook import distributed, plots, stats, train
 
+    primary = distributed.is_primary()  # process 0 writes; all save checkpoints
     print(
         f"training {len(seeds)} seeds ({seeds_text(seeds)}) as one program on "
         f"{devices} {jax.devices()[0].platform} device(s)"
@@ -372,9 +374,10 @@ def _seeds_into(args, out: Path, config, seeds, mesh, devices: int, stop) -> int
     )
     folders = [out / f"seed_{seed}" for seed in seeds]
     files = []
-    for folder in folders:
+    for folder in folders if primary else ():
         folder.mkdir(exist_ok=True)
         files.append((folder / "metrics.jsonl").open("w"))
+    distributed.barrier("seed-folders")
 
     def log_metrics(progress) -> None:
         for file, record in zip(files, progress.records):
@@ -396,6 +399,10 @@ def _seeds_into(args, out: Path, config, seeds, mesh, devices: int, stop) -> int
     finally:
         for file in files:
             file.close()
+    if not primary:
+        if results[0].interrupted:
+            raise stop.stopped("; each seed's state is saved in its checkpoint")
+        return 0
 
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
     plots.plot_runs([r.history for r in results], ax, label="IQM, 95% CI")
