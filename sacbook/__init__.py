@@ -33,6 +33,6 @@ Modules, one concept each, each importing only those above it:
   cli         ``sacbook render | train | bench``
 """
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
 from sacbook._source import show_source  # noqa: E402,F401
