@@ -12,7 +12,7 @@ Its fields::
     format        "sacbook-policy"
     version       1
     physics       the PendulumParams fields: g, l, m, dt, max_torque,
-                  max_speed, episode_length, body ("rod" or "point")
+                  max_speed, episode_length, body ("rod" or "point_mass")
     observation   ["cos(theta)", "sin(theta)", "theta_dot"]
     activation    the hidden layers' activation ("relu", ...)
     action_dim    d, the action's size (1 for the pendulum)
