@@ -8,7 +8,10 @@ global mesh:
 2. a sweep spread over the devices (whole runs per device);
 3. with several processes, the first half of run 1 saved to a checkpoint,
    restored, and trained to the end (every process saves and reads its
-   shards in one shared folder).
+   shards in one shared folder);
+4. with several processes, that checkpoint again, with NaN angles in the
+   last process's environments only: every process must stop at the same
+   chunk with the same line, none left waiting in a collective.
 
 Writes OUT/report_PROCESS.json: each run's history without wall-clock fields.
 """
@@ -25,9 +28,17 @@ os.environ["XLA_FLAGS"] = (
 )
 
 import jax  # noqa: E402
+import numpy as np  # noqa: E402
 from conftest import MANY, SMALL, without_times  # noqa: E402
 
-from sacbook import checkpoint, distributed, jit, sharding, train  # noqa: E402
+from sacbook import (  # noqa: E402
+    checkpoint,
+    distributed,
+    jit,
+    records,
+    sharding,
+    train,
+)
 
 SETTINGS = [{"tau": 0.01}, {"tau": 0.05}]
 
@@ -64,6 +75,23 @@ def main():
         out["checkpoint_processes"] = json.loads(
             next(folder.glob("*/meta/metadata")).read_text()
         )["processes"]
+
+        # 4. a NaN on one process's devices only
+        state, config, seed, history = checkpoint.restore(folder, mesh=mesh)
+        theta = state.env.theta
+        poison = np.nan if process == processes - 1 else 1.0
+        pieces = [s.data * poison for s in theta.addressable_shards]
+        theta = jax.make_array_from_single_device_arrays(
+            theta.shape, theta.sharding, pieces
+        )
+        state = state.replace(env=state.env.replace(theta=theta))
+        try:
+            train.train(
+                SMALL, seed, state=state, history=history, progress=False, mesh=mesh
+            )
+            out["nan_stop"] = None
+        except records.NonFiniteError as e:
+            out["nan_stop"] = str(e).splitlines()[0]
     distributed.end()
     Path(OUT, f"report_{process}.json").write_text(json.dumps(out))
 

@@ -193,6 +193,15 @@ def test_checkpoint_resumes_to_the_uninterrupted_result(jobs):
 RUN = ["--num-envs", "64", "--batch-size", "64", "--updates-per-iteration", "1"]
 
 
+def test_a_nan_on_one_process_stops_every_process_at_the_same_chunk(jobs):
+    """NaN angles in the second process's environments only: both processes
+    see the same non-finite metrics (shared host copies), stop at the first
+    chunk after the checkpoint with the same line, and finish the job."""
+    stops = [report["nan_stop"] for report in jobs["two"]]
+    assert stops[0] is not None and stops[0] == stops[1]
+    assert "non-finite in chunk 3 (iterations 21-30)" in stops[0]
+
+
 def train_job(tmp: Path, out: str, extra=(), processes=2, per_process=None):
     port = free_port()
     commands = []
