@@ -208,12 +208,13 @@ def comparison(references: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
     the bench reports ``references`` (``(name, report)`` pairs, as
     :func:`sacbook.bench.load_references` gives) measured on any of them.
 
-    Returns ``(label, {device name: text})`` rows for
+    Returns ``(label, {device name: text})`` columns for
     :func:`sacbook.bench.report.format_html`: milliseconds per iteration of
     the default recipe, and seconds to -200 after compiling for the default
-    and the large-batch recipes; each predicted row as a range, each
-    measured row (only when a reference measured it) with "-" for the
-    devices nobody measured. The newest reference of a device counts.
+    and the large-batch recipes. Each cell is the predicted range, followed
+    by the measurement where a reference has one (``"2.0\u201316;
+    measured 4.1"``), so that the two stand side by side in three columns
+    narrow enough for a phone. The newest reference of a device counts.
     """
     default, large = TrainConfig(), LARGE_BATCH
     found = {}
@@ -221,32 +222,26 @@ def comparison(references: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
         figures = measured(report)
         if figures is not None:
             found[figures["device"]] = figures
-    predicted = {"iteration": {}, "default": {}, "large": {}}
+    columns = {
+        "default: ms per iteration": ("iteration_seconds", 1e3, {}),
+        "default: s to \u2212200": ("default_solve_seconds", 1.0, {}),
+        "N=8192, B=4096, K=4: s to \u2212200": ("large_solve_seconds", 1.0, {}),
+    }
     for key, figures in DEVICES.items():
         per = iteration_seconds(default, key)
-        low, high = seconds_to_solve(default, key)
-        large_low, large_high = seconds_to_solve(
-            large, key, iterations=LARGE_BATCH_ITERATIONS_TO_SOLVE
+        ranges = (
+            f"{per['low'] * 1e3:.1f}\u2013{per['high'] * 1e3:.0f}",
+            "\u2013".join(f"{s:.1f}" for s in seconds_to_solve(default, key)),
+            "\u2013".join(
+                f"{s:.1f}"
+                for s in seconds_to_solve(
+                    large, key, iterations=LARGE_BATCH_ITERATIONS_TO_SOLVE
+                )
+            ),
         )
-        predicted["iteration"][figures.name] = (
-            f"{per['low'] * 1e3:.1f}\u2013{per['high'] * 1e3:.0f}"
-        )
-        predicted["default"][figures.name] = f"{low:.1f}\u2013{high:.1f}"
-        predicted["large"][figures.name] = f"{large_low:.1f}\u2013{large_high:.1f}"
-    labels = {
-        "iteration": ("default: ms per iteration", "iteration_seconds", 1e3),
-        "default": ("default: s to \u2212200", "default_solve_seconds", 1.0),
-        "large": ("N=8192, B=4096, K=4: s to \u2212200", "large_solve_seconds", 1.0),
-    }
-    rows = []
-    for name, (label, field, scale) in labels.items():
-        rows.append((f"{label}, predicted", predicted[name]))
-        values = {
-            DEVICES[key].name: f"{figures[field] * scale:.2g}"
-            for key, figures in found.items()
-            if figures[field] is not None
-        }
-        if values:
-            cells = {n: values.get(n, "-") for n in predicted[name]}
-            rows.append((f"{label}, measured", cells))
-    return rows
+        for (field, scale, cells), text in zip(columns.values(), ranges):
+            value = found.get(key, {}).get(field)
+            if value is not None:
+                text += f"; measured {value * scale:.2g}"
+            cells[figures.name] = text
+    return [(label, cells) for label, (_, _, cells) in columns.items()]

@@ -95,29 +95,39 @@ def test_a_gpu_report_is_read_in_the_predictions_terms():
     assert forecast.measured(_gpu_report(platform="cpu", device="cpu")) is None
 
 
-def test_the_comparison_puts_measured_rows_beside_the_predicted_ones():
-    """Without a GPU reference: the three predicted rows only. With one:
-    each predicted row followed by its measured row, the measurement in its
-    device's column and "-" in the others; the newest report of a device
-    counts."""
+def test_the_comparison_puts_each_measurement_beside_its_prediction():
+    """Three columns (ms per iteration, s to -200 for the default and the
+    large-batch recipes), one row per device, each cell the predicted range;
+    a GPU reference adds "; measured X" to its device's cells only, and the
+    newest report of a device counts."""
     cpu = ("bench_cpu.json", _gpu_report(platform="cpu", device="cpu"))
-    rows = forecast.comparison([cpu])
-    assert [label.endswith(", predicted") for label, _ in rows] == [True] * 3
+    columns = dict(forecast.comparison([cpu]))
+    assert list(columns) == [
+        "default: ms per iteration",
+        "default: s to \u2212200",
+        "N=8192, B=4096, K=4: s to \u2212200",
+    ]
     per = forecast.iteration_seconds(DEFAULT, "T4")
     low, high = per["low"] * 1e3, per["high"] * 1e3
-    assert rows[0][1]["NVIDIA T4"] == f"{low:.1f}\u2013{high:.0f}"
+    assert (
+        columns["default: ms per iteration"]["NVIDIA T4"]
+        == f"{low:.1f}\u2013{high:.0f}"
+    )
+    assert not any("measured" in t for c in columns.values() for t in c.values())
 
     older = _gpu_report()
     older["training"][0]["iterations_per_second"] = 100.0
     references = [cpu, ("bench_gpu_2.json", _gpu_report()), ("bench_gpu_1.json", older)]
-    rows = dict(forecast.comparison(references))
-    assert len(rows) == 6
-    measured = rows["default: ms per iteration, measured"]
-    assert measured["NVIDIA H200 SXM"] == "4"  # 1 / 250 s, the newer report
-    assert measured["NVIDIA T4"] == "-"
-    assert rows["default: s to \u2212200, measured"]["NVIDIA H200 SXM"] == "0.42"
-    assert (
-        rows["N=8192, B=4096, K=4: s to \u2212200, measured"]["NVIDIA H200 SXM"]
-        == "1.7"
+    columns = dict(forecast.comparison(references))
+    per = forecast.iteration_seconds(DEFAULT, "H200")
+    iteration = columns["default: ms per iteration"]
+    assert iteration["NVIDIA H200 SXM"] == (
+        f"{per['low'] * 1e3:.1f}\u2013{per['high'] * 1e3:.0f}; measured 4"
+    )  # 1 / 250 s, the newer report
+    assert "measured" not in iteration["NVIDIA T4"]
+    assert columns["default: s to \u2212200"]["NVIDIA H200 SXM"].endswith(
+        "; measured 0.42"
     )
-    assert list(measured) == list(rows["default: ms per iteration, predicted"])
+    large = columns["N=8192, B=4096, K=4: s to \u2212200"]
+    assert large["NVIDIA H200 SXM"].endswith("; measured 1.7")
+    assert list(iteration) == [d.name for d in forecast.DEVICES.values()]
