@@ -266,6 +266,33 @@ def test_killed_process_ends_the_job_and_the_checkpoint_resumes(tmp_path):
     assert (tmp_path / "run" / "policy.json").exists()
 
 
+def test_killed_coordinator_ends_the_others_in_bounded_time(tmp_path):
+    """kill -9 of process 0, which holds the job's coordination service: the
+    other process ends non-zero within the peer timeout, never hangs, and the
+    last checkpoint loads. (Between chunks its watchdog reports the loss in
+    one line; inside a chunk JAX's own error poller may abort it first, with
+    JAX's report: either way it ends.)"""
+    long = ["--total-env-steps", str(64 * 4000), "--checkpoint-every", "1"]
+    job = train_job(tmp_path, "run", long)
+    folder = tmp_path / "run" / "checkpoint"
+    deadline = time.monotonic() + 150
+    while not any(folder.glob("*/sacbook_manifest.json")):
+        assert time.monotonic() < deadline, "no checkpoint written"
+        assert all(p.poll() is None for p in job.procs), job.logs[1][1].read_text()
+        time.sleep(0.2)
+    killed = time.monotonic()
+    job.kill(0)
+    (code, _, err, _) = job.wait(killed - job.start + 30, only=[1])[0]
+    assert code not in (0, None), err[-2000:]  # None: still running at 30 s
+    assert time.monotonic() - killed < 8 + 10
+    assert "process 0" in err or "coordination" in err, err[-2000:]
+
+    from sacbook import checkpoint
+
+    act = checkpoint.load_policy(folder)
+    assert np.isfinite(np.asarray(act(np.zeros((5, 3), np.float32)))).all()
+
+
 def test_bad_launches_end_in_one_line(tmp_path):
     """A coordinator that never answers: a time-out, not a hang; a process id
     out of range; processes given different options; launch options without
