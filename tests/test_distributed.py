@@ -216,22 +216,31 @@ def train_job(tmp: Path, out: str, extra=(), processes=2, per_process=None):
     return Job(commands, tmp)
 
 
-def test_killed_process_ends_the_job_and_the_checkpoint_resumes(tmp_path):
-    """kill -9 of process 1 mid-run: process 0 exits non-zero within the peer
-    timeout with one line naming process 1; the checkpoint before the kill
-    loads, and resumes in a new 2-process job (and only there)."""
+def kill_after_a_checkpoint(tmp_path, victim: int, survivor: int):
+    """A long 2-process run that checkpoints every chunk; once a checkpoint is
+    complete, kill -9 ``victim`` and wait (at most 30 s) for ``survivor``.
+    Returns ``(exit status or None, stderr, seconds after the kill)``."""
     long = ["--total-env-steps", str(64 * 4000), "--checkpoint-every", "1"]
     job = train_job(tmp_path, "run", long)
     folder = tmp_path / "run" / "checkpoint"
     deadline = time.monotonic() + 150
     while not any(folder.glob("*/sacbook_manifest.json")):
         assert time.monotonic() < deadline, "no checkpoint written"
-        assert all(p.poll() is None for p in job.procs), job.logs[0][1].read_text()
+        running = all(p.poll() is None for p in job.procs)
+        assert running, job.logs[survivor][1].read_text()
         time.sleep(0.2)
     killed = time.monotonic()
-    job.kill(1)
-    (code, _, err, _) = job.wait(killed - job.start + 30, only=[0])[0]
-    detected = time.monotonic() - killed
+    job.kill(victim)
+    (code, _, err, _) = job.wait(killed - job.start + 30, only=[survivor])[0]
+    return code, err, time.monotonic() - killed
+
+
+def test_killed_process_ends_the_job_and_the_checkpoint_resumes(tmp_path):
+    """kill -9 of process 1 mid-run: process 0 exits non-zero within the peer
+    timeout with one line naming process 1; the checkpoint before the kill
+    loads, and resumes in a new 2-process job (and only there)."""
+    code, err, detected = kill_after_a_checkpoint(tmp_path, victim=1, survivor=0)
+    folder = tmp_path / "run" / "checkpoint"
     assert code not in (0, None), err[-2000:]
     assert detected < 8 + 10
     assert "lost process 1 of 2" in last_line(err), err[-2000:]
@@ -272,19 +281,10 @@ def test_killed_coordinator_ends_the_others_in_bounded_time(tmp_path):
     last checkpoint loads. (Between chunks its watchdog reports the loss in
     one line; inside a chunk JAX's own error poller may abort it first, with
     JAX's report: either way it ends.)"""
-    long = ["--total-env-steps", str(64 * 4000), "--checkpoint-every", "1"]
-    job = train_job(tmp_path, "run", long)
+    code, err, detected = kill_after_a_checkpoint(tmp_path, victim=0, survivor=1)
     folder = tmp_path / "run" / "checkpoint"
-    deadline = time.monotonic() + 150
-    while not any(folder.glob("*/sacbook_manifest.json")):
-        assert time.monotonic() < deadline, "no checkpoint written"
-        assert all(p.poll() is None for p in job.procs), job.logs[1][1].read_text()
-        time.sleep(0.2)
-    killed = time.monotonic()
-    job.kill(0)
-    (code, _, err, _) = job.wait(killed - job.start + 30, only=[1])[0]
     assert code not in (0, None), err[-2000:]  # None: still running at 30 s
-    assert time.monotonic() - killed < 8 + 10
+    assert detected < 8 + 10
     assert "process 0" in err or "coordination" in err, err[-2000:]
 
     from sacbook import checkpoint
