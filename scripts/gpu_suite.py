@@ -6,7 +6,9 @@ orbax, NumPy, Matplotlib, tqdm and Pillow installed::
 
     python scripts/gpu_suite.py --out DIR [--wheels .whl]
 
-It takes about 8 minutes and
+It takes about 6 minutes (312 s on an H200, 2026-12-04: the bench 152 s
+and the chapter 158 s, before the compile stages and the roofline were
+added to the bench, about a minute more) and
 
 1. installs what executing a notebook needs (ipykernel, nbclient, nbformat,
    ipywidgets) when it is missing, offline, from the wheels in ``--wheels``;
@@ -14,7 +16,8 @@ It takes about 8 minutes and
 3. runs ``sacbook bench`` at accelerator sizes: simulation up to N = 2^20,
    training throughput up to N = 65,536, and time to solve at N = 1024 and
    8192 for the default recipe and large-batch recipes
-   (:data:`sacbook.bench.ACCELERATOR_RECIPES`);
+   (:data:`sacbook.bench.ACCELERATOR_RECIPES`), with the compile stages of
+   each and the roofline (``--compile-stages --roofline``);
 4. on a machine with several devices, times 2 runs per device spread over
    every device (``over="runs"``) against the same runs on one device
    (``runs_over_devices.json``; with one device, on 2 virtual CPU devices
@@ -60,7 +63,8 @@ WHEEL_PACKAGES = NOTEBOOK_PACKAGES + ("nbval",)
 # sacbook bench's arguments: accelerator sizes, and tiny ones for --smoke.
 # The time-to-solve recipes of the full run are sacbook.bench.ACCELERATOR_RECIPES.
 FULL_BENCH = (
-    "--sizes 1 16 256 1024 16384 131072 1048576 --train-sizes 1024 8192 65536"
+    "--sizes 1 16 256 1024 16384 131072 1048576 --train-sizes 1024 8192 65536 "
+    "--compile-stages --roofline"
 ).split()
 SMOKE_BENCH = (
     "--sizes 1 16 --train-sizes 16 --min-window 0.1 --solve N=16,B=16,K=2,it=20 "

@@ -1,6 +1,8 @@
 """sacbook.bench: recipes, the reference table of recorded reports, timing,
 the fresh-process helper and the time-to-solve record."""
 
+import json
+
 import pytest
 
 from sacbook import bench, cost, jit
@@ -441,12 +443,36 @@ def test_training_against_the_limits():
     assert (row["num_envs"], row["batch_size"], row["width"]) == (1024, 96, 64)
     # about 36 FLOPs a byte: above a balance of 20, below one of 100
     assert row["bound"] == "compute"
+    # 11.7% of the large matmul's FLOP/s: near enough a roof to be held by it
+    assert row["limited_by"] == "compute"
     memory_bound = {**_limits(), "balance": 100.0}
-    assert bench.training_roofline(config, 1.0, memory_bound)["bound"] == "memory"
+    slow = bench.training_roofline(config, 1.0, memory_bound)
+    assert slow["bound"] == "memory"
+    # 0.06% of the FLOP/s, 0.03% of the bandwidth: held back by neither
+    assert slow["limited_by"] == "latency"
     with pytest.raises(ValueError, match="iterations_per_second"):
         bench.training_roofline(config, 0.0, _limits())
     with pytest.raises(ValueError, match=r"measured at the shape \(256, 64\)"):
         bench.training_roofline(config, 1.0, _limits(m=256))
+
+
+def test_the_recorded_h200_run_is_latency_bound():
+    """The H200's limits and training throughput as `sacbook bench --roofline`
+    recorded them (sacbook/data): about 0.1% of both roofs at N = 1024."""
+    from importlib import resources
+
+    name = "data/roofline_gpu-nvidia-h200_2026-12-04.json"
+    report = json.loads(resources.files("sacbook").joinpath(name).read_text())
+    assert report["device"]["device"] == "NVIDIA H200"
+    limits = report["roofline"]["limits"]
+    measured = report["training"][0]
+    assert measured["num_envs"] == 1024
+    row = bench.training_roofline(
+        TrainConfig(), measured["iterations_per_second"], limits
+    )
+    assert row["bound"] == "compute"  # what the roofline alone would say
+    assert row["limited_by"] == "latency"
+    assert row["fraction_of_matmul_large"] < 0.01
 
 
 def test_growth_fits_overhead_plus_flops_over_rate():

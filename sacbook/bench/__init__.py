@@ -87,6 +87,7 @@ from sacbook.bench.report import (
     summarize_report,
 )
 from sacbook.bench.roofline import (
+    LATENCY_FRACTION,
     machine_limits,
     matmul_throughput,
     memory_bandwidth,
@@ -107,6 +108,7 @@ from sacbook.bench.timing import (
 
 __all__ = [
     "ACCELERATOR_RECIPES",
+    "LATENCY_FRACTION",
     "MIN_WINDOW_SECONDS",
     "NAMED_CONFIGS",
     "RECIPE_KEYS",

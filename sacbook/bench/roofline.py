@@ -33,6 +33,8 @@ from sacbook.config import LoopConfig
 
 LARGE_MATMUL = 2048  # the large shape: (2048, 2048) @ (2048, 2048)
 BANDWIDTH_BYTES = 2**29  # 512 MiB: beyond the caches of most machines
+# Under a tenth of both roofs, a program is held back by neither: by latency.
+LATENCY_FRACTION = 0.1
 MATMUL_CALL_FLOPS = 5e7  # chain enough matmuls that a call outlasts its dispatch
 
 
@@ -200,8 +202,11 @@ def training_roofline(
     shape, and of the bandwidth; the arithmetic ``intensity`` (FLOPs a byte)
     and the machine ``balance``; ``bound``: "compute" where the intensity
     is above the balance, else "memory" (what the roofline says limits it,
-    not what does: a program far below both roofs is limited by neither,
-    but by latency: dispatch, synchronisation, small kernels).
+    not what does); ``limited_by``: ``bound``, or "latency" where the
+    program reaches under :data:`LATENCY_FRACTION` of both roofs (the large
+    matmul's FLOP/s and the bandwidth): limited by neither, but by the
+    fixed cost of its many small steps (dispatch, synchronisation, kernel
+    launches).
     """
     rate = iterations_per_second
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0:
@@ -217,6 +222,11 @@ def training_roofline(
     flops = c.flops * rate
     moved = c.bytes * rate
     balance = limits["balance"]
+    bound = "compute" if c.intensity > balance else "memory"
+    nearest_roof = max(
+        flops / limits["matmul_large"]["flops_per_second"],
+        moved / limits["bandwidth"]["bytes_per_second"],
+    )
     return {
         "num_envs": c.num_envs,
         "batch_size": c.batch_size,
@@ -233,5 +243,6 @@ def training_roofline(
         "fraction_of_bandwidth": moved / limits["bandwidth"]["bytes_per_second"],
         "intensity": c.intensity,
         "balance": balance,
-        "bound": "compute" if c.intensity > balance else "memory",
+        "bound": bound,
+        "limited_by": "latency" if nearest_roof < LATENCY_FRACTION else bound,
     }
