@@ -100,6 +100,10 @@ def test_summarize_report_reads_old_and_new_shapes():
     assert bench.summarize_report(old)["train updates/s, N=1024"] == "3100"
     assert bench.summarize_report(old)["device"] == "2-core CPU"
     assert bench.summarize_report({})["default: steps to -200"] == "-"
+    assert new["seeds in one program, speed-up"] == "-"  # the report has no seeds
+    seeds = {"seeds": 8, "ratio": {"median": 7.5495, "iqr": [7.5, 7.6]}}
+    with_seeds = bench.summarize_report({**_report(), "seeds": seeds})
+    assert with_seeds["seeds in one program, speed-up"] == "7.5x (8 seeds)"
 
 
 def test_reference_table_fits_88_columns_and_shows_every_column():

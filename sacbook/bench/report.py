@@ -21,6 +21,7 @@ from pathlib import Path
 
 import jax
 
+import sacbook
 from sacbook.device import available_bytes, is_accelerator
 
 
@@ -52,6 +53,8 @@ def device_info() -> dict:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             pass
+    # a checkout on PYTHONPATH, not installed (as the GPU suite runs it)
+    versions.setdefault("sacbook", sacbook.__version__)
     return {
         "date": datetime.date.today().isoformat(),
         "platform": device.platform,
@@ -128,6 +131,7 @@ def summarize_report(report: dict) -> dict[str, str]:
     )
     cold = [r for r in solves if r.get("solve_seconds_total") is not None]
     fastest = min(cold, key=lambda r: r["solve_seconds_total"], default=None)
+    seeds = report.get("seeds") if isinstance(report.get("seeds"), dict) else None
     platform = dev.get("platform", "?")
     device = dev.get("device", "?")
     if platform == "cpu" and dev.get("cpu_count"):
@@ -154,6 +158,12 @@ def summarize_report(report: dict) -> dict[str, str]:
         "train steps/s, largest N": (
             f"{_fmt(train_max['env_steps_per_second'])} ({train_max['num_envs']:,})"
             if train_max
+            else "-"
+        ),
+        # S seeds as one program against S runs one after another, env-steps/s
+        "seeds in one program, speed-up": (
+            f"{seeds['ratio']['median']:.2g}x ({seeds['seeds']} seeds)"
+            if seeds and seeds.get("ratio")
             else "-"
         ),
         "default: steps to -200": _fmt(
