@@ -69,7 +69,7 @@ def init(
     :func:`sacbook.train.train` and ``sacbook train`` ask).
     """
     check_mesh(config, mesh)
-    return _put(_init_host(config, key), mesh)
+    return _put(_init_host(config, key, rows_on_device=mesh is not None), mesh)
 
 
 def init_runs(
@@ -102,13 +102,13 @@ def init_runs(
         )
     check_mesh(config, mesh, over=over, runs=len(keys))
     runs = [
-        _init_host(config.replace(sac=sac_config), key)
+        _init_host(config.replace(sac=sac_config), key, rows_on_device=mesh is not None)
         for sac_config, key in zip(sac_configs, keys, strict=True)
     ]
     runs = [run.replace(sac=run.sac.replace(config=config.sac)) for run in runs]
     keys = jnp.stack([run.key for run in runs])  # typed keys: stacked by JAX
     runs = [run.replace(key=None) for run in runs]
-    stacked = jax.tree.map(lambda *leaves: np.stack(leaves), *runs)
+    stacked = jax.tree.map(_stack, *runs)
     return _put(stacked.replace(key=keys), mesh, batched=True, over=over)
 
 
@@ -213,17 +213,20 @@ def _field_for(where: str) -> str:
     return "the network sizes, sac.hidden_sizes"
 
 
-def _init_host(config: LoopConfig, key: jax.Array) -> TrainState:
-    """:func:`init` as NumPy arrays (the run key is already a JAX key)."""
+def _init_host(config: LoopConfig, key, *, rows_on_device=False) -> TrainState:
+    """:func:`init` as NumPy arrays (the run key is already a JAX key); the
+    buffer's rows as shapes if ``rows_on_device`` (:func:`_host_state`)."""
     rng = host_random.generator(key, "train")
-    state = _host_state(
-        config,
-        host_random.generator(key, "sac"),
-        rng,
-        config.num_envs,
-        config.buffer_capacity,
-    )
+    sac_rng = host_random.generator(key, "sac")
+    capacity = config.buffer_capacity
+    state = _host_state(config, sac_rng, rng, config.num_envs, capacity, rows_on_device)
     return state.replace(key=host_random.new_key(rng, like=key))  # drawn after the envs
+
+
+def _stack(*leaves):  # the runs' leaves along a new run axis; shapes stay shapes
+    if isinstance(leaves[0], jax.ShapeDtypeStruct):
+        return jax.ShapeDtypeStruct((len(leaves), *leaves[0].shape), leaves[0].dtype)
+    return np.stack(leaves)
 
 
 def _host_state(
@@ -232,10 +235,13 @@ def _host_state(
     rng: np.random.Generator,
     num_envs: int,
     buffer_capacity: int,
+    rows_on_device: bool = False,
 ) -> TrainState:
     """The state as NumPy arrays for ``num_envs`` envs and ``buffer_capacity``
-    buffer rows, networks drawn from ``sac_rng``, envs from ``rng``; its
-    ``key`` is None (the caller draws it)."""
+    buffer rows, networks from ``sac_rng``, envs from ``rng``, ``key`` None
+    (the caller draws it). ``rows_on_device``: the empty buffer as shapes,
+    made as zeros on the devices (:func:`sacbook.sharding.put`): no host, or
+    process of many, ever holds it whole."""
     sac_state = sac.init_host(sac_rng, config.sac)
     env_state, obs = pendulum.reset_host(rng, num_envs, config.env)
     example = replay.Transition(
@@ -246,9 +252,13 @@ def _host_state(
         terminated=np.bool_(False),
         truncated=np.bool_(False),
     )
+    if rows_on_device:
+        buffer = jax.eval_shape(lambda: replay.init(buffer_capacity, example))
+    else:
+        buffer = replay.init(buffer_capacity, example, on_host=True)
     return TrainState(
         sac=sac_state,
-        buffer=replay.init(buffer_capacity, example, on_host=True),
+        buffer=buffer,
         env=env_state,
         obs=obs,
         key=None,

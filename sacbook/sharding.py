@@ -45,6 +45,7 @@ from __future__ import annotations
 import dataclasses
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
@@ -276,10 +277,37 @@ def put(state, mesh: Mesh, *, batched: bool = False, over: str = "envs"):
     (``jax.make_array_from_callback``): this also works when the mesh spans
     several processes (``jax.distributed``), where each process builds the
     same full state from the seed and hands over its devices' shards. Leaves
-    already placed as designed are kept as they are.
+    already placed as designed are kept as they are. ``jax.ShapeDtypeStruct``
+    leaves (the rows of an empty replay buffer) become zeros made on the
+    devices (:func:`zeros`): no host builds them whole.
     """
-    shardings = state_shardings(state, mesh, batched=batched, over=over)
-    return jax.tree.map(place, state, shardings)
+    leaves, treedef = jax.tree.flatten(state)
+    targets = treedef.flatten_up_to(
+        state_shardings(state, mesh, batched=batched, over=over)
+    )
+    empty = [i for i, x in enumerate(leaves) if isinstance(x, jax.ShapeDtypeStruct)]
+    made = zeros([leaves[i] for i in empty], [targets[i] for i in empty])
+    placed = dict(zip(empty, made))
+    return treedef.unflatten(
+        [
+            placed[i] if i in placed else place(leaf, target)
+            for i, (leaf, target) in enumerate(zip(leaves, targets))
+        ]
+    )
+
+
+def zeros(shapes: list, shardings: list) -> list:
+    """Zeros shaped like ``shapes`` (``jax.ShapeDtypeStruct`` each), laid out
+    as ``shardings``, made where they live: one small program in which each
+    device fills its own shard, so that neither the host nor, over many
+    processes, any one process ever holds a whole array."""
+    if not shapes:
+        return []
+    make = jax.jit(
+        lambda: [jnp.zeros(s.shape, s.dtype) for s in shapes],
+        out_shardings=list(shardings),
+    )
+    return make()
 
 
 def put_runs(tree, mesh: Mesh):

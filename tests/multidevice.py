@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import tempfile
+import tracemalloc
 
 os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
@@ -52,6 +53,26 @@ def main():
     out["shard_rows"] = sorted(
         {s.data.shape[0] for s in state.buffer.data.obs.addressable_shards}
     )
+
+    # the host builds no buffer: its rows are made as zeros on the devices
+    big = SMALL.replace(buffer_capacity=2**20)  # 34 MiB of rows a run
+    keys = [jax.random.key(i) for i in range(4)]
+    tracemalloc.start()
+    spread = loop.init_runs(big, keys, mesh=mesh, over="runs")
+    split = loop.init_runs(big, keys, mesh=mesh)
+    one = loop.init(big, jax.random.key(0), mesh=mesh)
+    out["host_peak_bytes"] = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    out["buffer_bytes"] = sum(x.nbytes for x in jax.tree.leaves(one.buffer.data))
+    out["buffers_empty"] = all(
+        not np.asarray(x).any() for x in jax.tree.leaves((spread.buffer, split.buffer))
+    )
+    out["buffer_specs"] = [
+        spec_of(spread.buffer.data.obs),
+        spec_of(split.buffer.data.obs),
+        spec_of(one.buffer.data.obs),
+    ]
+    del spread, split, one
 
     # 2. no host transfers inside a chunk, no recompiles between chunks
     program = loop.chunk_program(mesh)

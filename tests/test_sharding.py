@@ -44,6 +44,19 @@ def test_envs_and_buffer_sharded_networks_replicated(report):
     assert report["replicas_identical"]
 
 
+def test_no_host_holds_a_whole_buffer(report):
+    """Placing fresh runs on a mesh (4 runs spread, 4 runs split, 1 run split)
+    allocates on the host under a tenth of one run's buffer: the rows are made
+    as zeros on the devices, as each process of a distributed run does."""
+    assert report["buffer_bytes"] == 2**20 * 34  # 34 bytes a row
+    assert report["host_peak_bytes"] < report["buffer_bytes"] / 10
+    assert report["buffers_empty"]
+    spread, split, one = report["buffer_specs"]
+    assert spread[0] == "shards" and set(spread[1:]) <= {None}  # the run axis
+    assert split[0] is None and split[1] == "shards"  # each run's rows
+    assert one[0] == "shards"
+
+
 def test_no_host_transfers_and_one_compilation(report):
     assert report["updated_all"]
     assert report["compiles_after_first_chunk"] == 0
