@@ -25,8 +25,9 @@ machinery (the distributed runtime's key-value store and barriers,
   falls silent for ``timeout`` seconds (killed, its machine gone) or that
   ends with an error makes every other process exit with one line naming it.
   JAX's own heartbeat, at twice that, is the backstop. Process 0 holds the
-  job's coordination service: if it dies, JAX's client ends every other
-  process at once, with its own (multi-line) fatal error naming the leader.
+  job's coordination service: if it dies, JAX's client aborts every other
+  process at once, with its own fatal log, which ``sacbook train``'s parent
+  process turns into the same one line (:mod:`sacbook.cli.supervise`).
 
 With one process every function here is the single-process behaviour
 (:func:`fetch` is ``jax.device_get``, :func:`any_process` the flag itself).

@@ -162,7 +162,7 @@ def summarize_report(report: dict) -> dict[str, str]:
         ),
         # S seeds as one program against S runs one after another, env-steps/s
         "seeds in one program, speed-up": (
-            f"{seeds['ratio']['median']:.2g}x ({seeds['seeds']} seeds)"
+            f"{seeds['ratio']['median']:.2g}x ({seeds.get('seeds', '?')} seeds)"
             if seeds and seeds.get("ratio")
             else "-"
         ),

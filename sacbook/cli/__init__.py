@@ -62,6 +62,7 @@ def main(argv=None) -> int:
     """Run ``sacbook`` with ``argv`` (default: the process's arguments);
     returns the exit status."""
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for a child process
     if _interrupted:  # a Ctrl-C while the commands were imported
         _interrupted.clear()
         print(f"sacbook {args.command}: interrupted", file=sys.stderr)

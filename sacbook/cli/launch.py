@@ -45,7 +45,7 @@ FLAGS = {
 }
 
 # the options that may differ between the processes of one job
-PER_PROCESS = ("process_id", "func")
+PER_PROCESS = ("process_id", "func", "argv")
 
 
 def wanted(args: argparse.Namespace) -> bool:

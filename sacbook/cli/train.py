@@ -17,7 +17,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from sacbook.cli import launch, options, run_folder
+from sacbook.cli import launch, options, run_folder, supervise
 from sacbook.cli.args import (
     CliError,
     TrainingFailed,
@@ -175,6 +175,9 @@ def run(args: argparse.Namespace) -> int:
     (:mod:`sacbook.cli.launch`): every failure ends each process in one line."""
     if not launch.wanted(args):
         return _run(args)
+    if getattr(args, "argv", None) is not None and not supervise.is_child():
+        # the training runs in a child: one line even if JAX aborts it
+        return supervise.run_child(args.argv, args.process_id, args.num_processes)
     try:
         launch.join(args)
         with launch.quiet_unless_primary():

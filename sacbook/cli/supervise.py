@@ -1,0 +1,151 @@
+"""Each process of a job as the child of a small parent, for one last line.
+
+When the process that holds a job's coordination service (process 0) dies,
+JAX's client in every other process ends that process at once, from a C++
+thread: a fatal log with a stack trace, and SIGABRT. No Python code of the
+process runs again, so it cannot say what happened in sacbook's one line.
+
+So ``sacbook train --distributed`` runs the training in a child process
+(:func:`run_child`) and only watches it. The parent passes the child's
+standard error through as it comes, except the lines of JAX's C++ log
+(``E1204 17:42:28.407640 18788 file.cc:289] ...``), which it holds for
+:data:`HOLD_SECONDS`: if the child aborts meanwhile because the job's
+coordination ended, the parent prints one line in their place and exits
+with :data:`sacbook.distributed.LOST_EXIT`; otherwise it passes them on,
+late but whole. Standard output and input are the child's own.
+
+Signals: a terminal's Ctrl-C reaches both (one process group), so the
+parent ignores SIGINT; SIGTERM and SIGHUP sent to the parent are passed to
+the child. On Linux the child dies with its parent (its parent-death
+signal), so a ``kill -9`` of either ends the process, as it did before.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+CHILD = "SACBOOK_JOB_CHILD"  # set in the child's environment
+HOLD_SECONDS = 1.0  # how long JAX's log lines wait for the abort they may announce
+# absl's log line: severity, date, time, thread, file:line]
+_JAX_LOG = re.compile(rb"[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ [\w.\-]+:\d+\]")
+_COORDINATION_ENDED = (b"JAX distributed service", b"coordination service")
+
+
+def is_child() -> bool:
+    """Whether this process is the training child of :func:`run_child`."""
+    return os.environ.get(CHILD) == "1"
+
+
+def run_child(argv: list[str], process_id, num_processes, program=None) -> int:
+    """Run ``sacbook`` with ``argv`` in a child process and return its exit
+    status; one line instead of JAX's fatal log if the job's coordination
+    ended it. ``process_id``, ``num_processes``: for that line (None: not
+    known here, when JAX detects the cluster). ``program``: the command
+    instead of ``python -m sacbook.cli`` (for tests)."""
+    program = program or [sys.executable, "-m", "sacbook.cli"]
+    child = subprocess.Popen(
+        [*program, *argv],
+        env={**os.environ, CHILD: "1"},
+        stderr=subprocess.PIPE,
+        preexec_fn=_die_with_parent,
+    )
+    old = {signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN)}
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        old[signum] = signal.signal(signum, lambda s, _: child.send_signal(s))
+    relay = _Relay(child.stderr.fileno(), sys.stderr.buffer, child)
+    relay.start()
+    try:
+        code = child.wait()
+        relay.join()
+    finally:
+        for signum, handler in old.items():
+            signal.signal(signum, handler)
+    held = relay.release()
+    if code == -signal.SIGABRT and any(m in held for m in _COORDINATION_ENDED):
+        from sacbook import distributed
+
+        who = "this process" if process_id is None else f"process {process_id}"
+        of = "" if num_processes is None else f" of {num_processes}"
+        print(
+            f"sacbook: {who} stops: lost process 0{of}, the coordinator: JAX's "
+            "distributed service ended this process; the last checkpoint is kept",
+            file=sys.stderr,
+            flush=True,
+        )
+        return distributed.LOST_EXIT
+    sys.stderr.buffer.write(held)
+    sys.stderr.flush()
+    return code if code >= 0 else 128 - code
+
+
+def _die_with_parent() -> None:
+    """In the child, before it runs: die with the parent (Linux's
+    PR_SET_PDEATHSIG), so that killing the parent kills the process."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+
+
+class _Relay(threading.Thread):
+    """Copies the child's stderr to ``sink`` as it comes, holding JAX's log
+    lines (and all that follows them) for :data:`HOLD_SECONDS` while the
+    child lives; :meth:`release` returns what is still held at the end."""
+
+    def __init__(self, fd: int, sink, child: subprocess.Popen):
+        super().__init__(daemon=True)
+        self.fd, self.sink, self.child = fd, sink, child
+        self.held = bytearray()
+        self.since = None  # when holding began
+
+    def run(self) -> None:
+        pending = b""
+        while True:
+            ready, _, _ = select.select([self.fd], [], [], 0.2)
+            if self.since is not None and self.child.poll() is None:
+                if time.monotonic() - self.since > HOLD_SECONDS:
+                    self._write(bytes(self.held))  # no abort came: pass them on
+                    self.held.clear()
+                    self.since = None
+            if not ready:
+                continue
+            data = os.read(self.fd, 1 << 16)
+            if not data:
+                break
+            pending = self._feed(pending + data)
+        self._hold_or_write(pending)
+
+    def _feed(self, data: bytes) -> bytes:
+        """Pass on or hold each complete line; returns the unfinished rest,
+        after passing it on too unless it may begin a line of JAX's log."""
+        *lines, rest = data.split(b"\n")
+        for line in lines:
+            self._hold_or_write(line + b"\n")
+        if self.since is None and rest[:1] not in (b"I", b"W", b"E", b"F"):
+            self._write(rest)  # a progress bar's partial line, say
+            return b""
+        return rest
+
+    def _hold_or_write(self, line: bytes) -> None:
+        if self.since is None and _JAX_LOG.match(line):
+            self.since = time.monotonic()
+        if self.since is None:
+            self._write(line)
+        else:
+            self.held += line
+
+    def _write(self, data: bytes) -> None:
+        if data:
+            self.sink.write(data)
+            self.sink.flush()
+
+    def release(self) -> bytes:
+        held = bytes(self.held)
+        self.held.clear()
+        return held

@@ -1,0 +1,122 @@
+"""sacbook.cli.supervise: the parent that watches each process of a job.
+
+Each test runs the parent in a fresh Python process around a small child
+script that behaves like the training process would: it writes, it gets
+a signal, or JAX's client aborts it after its fatal log."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# JAX's fatal log when the job's coordination service is gone (abridged)
+FATAL = (
+    "W1204 17:42:28.407534   18788 preemption_sync_manager.cc:147] Failed to "
+    "retrieve preemption notice from coordination service: UNAVAILABLE\n"
+    "F1204 17:42:28.407717   18788 client.h:80] Terminating process because the "
+    "JAX distributed service detected fatal errors.\n"
+    "*** Check failure stack trace: ***\n"
+    "    @     0x7f130c640634  absl::log_internal::LogMessage::SendToLog()\n"
+)
+
+
+def parent(child_code: str, **popen) -> subprocess.Popen:
+    """The parent (process 1 of 2) around ``python -c child_code``."""
+    program = [sys.executable, "-c", child_code]
+    code = (
+        "import sys; from sacbook.cli import supervise; "
+        f"sys.exit(supervise.run_child([], 1, 2, program={program!r}))"
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+    return subprocess.Popen(
+        [sys.executable, "-c", code],
+        env=env,
+        text=True,
+        stderr=subprocess.PIPE,
+        **popen,
+    )
+
+
+def finish(proc: subprocess.Popen) -> tuple[int, str]:
+    _, err = proc.communicate(timeout=60)
+    return proc.returncode, err
+
+
+def test_jax_abort_after_the_coordinator_is_gone_becomes_one_line():
+    child = (
+        "import os, sys\n"
+        "sys.stderr.write('training on 4 cpu devices\\n')\n"
+        f"sys.stderr.write({FATAL!r}); sys.stderr.flush()\n"
+        "os.abort()\n"
+    )
+    code, err = finish(parent(child))
+    assert code == 3  # sacbook.distributed.LOST_EXIT
+    assert err.splitlines() == [
+        "training on 4 cpu devices",
+        "sacbook: process 1 stops: lost process 0 of 2, the coordinator: JAX's "
+        "distributed service ended this process; the last checkpoint is kept",
+    ]
+
+
+def test_other_aborts_and_log_lines_pass_through_whole():
+    child = (
+        "import os, sys, time\n"
+        "sys.stderr.write('W1204 10:00:00.000001 7 a.cc:1] a warning\\nmore\\n')\n"
+        "sys.stderr.flush(); time.sleep(1.6)\n"  # longer than HOLD_SECONDS
+        "sys.stderr.write('still going\\n')\n"
+        "sys.stderr.write('F1204 10:00:02.000001 7 b.cc:2] Check failed: x\\n')\n"
+        "sys.stderr.flush(); os.abort()\n"
+    )
+    code, err = finish(parent(child))
+    assert code == 128 + signal.SIGABRT  # the child's own end, as a shell says
+    assert err.splitlines() == [
+        "W1204 10:00:00.000001 7 a.cc:1] a warning",
+        "more",
+        "still going",
+        "F1204 10:00:02.000001 7 b.cc:2] Check failed: x",
+    ]
+
+
+def test_sigterm_reaches_the_child_and_its_status_comes_back():
+    child = (
+        "import signal, sys, time\n"
+        "def stop(s, f):\n"
+        "    sys.stderr.write(f'stopping on {s}\\n'); sys.exit(128 + s)\n"
+        "signal.signal(signal.SIGTERM, stop)\n"
+        "sys.stderr.write('ready\\n'); sys.stderr.flush(); time.sleep(30)\n"
+    )
+    proc = parent(child)
+    assert proc.stderr.readline() == "ready\n"
+    proc.send_signal(signal.SIGTERM)
+    code, err = finish(proc)
+    assert code == 128 + signal.SIGTERM
+    assert err == f"stopping on {int(signal.SIGTERM)}\n"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's prctl")
+def test_the_child_dies_with_its_parent():
+    child = (
+        "import os, sys, time\n"
+        "sys.stderr.write(f'{os.getpid()}\\n'); sys.stderr.flush(); time.sleep(60)\n"
+    )
+    proc = parent(child)
+    pid = int(proc.stderr.readline())
+    proc.kill()
+    proc.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while _running(pid):
+        assert time.monotonic() < deadline, "the child outlived its parent"
+        time.sleep(0.1)
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")  # a zombie has ended
