@@ -99,6 +99,8 @@ def save(
         step = int(distributed.fetch(state.iteration))
     saveable = _to_saveable(state)
     where = state.obs.sharding.device_set
+    if state.obs.sharding.is_fully_replicated:  # a whole run, on any devices
+        where = {min(where, key=lambda d: d.id)}
     meta = {
         "config": config_to_dict(config),
         "seed": seed,
@@ -326,13 +328,17 @@ def restore(directory, step: int | None = None, *, mesh=None):
         # the structure, shapes and dtypes to restore into, computing nothing
         template = jax.eval_shape(_to_saveable, loop.abstract_state(config))
         if mesh is not None:  # and where each shard goes
-            template = jax.tree.map(
-                lambda leaf, where: jax.ShapeDtypeStruct(
-                    leaf.shape, leaf.dtype, sharding=where
-                ),
-                template,
-                sharding.state_shardings(template, mesh),
-            )
+            places = sharding.state_shardings(template, mesh)
+        else:  # this process's first device, whichever devices saved it
+            one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+            places = jax.tree.map(lambda _: one, template)
+        template = jax.tree.map(
+            lambda leaf, where: jax.ShapeDtypeStruct(
+                leaf.shape, leaf.dtype, sharding=where
+            ),
+            template,
+            places,
+        )
         return ocp.args.StandardRestore(template)
 
     state, meta, _ = _read_intact(directory, step, state_args)

@@ -227,14 +227,17 @@ class Driver:
         return run.replace(sac=run.sac.replace(config=self.run_configs[i].sac))
 
     def _save(self, state, done: int) -> None:
+        # runs spread over several processes are saved whole, one at a time
+        whole = self.batched and sharding.runs_span_processes(state.obs)
         for i, directory in enumerate(self.checkpoint_dirs):
             if checkpoint.latest_step(directory) == done and checkpoint.intact(
                 directory, done
             ):
                 continue  # saved already (a resumed run that stopped at once)
+            run = sharding.whole_run(state, i) if whole else self._run(state, i)
             checkpoint.save(
                 directory,
-                self._run_state(state, i),
+                run.replace(sac=run.sac.replace(config=self.run_configs[i].sac)),
                 config=self.run_configs[i],
                 seed=self.seeds[i],
                 history=self.histories[i],

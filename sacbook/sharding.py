@@ -43,6 +43,7 @@ the runner all use it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -215,6 +216,37 @@ def take_run(x, i: int):
                 piece = jax.ShapeDtypeStruct(x.shape[1:], x.dtype)
                 return _on_one_device(piece.shape, device, [], x.dtype)
     return x[i]
+
+
+def whole_run(tree, i: int):
+    """Run ``i`` of a tree whose runs are spread over the devices of several
+    processes (``over="runs"`` under ``jax.distributed``), replicated on
+    every device of their mesh: the form in which orbax saves it (it
+    refuses an array that one process holds alone). For a checkpoint: run
+    ``i``'s state crosses to every device, once per save."""
+    mesh = jax.tree.leaves(tree)[0].sharding.mesh
+    return _whole_run_program(mesh)(tree, i)
+
+
+@functools.cache
+def _whole_run_program(mesh: Mesh):
+    everywhere = NamedSharding(mesh, PartitionSpec())
+    return jax.jit(
+        lambda tree, i: jax.tree.map(lambda x: x[i], tree), out_shardings=everywhere
+    )
+
+
+def runs_span_processes(tree) -> bool:
+    """Whether ``tree``'s leading run axis is split over the devices of more
+    than one process (each run then lives on one process alone)."""
+    leaf = jax.tree.leaves(tree)[0]
+    where = getattr(leaf, "sharding", None)
+    return (
+        isinstance(where, NamedSharding)
+        and bool(where.spec)
+        and where.spec[0] is not None
+        and len({d.process_index for d in where.device_set}) > 1
+    )
 
 
 def _on_one_device(shape, device, pieces, dtype=None):

@@ -185,12 +185,6 @@ def train_runs(
                 f"run, got {len(checkpoint_dirs)}"
             )
     devices = loop.check_mesh(config, mesh, over=over, runs=len(seeds))
-    if checkpoint_dirs is not None and over == "runs" and _spans_processes(mesh):
-        raise ValueError(
-            "checkpoint_dirs with runs spread over the devices of several processes "
-            "(over='runs' under jax.distributed) are not supported: orbax saves "
-            "only global arrays; split each run's envs instead (over='envs')"
-        )
     if check_memory and over == "runs":  # each device holds R/D whole runs
         device.check_fits(config, runs=len(seeds) // devices)
     elif check_memory:
@@ -223,10 +217,6 @@ def train_runs(
         checkpoint_dirs=checkpoint_dirs,
         **options,
     ).run(state)
-
-
-def _spans_processes(mesh) -> bool:
-    return mesh is not None and len({d.process_index for d in mesh.devices.flat}) > 1
 
 
 def _shared_program_config(configs: list[TrainConfig]) -> TrainConfig:

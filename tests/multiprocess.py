@@ -58,9 +58,23 @@ def main():
     rows = full.state.buffer.data.obs.addressable_shards
     out["buffer_rows_here"] = sum(s.data.shape[0] for s in rows)
 
-    # 2. a sweep, whole runs per device
-    sweep = train.sweep(MANY, SETTINGS, [0, 1], progress=False, mesh=mesh, over="runs")
+    # 2. a sweep, whole runs per device, each run's checkpoint saved whole
+    folders = [Path(OUT) / f"sweep_{k}" for k in range(2 * len(SETTINGS))]
+    sweep = train.sweep(
+        MANY,
+        SETTINGS,
+        [0, 1],
+        progress=False,
+        mesh=mesh,
+        over="runs",
+        checkpoint_dirs=folders,
+    )
     out["sweep"] = [without_times(r.history) for row in sweep for r in row]
+    distributed.barrier("sweep-saved")
+    out["sweep_checkpoints"] = [
+        json.loads(next(folder.glob("*/meta/metadata")).read_text())
+        for folder in folders
+    ]
 
     # 3. stop half-way with a checkpoint, restore it, train to the end
     if processes > 1:

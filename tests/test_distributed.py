@@ -137,6 +137,7 @@ def jobs(tmp_path_factory):
     return {
         "two": worker(tmp / "two", 2, 2),
         "one": worker(tmp / "one", 1, 4),
+        "folder": tmp,
     }
 
 
@@ -178,6 +179,28 @@ def test_sweep_spread_over_devices_matches_one_process_bit_for_bit(jobs):
     two, one = jobs["two"][0]["sweep"], jobs["one"][0]["sweep"]
     assert len(two) == 4
     assert json.dumps(two) == json.dumps(one)
+
+
+def test_runs_spread_over_processes_are_saved_whole(jobs):
+    """Each run of the sweep lives on one process's device; its checkpoint
+    holds the whole run (every array checksummed, the buffer too), marked as
+    one device of one process, and holds the same bits as the run saved by
+    one process with four devices."""
+    two, one = jobs["two"][0]["sweep_checkpoints"], jobs["one"][0]["sweep_checkpoints"]
+    assert len(two) == 4
+    for saved, alone in zip(two, one, strict=True):
+        assert (saved["devices"], saved["processes"]) == (1, 1)
+        assert "buffer/data/obs" in saved["checksums"]
+        assert saved["checksums"] == alone["checksums"]
+        assert len(saved["history"]) == len(alone["history"]) > 0
+
+    from sacbook import checkpoint
+
+    # one process with one device reads it back whole, every checksum checked
+    state, config, seed, history = checkpoint.restore(jobs["folder"] / "two/sweep_3")
+    assert (seed, len(history)) == (1, len(two[3]["history"]))
+    assert config.sac.tau == 0.05  # the sweep's second setting
+    assert state.buffer.data.obs.shape == (config.buffer_capacity, 3)
 
 
 def test_checkpoint_resumes_to_the_uninterrupted_result(jobs):

@@ -341,11 +341,6 @@ def _run_seeds(args: argparse.Namespace) -> int:
         )
     if args.seed is not None:
         raise CliError("use either --seed or --seeds, not both")
-    if args.distributed and args.spread == "runs":
-        raise CliError(
-            "--spread runs with --distributed: each seed's checkpoint would be split "
-            "across processes, which orbax cannot save; use --spread envs"
-        )
     config, seeds = options.train_config(args), args.seeds
     mesh = _mesh(args)
     devices = options.check_run(config, mesh, runs=len(seeds), over=args.spread)
