@@ -55,7 +55,7 @@ def run_child(argv: list[str], process_id, num_processes, program=None) -> int:
         [*program, *argv],
         env={**os.environ, CHILD: "1"},
         stderr=subprocess.PIPE,
-        preexec_fn=_die_with_parent,
+        preexec_fn=_die_with_parent if os.name == "posix" else None,
     )
     old = {signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN)}
     for signum in (signal.SIGTERM, signal.SIGHUP):
