@@ -2,14 +2,15 @@
 
 When the process that holds a job's coordination service (process 0) dies,
 JAX's client in every other process ends that process at once, from a C++
-thread: a fatal log with a stack trace, and SIGABRT. No Python code of the
-process runs again, so it cannot say what happened in sacbook's one line.
+thread: a fatal log (with a stack trace), and an exit (status 1, or SIGABRT
+in newer versions). No Python code of the process runs again, so it cannot
+say what happened in sacbook's one line.
 
 So ``sacbook train --distributed`` runs the training in a child process
 (:func:`run_child`) and only watches it. The parent passes the child's
 standard error through as it comes, except the lines of JAX's C++ log
 (``E1204 17:42:28.407640 18788 file.cc:289] ...``), which it holds for
-:data:`HOLD_SECONDS`: if the child aborts meanwhile because the job's
+:data:`HOLD_SECONDS`: if the child ends meanwhile because the job's
 coordination ended, the parent prints one line in their place and exits
 with :data:`sacbook.distributed.LOST_EXIT`; otherwise it passes them on,
 late but whole. Standard output and input are the child's own.
@@ -36,7 +37,9 @@ CHILD = "SACBOOK_JOB_CHILD"  # set in the child's environment
 HOLD_SECONDS = 1.0  # how long JAX's log lines wait for the abort they may announce
 # absl's log line: severity, date, time, thread, file:line]
 _JAX_LOG = re.compile(rb"[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ [\w.\-]+:\d+\]")
-_COORDINATION_ENDED = (b"JAX distributed service", b"coordination service")
+# the fatal line of JAX's client, since jax 0.4 (it exits with status 1 through
+# LOG(QFATAL), or aborts through LOG(FATAL) in newer versions)
+_COORDINATION_ENDED = b"Terminating process because the JAX distributed service"
 
 
 def is_child() -> bool:
@@ -69,7 +72,7 @@ def run_child(argv: list[str], process_id, num_processes, program=None) -> int:
         for signum, handler in old.items():
             signal.signal(signum, handler)
     held = relay.release()
-    if code == -signal.SIGABRT and any(m in held for m in _COORDINATION_ENDED):
+    if code != 0 and _COORDINATION_ENDED in held:
         from sacbook import distributed
 
         who = "this process" if process_id is None else f"process {process_id}"
