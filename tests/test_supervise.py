@@ -47,7 +47,10 @@ def finish(proc: subprocess.Popen) -> tuple[int, str]:
     return proc.returncode, err
 
 
-@pytest.mark.parametrize("how", ["os.abort()", "os._exit(1)"])  # new JAX, old JAX
+# new JAX, old JAX, and an end slower than HOLD_SECONDS after the fatal line
+@pytest.mark.parametrize(
+    "how", ["os.abort()", "os._exit(1)", "import time; time.sleep(1.6); os.abort()"]
+)
 def test_jax_abort_after_the_coordinator_is_gone_becomes_one_line(how):
     child = (
         "import os, sys\n"

@@ -99,19 +99,21 @@ def _die_with_parent() -> None:
 class _Relay(threading.Thread):
     """Copies the child's stderr to ``sink`` as it comes, holding JAX's log
     lines (and all that follows them) for :data:`HOLD_SECONDS` while the
-    child lives; :meth:`release` returns what is still held at the end."""
+    child lives, and to the end once JAX's fatal line came (the child is
+    ending, however slowly); :meth:`release` returns what is still held."""
 
     def __init__(self, fd: int, sink, child: subprocess.Popen):
         super().__init__(daemon=True)
         self.fd, self.sink, self.child = fd, sink, child
         self.held = bytearray()
         self.since = None  # when holding began
+        self.fatal = False  # JAX's fatal line is held
 
     def run(self) -> None:
         pending = b""
         while True:
             ready, _, _ = select.select([self.fd], [], [], 0.2)
-            if self.since is not None and self.child.poll() is None:
+            if self.since is not None and not self.fatal and self.child.poll() is None:
                 if time.monotonic() - self.since > HOLD_SECONDS:
                     self._write(bytes(self.held))  # no abort came: pass them on
                     self.held.clear()
@@ -142,6 +144,7 @@ class _Relay(threading.Thread):
             self._write(line)
         else:
             self.held += line
+            self.fatal = self.fatal or _COORDINATION_ENDED in line
 
     def _write(self, data: bytes) -> None:
         if data:
