@@ -25,12 +25,12 @@ FATAL = (
 )
 
 
-def parent(child_code: str, **popen) -> subprocess.Popen:
-    """The parent (process 1 of 2) around ``python -c child_code``."""
+def parent(child_code: str, process=1, processes=2, **popen) -> subprocess.Popen:
+    """The parent (``process`` of ``processes``) around ``python -c child_code``."""
     program = [sys.executable, "-c", child_code]
     code = (
-        "import sys; from sacbook.cli import supervise; "
-        f"sys.exit(supervise.run_child([], 1, 2, program={program!r}))"
+        "import sys; from sacbook.cli import supervise; sys.exit(supervise.run_child("
+        f"[], {process}, {processes}, program={program!r}))"
     )
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
     return subprocess.Popen(
@@ -64,6 +64,28 @@ def test_jax_abort_after_the_coordinator_is_gone_becomes_one_line(how):
         "training on 4 cpu devices",
         "sacbook: process 1 stops: lost process 0 of 2, the coordinator: JAX's "
         "distributed service ended this process; the last checkpoint is kept",
+    ]
+
+
+@pytest.mark.parametrize(
+    "process, processes, log, lost",
+    [
+        (0, 2, "", "lost process 1 of 2"),  # the coordinator: the other one died
+        (2, 3, "task /job:jax_worker/replica:0/task:1 lost", "lost process 1 of 3"),
+        (2, 3, "", "lost a process of the job"),  # not named: not guessed
+    ],
+)
+def test_the_line_names_the_lost_process_only_when_known(process, processes, log, lost):
+    child = (
+        "import os, sys\n"
+        f"sys.stderr.write({FATAL + log!r}); sys.stderr.flush()\n"
+        "os.abort()\n"
+    )
+    code, err = finish(parent(child, process, processes))
+    assert code == 3
+    assert err.splitlines() == [
+        f"sacbook: process {process} stops: {lost}: JAX's distributed service "
+        "ended this process; the last checkpoint is kept"
     ]
 
 

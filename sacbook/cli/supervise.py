@@ -75,18 +75,31 @@ def run_child(argv: list[str], process_id, num_processes, program=None) -> int:
     if code != 0 and _COORDINATION_ENDED in held:
         from sacbook import distributed
 
-        who = "this process" if process_id is None else f"process {process_id}"
-        of = "" if num_processes is None else f" of {num_processes}"
-        print(
-            f"sacbook: {who} stops: lost process 0{of}, the coordinator: JAX's "
-            "distributed service ended this process; the last checkpoint is kept",
-            file=sys.stderr,
-            flush=True,
-        )
+        print(_lost_line(held, process_id, num_processes), file=sys.stderr, flush=True)
         return distributed.LOST_EXIT
     sys.stderr.buffer.write(held)
     sys.stderr.flush()
     return code if code >= 0 else 128 - code
+
+
+def _lost_line(held: bytes, process_id, num_processes) -> str:
+    """sacbook's line for a child that JAX's client ended: the lost process
+    as JAX's log names it (``/task:N``), or the other one of two."""
+    named = {int(n) for n in re.findall(rb"/task:(\d+)", held)} - {process_id}
+    lost = None
+    if len(named) == 1:
+        lost = named.pop()
+    elif num_processes == 2 and process_id in (0, 1):
+        lost = 1 - process_id
+    who = "this process" if process_id is None else f"process {process_id}"
+    of = "" if num_processes is None else f" of {num_processes}"
+    what = "lost a process of the job"
+    if lost is not None:
+        what = f"lost process {lost}{of}" + (", the coordinator" if lost == 0 else "")
+    return (
+        f"sacbook: {who} stops: {what}: JAX's distributed service ended this "
+        "process; the last checkpoint is kept"
+    )
 
 
 def _die_with_parent() -> None:
