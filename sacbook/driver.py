@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import jax
@@ -83,26 +82,26 @@ class Driver:
         return jax.tree.map(lambda x: sharding.take_run(x, i), tree)
 
     def compile(self, state):
-        """The chunk and the evaluation, compiled ahead of time, so that
-        compile time is measured apart from run time. A cold start is mostly
-        compiling, and only XLA's compiling leaves Python's GIL free: the
-        small evaluation is lowered first and compiles on a second thread
-        while this one traces and lowers the chunk, then compiles it."""
+        """The chunk, compiled ahead of time, so that compile time is
+        measured apart from run time."""
+        return self.program.lower(state, self.config.loop, self.hyper).compile()
+
+    def compile_evaluation(self, params):
+        """The evaluation, compiled for actor parameters shaped as
+        ``params``. :meth:`run` calls it once the first chunk is dispatched:
+        the host traces and compiles it while the device runs the chunk, and
+        a cold start waits for it no longer."""
         config = self.config
-        params = state.sac.actor_params
-        lowered_evaluation = self.evaluation.lower(
+        lowered = self.evaluation.lower(
             params, self.run_keys, config.sac, config.env, config.eval_envs
         )
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            evaluation = pool.submit(lowered_evaluation.compile)
-            lowered = self.program.lower(state, config.loop, self.hyper)
-            return lowered.compile(), evaluation.result()
+        return lowered.compile()
 
     def run(self, state: TrainState) -> list[TrainResult]:
         """Train from ``state`` to the end of the configs' runs."""
         config, runs = self.config, len(self.seeds)
         t0 = time.perf_counter()
-        chunk_fn, eval_fn = self.compile(state)
+        chunk_fn, eval_fn = self.compile(state), None
         compile_seconds = time.perf_counter() - t0
 
         total = config.total_iterations
@@ -126,6 +125,8 @@ class Driver:
             while done < total:
                 t_start = time.perf_counter()
                 state, metrics = chunk_fn(state, self.hyper)
+                if eval_fn is None:  # while the device runs the first chunk
+                    eval_fn = self.compile_evaluation(state.sac.actor_params)
                 metrics = distributed.fetch(metrics)  # the host sync point
                 chunk += 1
                 first, done = done + 1, done + config.chunk_iterations

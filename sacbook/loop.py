@@ -106,7 +106,7 @@ def init_runs(
         for sac_config, key in zip(sac_configs, keys, strict=True)
     ]
     runs = [run.replace(sac=run.sac.replace(config=config.sac)) for run in runs]
-    keys = jnp.stack([run.key for run in runs])  # typed keys: stacked by JAX
+    keys = host_random.stack_keys([run.key for run in runs])
     runs = [run.replace(key=None) for run in runs]
     stacked = jax.tree.map(_stack, *runs)
     return _put(stacked.replace(key=keys), mesh, batched=True, over=over)

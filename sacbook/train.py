@@ -20,10 +20,9 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from sacbook import checks, device, driver, evaluate, loop, sac, sharding
+from sacbook import checks, device, driver, evaluate, host_random, loop, sac, sharding
 from sacbook.config import TrainConfig
 from sacbook.evaluate import SOLVED_RETURN
 from sacbook.loop import TrainState
@@ -86,7 +85,7 @@ def train(
         networks replicated, gradients averaged (:mod:`sacbook.sharding`).
         A one-device mesh gives the plain run's result bit for bit.
     """
-    run_key = jax.random.key(seed)
+    run_key = host_random.seed_key(seed)  # jax.random.key(seed), not compiled
     if state is None:
         devices = loop.check_mesh(config, mesh)
         if check_memory:
@@ -189,10 +188,14 @@ def train_runs(
         device.check_fits(config, runs=len(seeds) // devices)
     elif check_memory:
         device.check_fits(config, runs=len(seeds), devices=devices)
-    run_keys = jnp.stack([jax.random.key(seed) for seed in seeds])
+    run_keys = host_random.seed_keys(seeds)  # as jax.random.key(seed) makes them
     sac_configs = [c.sac for c in configs]
     state = loop.init_runs(
-        config, list(run_keys), sac_configs=sac_configs, mesh=mesh, over=over
+        config,
+        [host_random.seed_key(seed) for seed in seeds],
+        sac_configs=sac_configs,
+        mesh=mesh,
+        over=over,
     )
     hyper = None
     if any(c != config.sac for c in sac_configs):  # a sweep: the values, traced

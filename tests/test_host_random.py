@@ -58,6 +58,70 @@ def test_new_key_keeps_the_prng_implementation(impl):
     assert jax.random.uniform(a, (3,)).shape == (3,)
 
 
+SEEDS = [0, 1, 7, 123_456, 2**31 - 1, 2**31, 2**32 + 5, -1]
+
+
+def _same_key(a, b) -> bool:
+    return (
+        a.dtype == b.dtype
+        and a.shape == b.shape
+        and jax.random.key_impl(a) == jax.random.key_impl(b)
+        and np.array_equal(jax.random.key_data(a), jax.random.key_data(b))
+    )
+
+
+@pytest.mark.parametrize("x64", [False, True])
+def test_seed_keys_are_jax_random_key(x64):
+    """seed_key(s) is jax.random.key(s), and seed_keys and stack_keys are
+    jnp.stack of them, for seeds made on the host and for those JAX makes
+    (outside 0 .. 2**31 - 1), with and without 64-bit integers."""
+    was = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", x64)
+    try:
+        seeds = [s for s in SEEDS if x64 or s < 2**32]  # JAX's own int32 range
+        for seed in seeds:
+            assert _same_key(host_random.seed_key(seed), jax.random.key(seed)), seed
+        stacked = jnp.stack([jax.random.key(s) for s in seeds])
+        assert _same_key(host_random.seed_keys(seeds), stacked)
+        made = [host_random.seed_key(s) for s in seeds]
+        assert _same_key(host_random.stack_keys(made), stacked)
+    finally:
+        jax.config.update("jax_enable_x64", was)
+
+
+_COMPILES: list | None = None  # a list while a test counts XLA compilations
+
+
+def _count_compile(event, duration, **kwargs):
+    if _COMPILES is not None and event == "/jax/core/compile/backend_compile_duration":
+        _COMPILES.append(event)
+
+
+jax.monitoring.register_event_duration_secs_listener(_count_compile)
+
+
+def _compiles(make) -> int:
+    """How many XLA programs ``make()`` compiles, from empty caches."""
+    global _COMPILES
+    jax.clear_caches()
+    _COMPILES = []
+    try:
+        make()
+        return len(_COMPILES)
+    finally:
+        _COMPILES = None
+
+
+def test_seed_keys_compile_nothing():
+    """The cold start's keys: made and stacked on the host, no XLA program
+    (where jax.random.key compiles some)."""
+    assert _compiles(lambda: jax.random.key(3)) > 0  # the test sees compiles
+    assert _compiles(lambda: host_random.seed_key(3)) == 0
+    assert _compiles(lambda: host_random.seed_keys([3, 4])) == 0
+    keys = [host_random.seed_key(s) for s in (3, 4)]
+    assert _compiles(lambda: host_random.stack_keys(keys)) == 0
+
+
 def test_train_init_streams_are_independent_and_repeatable():
     """loop.init: the same key repeats the whole state; the evaluation key,
     the run key and the networks come from separate streams."""
