@@ -70,7 +70,7 @@ class TrainResult:
     history: list
     config: TrainConfig
     seed: int
-    compile_seconds: float  # the chunk, before training (the evaluation: in chunk 1)
+    compile_seconds: float  # before training (on a CPU the chunk; see Driver.compile)
     solved_at: dict | None  # the first record with eval_return >= the target return
     interrupted: bool = False  # stopped early by ``should_stop``
     diverged: str | None = None  # where it first became non-finite (many runs)

@@ -442,6 +442,32 @@ def test_train_is_the_chunk_program_run_by_hand(seed):
     assert same_state(state, reference.state)
 
 
+def test_evaluation_compiled_beside_the_chunk_changes_nothing(monkeypatch):
+    """Off a CPU the evaluation compiles on a second thread beside the chunk;
+    on a CPU on this thread, once the first chunk runs. Either way it
+    compiles once, and the records and the state are the same, bit for bit."""
+    import threading
+
+    from sacbook import driver
+
+    threads = []
+    compile_evaluation = driver.Driver.compile_evaluation
+
+    def spy(self, params):
+        threads.append(threading.current_thread() is threading.main_thread())
+        return compile_evaluation(self, params)
+
+    monkeypatch.setattr(driver.Driver, "compile_evaluation", spy)
+    on_cpu = train.train(SAME, 1, progress=False)
+    monkeypatch.setattr(driver, "_evaluation_beside_chunk", lambda: True)
+    beside = train.train(SAME, 1, progress=False)
+    assert threads == [True, False]  # this thread, then a second one
+    np.testing.assert_equal(
+        without_times(beside.history), without_times(on_cpu.history)
+    )
+    assert same_state(beside.state, on_cpu.state)
+
+
 def test_a_resumed_run_and_the_benchmark_record_what_train_records(tmp_path):
     """A run stopped, saved and resumed, and the benchmark's compiled chunk,
     give bit-identical metrics to train.train for the same config and seed:
