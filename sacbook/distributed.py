@@ -1,33 +1,32 @@
 """Many processes, one run or one sweep: ``jax.distributed`` for sacbook.
 
-The model is JAX's: every process runs the same program on its own devices,
-and one global mesh spans every process's devices. Arrays are global
-(``jax.Array``); each process holds, and puts, only its own devices' shards
-(:func:`sacbook.sharding.put`), so no process ever holds the whole replay
-buffer. The compiled chunk is the one a single host runs; the collectives
-it asks for (the gradient mean) cross processes through the backend's
-collectives (Gloo on a CPU, NCCL on GPUs).
+The model is JAX's: every process runs the same program on its own devices, and one
+global mesh spans every process's devices. Arrays are global (``jax.Array``); each
+process holds, and puts, only its own devices' shards
+(:func:`sacbook.sharding.put`), so no process ever holds the whole replay buffer.
+The compiled chunk is the one a single host runs; the collectives it asks for (the
+gradient mean) cross processes through the backend's collectives (Gloo on a CPU,
+NCCL on GPUs).
 
-What this module adds is the host's side of it, all through JAX's own
-machinery (the distributed runtime's key-value store and barriers,
+What this module adds is the host's side of it, all through JAX's own machinery (the
+distributed runtime's key-value store and barriers,
 :mod:`jax.experimental.multihost_utils`):
 
 * :func:`initialize`: ``jax.distributed.initialize`` with one-line errors, Gloo
-  collectives on a CPU, and bounded waits (a coordinator that never answers
-  is a time-out, not a hang);
-* host decisions that every process agrees on: :func:`fetch` gives each
-  process the same host copy of metrics and small state, :func:`any_process`
-  makes a stop asked by one process a stop for all, :func:`on_primary`
-  runs file-system work on process 0 and shares its outcome, and
-  :func:`agree` refuses a launch whose processes were given different
-  options;
-* a watchdog: each process posts a sign of life every second; a peer that
-  falls silent for ``timeout`` seconds (killed, its machine gone) or that
-  ends with an error makes every other process exit with one line naming it.
-  JAX's own heartbeat, at twice that, is the backstop. Process 0 holds the
-  job's coordination service: if it dies, JAX's client aborts every other
-  process at once, with its own fatal log, which ``sacbook train``'s parent
-  process turns into the same one line (:mod:`sacbook.cli.supervise`).
+  collectives on a CPU, and bounded waits (a coordinator that never answers is a
+  time-out, not a hang);
+* host decisions that every process agrees on: :func:`fetch` gives each process the
+  same host copy of metrics and small state, :func:`any_process` makes a stop asked
+  by one process a stop for all, :func:`on_primary` runs file-system work on process
+  0 and shares its outcome, and :func:`agree` refuses a launch whose processes were
+  given different options;
+* a watchdog: each process posts a sign of life every second; a peer that falls
+  silent for ``timeout`` seconds (killed, its machine gone) or that ends with an
+  error makes every other process exit with one line naming it. JAX's own heartbeat,
+  at twice that, is the backstop. Process 0 holds the job's coordination service: if
+  it dies, JAX's client aborts every other process at once, with its own fatal log,
+  which ``sacbook train``'s parent process turns into the same one line
+  (:mod:`sacbook.cli.supervise`).
 
 With one process every function here is the single-process behaviour
 (:func:`fetch` is ``jax.device_get``, :func:`any_process` the flag itself).
@@ -304,15 +303,12 @@ def agree(settings: dict[str, str], what: str = "option") -> None:
     first ``what`` that differs, with its values. One process: nothing."""
     if not is_distributed():
         return
-    key = _key("settings")
-    _client().key_value_set(f"{key}/{jax.process_index()}", json.dumps(settings))
-    mine = settings
+    key, client = _key("settings"), _client()
+    client.key_value_set(f"{key}/{jax.process_index()}", json.dumps(settings))
     for other in range(jax.process_count()):
-        theirs = json.loads(
-            _client().blocking_key_value_get(f"{key}/{other}", _WAIT_MS)
-        )
-        for name in sorted(set(mine) | set(theirs)):
-            a, b = mine.get(name), theirs.get(name)
+        theirs = json.loads(client.blocking_key_value_get(f"{key}/{other}", _WAIT_MS))
+        for name in sorted(set(settings) | set(theirs)):
+            a, b = settings.get(name), theirs.get(name)
             if a != b:
                 raise LaunchError(
                     f"every process must run the same command, but {what} {name} "
@@ -423,6 +419,9 @@ def end(error: str | None = None) -> None:
         )
     except Exception:
         return  # the coordinator is gone: the others' watchdogs see that
+    if error is None and _watchdog is not None:
+        # until every peer ends or is lost: a watchdog in C++ at exit would abort
+        _watchdog.join(_watchdog.timeout + 2 * _watchdog.interval + 1)
     if error is None or not is_primary():
         return
     # process 0 holds the job's coordination service: on an error the others

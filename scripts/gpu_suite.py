@@ -8,7 +8,8 @@ orbax, NumPy, Matplotlib, tqdm and Pillow installed::
 
 It takes about 6 minutes (312 s on an H200, 2026-12-04: the bench 152 s
 and the chapter 158 s, before the compile stages and the roofline were
-added to the bench, about a minute more) and
+added to the bench, about a minute more, and the XLA option trials of
+``--compile-stages``, about another) and
 
 1. installs what executing a notebook needs (ipykernel, nbclient, nbformat,
    ipywidgets) when it is missing, offline, from the wheels in ``--wheels``;

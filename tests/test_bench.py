@@ -507,6 +507,25 @@ def test_growth_counts_every_run_of_one_program():
 # ----------------------------------------------------------------------------
 
 
+def test_option_trials_compile_the_default_chunk_under_each_option_set():
+    """Each set of XLA options compiles the default chunk once and runs it
+    from the same state: the same options give the same numbers, bit for bit,
+    and an option XLA does not know is a row with XLA's error, not a crash."""
+    rows = bench.option_trials(
+        {"ours": {}, "ours again": {}, "unknown": {"xla_no_such_option_xyz": 1}},
+        chunks=2,
+    )
+    ours, again, unknown = rows
+    assert [r["trial"] for r in rows] == ["ours", "ours again", "unknown"]
+    for r in (ours, again):
+        assert 0 < r["compile_seconds"] < 60 and r["chunk_seconds"] > 0
+        assert r["same_numbers"] is True
+    assert "xla_no_such_option_xyz" in unknown["error"]
+    assert "compile_seconds" not in unknown
+    assert set(bench.OPTION_TRIALS) == {"cpu", "gpu"}
+    assert all(next(iter(t.values())) == {} for t in bench.OPTION_TRIALS.values())
+
+
 def test_compile_stages_time_each_program_and_count_what_xla_made():
     """A small recipe's chunk and the evaluation: every stage timed, XLA's
     CPU time at least a fraction of its wall-clock, and the sizes of what was

@@ -953,18 +953,31 @@ def test_bench_compile_stages_reports_a_table_in_88_columns(monkeypatch, capsys)
         "loops": 20,
     }
 
-    def fresh(function, kwargs):
+    trials = [
+        {"trial": "sacbook's options", "options": {}, "compile_seconds": 1.26,
+         "chunk_seconds": 0.121, "same_numbers": True},
+        {"trial": "LLVM -O0", "options": {"xla_backend_optimization_level": 0},
+         "compile_seconds": 0.78, "chunk_seconds": 0.347, "same_numbers": False},
+        {"trial": "refused", "options": {"x": 1}, "error": "No such compile option"},
+    ]  # fmt: skip
+
+    def fresh(function, kwargs=None):
         asked[function] = kwargs
-        return [row], 3.0
+        return ([row] if function == "compile_stages" else trials), 3.0
 
     monkeypatch.setattr(bench, "call_in_fresh_process", fresh)
     args = ["bench", "--skip-training", "--compile-stages", "--sizes", "8"]
     assert cli.main([*args, "--min-window", "0", "--solve", "N=64"]) == 0
     text = capsys.readouterr().out
-    assert asked == {"compile_stages": {"recipes": ["N=64"]}}
+    assert asked == {"compile_stages": {"recipes": ["N=64"]}, "option_trials": None}
     line = next(x for x in text.splitlines() if x.strip().startswith("chunk default"))
     assert line.split()[2:] == ["0.31", "0.16", "1.25", "1.94", "2843", "292", "20"]
+    lines = {x.strip()[:22].strip(): x for x in text.splitlines()}
+    assert lines["LLVM -O0"].split()[-4:] == ["0.78", "0.347", "other", "numbers"]
+    assert lines["sacbook's options"].split()[-2:] == ["same", "numbers"]
+    assert lines["refused"].strip().endswith("No such compile option")
     assert max(map(len, text.splitlines())) <= 88
     assert cli.main([*args, "--json", "--min-window", "0"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["compile_stages"] == [row]
+    assert report["option_trials"] == trials

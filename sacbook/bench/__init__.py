@@ -15,7 +15,8 @@ modules, from the bottom up:
   :func:`simulation_throughput`, :func:`training_throughput`,
   :func:`seeds_throughput`, :func:`sharded_throughput`, :func:`time_to_solve`.
 * :mod:`~sacbook.bench.compile_stages`: where a cold start's compile time
-  goes, trace, lower and XLA compile per program (:func:`compile_stages`).
+  goes, trace, lower and XLA compile per program (:func:`compile_stages`),
+  and what XLA's options do to it (:func:`option_trials`).
 * :mod:`~sacbook.bench.roofline`: this machine's limits, matmul FLOP/s and
   memory bandwidth (:func:`machine_limits`), and a training throughput set
   against them with :mod:`sacbook.cost`'s FLOPs and bytes
@@ -41,7 +42,7 @@ median and spread over the pairs: compare those, not absolute figures from
 different runs.
 """
 
-from sacbook.bench.compile_stages import compile_stages
+from sacbook.bench.compile_stages import OPTION_TRIALS, compile_stages, option_trials
 from sacbook.bench.isolated import (
     call_in_fresh_process,
     run_isolated,
@@ -111,6 +112,7 @@ __all__ = [
     "LATENCY_FRACTION",
     "MIN_WINDOW_SECONDS",
     "NAMED_CONFIGS",
+    "OPTION_TRIALS",
     "RECIPE_KEYS",
     "REFERENCE_RUNNERS",
     "SIM_SIZES",
@@ -134,6 +136,7 @@ __all__ = [
     "matmul_throughput",
     "median_of",
     "memory_bandwidth",
+    "option_trials",
     "preset_name",
     "ratio_stats",
     "recipe",

@@ -20,9 +20,12 @@ persistent cache is not in play either.
 
 from __future__ import annotations
 
+import hashlib
+import statistics
 import time
 
 import jax
+import numpy as np
 
 from sacbook import evaluate, loop
 from sacbook.bench.recipes import recipe
@@ -87,4 +90,67 @@ def compile_stages(recipes: list[str] | None = None) -> list[dict]:
             config.eval_envs,
         )
     )
+    return rows
+
+
+# XLA options tried on the default chunk by `option_trials`, per platform, on
+# top of sacbook's own (:mod:`sacbook.jit`). On a CPU -O0 is the one option
+# found that halves the compile, at a price. On a GPU: XLA's autotuning of
+# its kernels, Triton's matrix products (autotuned too) and command buffers
+# (CUDA graphs: fewer launches for a launch-bound loop, built at compile time).
+OPTION_TRIALS = {
+    "cpu": {
+        "sacbook's options": {},
+        "LLVM -O0": {"xla_backend_optimization_level": 0},
+    },
+    "gpu": {
+        "XLA's defaults": {},
+        "no autotuning": {"xla_gpu_autotune_level": 0},
+        "no Triton matmuls": {"xla_gpu_enable_triton_gemm": False},
+        "no command buffers": {"xla_gpu_enable_command_buffer": ""},
+    },
+}
+
+
+def option_trials(trials: dict[str, dict] | None = None, chunks: int = 3) -> list:
+    """The default recipe's chunk compiled with each set of XLA options in
+    ``trials`` (default :data:`OPTION_TRIALS` for this platform; the first is
+    the reference), then run for ``chunks`` chunks from the same fresh state.
+
+    Returns one dict per trial: ``trial``, ``options``, ``compile_seconds``,
+    ``chunk_seconds`` (median over the chunks after the first), and
+    ``same_numbers``: whether every metric of every chunk equals the first
+    trial's, bit for bit. A set that XLA refuses gives ``error`` (its first
+    line) instead.
+    """
+    backend = jax.default_backend()
+    platform = "gpu" if backend in ("gpu", "cuda", "rocm") else backend
+    trials = trials or OPTION_TRIALS.get(platform, {"XLA's defaults": {}})
+    config = recipe("default")
+    program = loop.chunk_program()
+    rows, reference = [], None
+    for name, options in trials.items():
+        row = {"trial": name, "options": options}
+        rows.append(row)
+        state = loop.init(config.loop, jax.random.key(0))
+        jax.clear_caches()
+        lowered = program.lower(state, config.loop, None)
+        t0 = time.perf_counter()
+        try:
+            chunk = lowered.compile(options)
+        except Exception as err:  # an option this XLA does not know, say
+            row["error"] = (str(err).strip().splitlines() or [repr(err)])[0][:200]
+            continue
+        row["compile_seconds"] = time.perf_counter() - t0
+        digest, seconds = hashlib.sha256(), []
+        for _ in range(chunks):
+            t0 = time.perf_counter()
+            state, metrics = chunk(state, None)
+            metrics = jax.device_get(metrics)
+            seconds.append(time.perf_counter() - t0)
+            for key in sorted(metrics):
+                digest.update(np.asarray(metrics[key]).tobytes())
+        row["chunk_seconds"] = statistics.median(seconds[1:] or seconds)
+        reference = reference or digest.hexdigest()
+        row["same_numbers"] = digest.hexdigest() == reference
     return rows

@@ -76,7 +76,9 @@ FLAGS = {
         action="store_true",
         help="also time trace, lower and XLA compile of each --solve recipe's "
         "chunk and of the evaluation, in a fresh process, with the programs' "
-        "sizes (StableHLO lines, fusions, loops)",
+        "sizes (StableHLO lines, fusions, loops), and the default chunk under "
+        "other XLA options (bench.OPTION_TRIALS): compile and run time, and "
+        "whether the numbers change",
     ),
     "--processes": dict(
         action="store_true",
@@ -190,6 +192,15 @@ def _compile_stages(args, report: dict, log) -> None:
             f"{r['compile_cpu_seconds']:6.2f} {r['stablehlo_lines']:>10} "
             f"{r['fusions']:>8} {r['loops']:>6}"
         )
+    trials, _ = bench.call_in_fresh_process("option_trials")
+    report["option_trials"] = trials
+    log("\nXLA options on the default chunk, in a fresh process: compile s, chunk s")
+    for t in trials:
+        outcome = t.get("error") or (
+            f"{t['compile_seconds']:6.2f} {t['chunk_seconds']:7.3f}  "
+            + ("same numbers" if t["same_numbers"] else "other numbers")
+        )
+        log(f"  {t['trial'][:22]:<22} {outcome}")
 
 
 def _time_to_solve(args, report: dict, log) -> None:
