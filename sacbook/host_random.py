@@ -27,7 +27,6 @@ import zlib
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -57,24 +56,11 @@ def generator(key: jax.Array, label: str) -> np.random.Generator:
 _HOST_SEEDS = range(2**31)
 
 
-def seed_keys(seeds) -> jax.Array:
-    """``jnp.stack([jax.random.key(s) for s in seeds])``, shape ``(R,)``, made
-    on the host: the same keys, and nothing compiled (JAX compiles two small
-    programs to hash a seed and one to stack keys, about 0.07 s of a cold
-    start). Seeds outside 0 .. 2**31 - 1, or a PRNG other than JAX's default
-    threefry, go through ``jax.random.key``."""
-    seeds = [operator.index(s) for s in seeds]
-    if jax.config.jax_default_prng_impl != "threefry2x32" or any(
-        s not in _HOST_SEEDS for s in seeds
-    ):
-        return jnp.stack([jax.random.key(s) for s in seeds])
-    words = np.zeros((len(seeds), 2), np.uint32)
-    words[:, 1] = seeds
-    return jax.random.wrap_key_data(words)
-
-
 def seed_key(seed: int) -> jax.Array:
-    """``jax.random.key(seed)``, made on the host like :func:`seed_keys`."""
+    """``jax.random.key(seed)``, made on the host: the same key, and nothing
+    compiled (JAX compiles two small programs to hash a seed, about 0.05 s of
+    a cold start). Seeds outside 0 .. 2**31 - 1, or a PRNG other than JAX's
+    default threefry, go through ``jax.random.key``."""
     seed = operator.index(seed)
     if jax.config.jax_default_prng_impl != "threefry2x32" or seed not in _HOST_SEEDS:
         return jax.random.key(seed)
@@ -83,7 +69,7 @@ def seed_key(seed: int) -> jax.Array:
 
 def stack_keys(keys) -> jax.Array:
     """``jnp.stack(keys)`` for concrete single keys of one kind, stacked on the
-    host: nothing compiled."""
+    host: the same ``(R,)`` keys, and nothing compiled."""
     for key in keys:
         _check_single_key(key)
     words = np.stack([np.asarray(jax.random.key_data(key)) for key in keys])

@@ -188,15 +188,10 @@ def train_runs(
         device.check_fits(config, runs=len(seeds) // devices)
     elif check_memory:
         device.check_fits(config, runs=len(seeds), devices=devices)
-    run_keys = host_random.seed_keys(seeds)  # as jax.random.key(seed) makes them
+    keys = [host_random.seed_key(seed) for seed in seeds]  # jax.random.key(seed)
+    run_keys = host_random.stack_keys(keys)  # nothing compiled
     sac_configs = [c.sac for c in configs]
-    state = loop.init_runs(
-        config,
-        [host_random.seed_key(seed) for seed in seeds],
-        sac_configs=sac_configs,
-        mesh=mesh,
-        over=over,
-    )
+    state = loop.init_runs(config, keys, sac_configs=sac_configs, mesh=mesh, over=over)
     hyper = None
     if any(c != config.sac for c in sac_configs):  # a sweep: the values, traced
         hyper = jax.tree.map(
