@@ -15,10 +15,14 @@ answer is a ``(low, high)`` pair of seconds:
   the same recipe; the iterations a recipe needs do not depend on the
   device) times the seconds per iteration. Compiling is not included.
 
-The device figures are the vendors' datasheet numbers for float32 without
-tensor cores (sacbook trains in float32, and XLA uses TF32 tensor cores on
-Ampere and later only for matmuls it may run at lower precision; at
-B = 96 they would not change the answer). The GPU suite
+The device figures are the vendors' datasheet numbers. sacbook trains in
+float32, but JAX's default precision lets a GPU compute a float32 matrix
+product on TF32 tensor cores (Ampere and later: the L4, A100, H100 and
+H200; the T4 has none), several times faster than its plain FP32 peak; the
+rest of the arithmetic runs at the FP32 peak. So the arithmetic is given a
+range between the two: all of it at the tensor cores' peak (the low end),
+all of it at the FP32 peak (the high end). At B = 96 the launches dominate
+either way. The GPU suite
 (``scripts/gpu_suite.py``) measures what a device really does; Chapter 4
 shows both, each labelled.
 """
@@ -41,6 +45,8 @@ class DeviceFigures:
       name: e.g. ``"NVIDIA T4"``.
       fp32_flops: peak float32 FLOP/s without tensor cores.
       bandwidth: peak memory bandwidth, bytes/s.
+      tf32_flops: peak FLOP/s of TF32 tensor cores, dense (the datasheets'
+        figure "with sparsity" halved); None where there are none.
       source: where the figures come from.
     """
 
@@ -48,20 +54,42 @@ class DeviceFigures:
     fp32_flops: float
     bandwidth: float
     source: str
+    tf32_flops: float | None = None
+
+    @property
+    def matmul_flops(self) -> float:
+        """Peak FLOP/s of a float32 matrix product at JAX's default
+        precision: TF32 tensor cores where there are some, else FP32."""
+        return self.tf32_flops or self.fp32_flops
 
 
-# Datasheet figures (NVIDIA's product pages and datasheets).
+# Datasheet figures (NVIDIA's product pages and datasheets): FP32, memory
+# bandwidth, and TF32 tensor cores without sparsity.
 DEVICES = {
     "T4": DeviceFigures("NVIDIA T4", 8.1e12, 320e9, "NVIDIA T4 datasheet (2019)"),
-    "L4": DeviceFigures("NVIDIA L4", 30.3e12, 300e9, "NVIDIA L4 datasheet (2023)"),
+    "L4": DeviceFigures(
+        "NVIDIA L4", 30.3e12, 300e9, "NVIDIA L4 datasheet (2023)", tf32_flops=60e12
+    ),
     "A100": DeviceFigures(
-        "NVIDIA A100 80GB SXM", 19.5e12, 2.039e12, "NVIDIA A100 datasheet (2021)"
+        "NVIDIA A100 80GB SXM",
+        19.5e12,
+        2.039e12,
+        "NVIDIA A100 datasheet (2021)",
+        tf32_flops=156e12,
     ),
     "H100": DeviceFigures(
-        "NVIDIA H100 SXM", 67e12, 3.35e12, "NVIDIA H100 datasheet (2023)"
+        "NVIDIA H100 SXM",
+        67e12,
+        3.35e12,
+        "NVIDIA H100 datasheet (2023)",
+        tf32_flops=494.5e12,
     ),
     "H200": DeviceFigures(
-        "NVIDIA H200 SXM", 67e12, 4.8e12, "NVIDIA H200 datasheet (2024)"
+        "NVIDIA H200 SXM",
+        67e12,
+        4.8e12,
+        "NVIDIA H200 datasheet (2024)",
+        tf32_flops=494.5e12,
     ),
 }
 
@@ -76,8 +104,9 @@ EFFICIENCY = {"small": (0.02, 0.3), "large": (0.2, 0.7)}
 # 80-120 over 16 seeds (README, "Measured"), 100-140 in the study.
 DEFAULT_ITERATIONS_TO_SOLVE = (80, 140)
 # The large-batch recipe of the comparison (the GPU suite's
-# "N=8192,B=4096,K=4,tau=0.1,it=600"), and the iterations it needs: a median
-# of 220 at B = 4096, K = 4, tau = 0.1 in the appendix's CPU study.
+# "N=8192,B=4096,K=4,tau=0.1,it=600"), and the iterations it needs: 220 in the
+# appendix's CPU study (one run at N = 1024), 140 to 220 for 8 seeds of it on a
+# CPU (Chapter 4).
 LARGE_BATCH = TrainConfig(
     num_envs=8192, sac=SACConfig(batch_size=4096, tau=0.1), updates_per_iteration=4
 )
@@ -108,8 +137,8 @@ def iteration_seconds(
     low_k = c.updates * kernels_per_update[0] + kernels_per_step[0]
     high_k = c.updates * kernels_per_update[1] + kernels_per_step[1]
     launch = (low_k * launch_seconds[0], high_k * launch_seconds[1])
-    compute = (
-        c.flops / (figures.fp32_flops * efficiency[1]),
+    compute = (  # every FLOP at the tensor cores' peak .. at the FP32 peak
+        c.flops / (figures.matmul_flops * efficiency[1]),
         c.flops / (figures.fp32_flops * efficiency[0]),
     )
     memory = (c.bytes / figures.bandwidth,) * 2

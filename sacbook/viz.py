@@ -289,7 +289,8 @@ def pendulum_explorer(params: pendulum.PendulumParams | None = None):
     the angle over time, the phase portrait and snapshots of the pendulum.
 
     It opens on a real swing, released at rest 2 rad from the top. The
-    sliders sit in two columns above the plots, so their readouts have room.
+    sliders sit in two columns above the plots (one on a phone), so their
+    readouts have room.
     Returns the widget (display it as the last expression of a cell).
     """
     import ipywidgets as widgets
@@ -345,9 +346,11 @@ def pendulum_explorer(params: pendulum.PendulumParams | None = None):
     for w in controls.values():
         w.observe(on_change, names="value")
     on_change()
-    sliders = widgets.GridBox(
+    sliders = widgets.GridBox(  # two columns, or one where two do not fit
         list(controls.values()),
-        layout=widgets.Layout(grid_template_columns="repeat(2, 330px)"),
+        layout=widgets.Layout(
+            grid_template_columns="repeat(auto-fill, minmax(330px, 1fr))"
+        ),
     )
     return widgets.VBox([sliders, out])
 

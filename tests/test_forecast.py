@@ -28,7 +28,19 @@ def test_launches_follow_the_updates_and_arithmetic_the_device():
     one, two = (forecast.iteration_seconds(c, "A100") for c in (DEFAULT, twice))
     assert two["launch"][1] - one["launch"][1] == pytest.approx(16 * 120 * 8e-6)
     t4, h100 = (forecast.iteration_seconds(DEFAULT, d) for d in ("T4", "H100"))
-    assert t4["compute"][0] / h100["compute"][0] == pytest.approx(67 / 8.1)
+    # the fast end at the tensor cores' peak (the T4 has none: FP32), the slow
+    # end at the FP32 peak
+    assert t4["compute"][0] / h100["compute"][0] == pytest.approx(494.5 / 8.1)
+    assert t4["compute"][1] / h100["compute"][1] == pytest.approx(67 / 8.1)
+
+
+def test_matrix_products_run_on_tf32_tensor_cores_where_there_are_some():
+    # JAX's default float32 precision uses TF32 on Ampere and later GPUs
+    assert forecast.DEVICES["T4"].tf32_flops is None
+    assert forecast.DEVICES["T4"].matmul_flops == 8.1e12
+    for key, tf32 in (("L4", 60e12), ("A100", 156e12), ("H200", 494.5e12)):
+        figures = forecast.DEVICES[key]
+        assert figures.matmul_flops == tf32 > figures.fp32_flops
 
 
 def test_large_batches_assume_a_larger_share_of_peak():
@@ -36,7 +48,7 @@ def test_large_batches_assume_a_larger_share_of_peak():
     c = cost.iteration_cost(large)
     p = forecast.iteration_seconds(large, "H100")
     assert p["compute"] == pytest.approx(
-        (c.flops / (67e12 * 0.7), c.flops / 67e12 / 0.2)
+        (c.flops / (494.5e12 * 0.7), c.flops / 67e12 / 0.2)
     )
 
 
