@@ -25,6 +25,14 @@ def integer(name: str, value, low: int = 1, high: int | None = None) -> int:
     return int(value)
 
 
+def seed(name: str, value) -> int:
+    """``value`` as a run's seed: an integer in ``[0, 2**32 - 1]``, as the
+    command line takes; otherwise a ``ValueError`` naming ``name``. Without
+    64-bit integers JAX keeps a seed's low 32 bits (``jax.random.key(2**32)``
+    is ``jax.random.key(0)``), so a wider seed would repeat another's run."""
+    return integer(name, value, 0, 2**32 - 1)
+
+
 @dataclasses.dataclass(frozen=True)
 class Range:
     """The values a real-valued field allows: ``low`` and ``high`` (None: no

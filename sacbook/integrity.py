@@ -98,12 +98,14 @@ def damaged_files(folder: Path) -> str | None:
     manifests); otherwise one phrase saying what is wrong."""
     folder = Path(folder)
     try:
-        manifest = json.loads((folder / MANIFEST).read_text())["files"]
+        manifest = json.loads((folder / MANIFEST).read_text())
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError) as e:
         return f"its manifest is unreadable ({type(e).__name__})"
-    for name, entry in manifest.items():
+    if not _well_formed(manifest):  # e.g. a flipped bit in a key
+        return "its manifest is unreadable (not the form sacbook writes)"
+    for name, entry in manifest["files"].items():
         path = folder / name
         if not path.is_file():
             return f"{name} is missing"
@@ -113,6 +115,18 @@ def damaged_files(folder: Path) -> str | None:
         if _file_crc(path) != entry["crc32"]:
             return f"{name} has changed since it was written (CRC-32)"
     return None
+
+
+def _well_formed(manifest) -> bool:
+    """Whether ``manifest`` has the form :func:`write_manifest` writes:
+    ``{"files": {name: {"bytes": int, "crc32": str}}}``."""
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    return isinstance(files, dict) and all(
+        isinstance(entry, dict)
+        and isinstance(entry.get("bytes"), int)
+        and isinstance(entry.get("crc32"), str)
+        for entry in files.values()
+    )
 
 
 def _file_crc(path: Path) -> str:

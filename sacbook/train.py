@@ -71,7 +71,8 @@ def train(
 
     Args:
       config: the :class:`~sacbook.config.TrainConfig`.
-      seed: PRNG seed of the run (does not trigger recompilation).
+      seed: PRNG seed of the run, in [0, 2**32 - 1] (does not trigger
+        recompilation).
       state, history: resume from these (e.g. :func:`sacbook.checkpoint.restore`);
         a state that does not fit ``config`` is refused with a clear error.
       target_return: the mean evaluation return that counts as solved; the
@@ -85,6 +86,7 @@ def train(
         networks replicated, gradients averaged (:mod:`sacbook.sharding`).
         A one-device mesh gives the plain run's result bit for bit.
     """
+    seed = checks.seed("seed", seed)
     run_key = host_random.seed_key(seed)  # jax.random.key(seed), not compiled
     if state is None:
         devices = loop.check_mesh(config, mesh)
@@ -166,7 +168,7 @@ def train_runs(
     Returns one :class:`TrainResult` per run, in the order given.
     """
     configs = list(configs)
-    seeds = [checks.integer("seeds", seed, 0) for seed in seeds]
+    seeds = [checks.seed("seeds", seed) for seed in seeds]
     if not seeds:
         raise ValueError("seeds must name at least one seed")
     if len(configs) != len(seeds):

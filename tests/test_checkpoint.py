@@ -294,6 +294,36 @@ def test_flipped_bit_is_caught_by_the_manifest(tmp_path, half, uninterrupted):
     assert same_state(state, half.state)
 
 
+@pytest.mark.parametrize(
+    "manifest",
+    [
+        '{"files": {"a": {"cytes": 1, "crc32": "00000000"}}}',  # a flipped key
+        "null",
+        '{"files": []}',
+        '{"files": {"a": {"bytes": "1", "crc32": "00000000"}}}',
+        "[1]",
+    ],
+)
+def test_a_manifest_of_another_form_is_damage_not_a_crash(tmp_path, manifest):
+    (tmp_path / "a").write_bytes(b"x")
+    (tmp_path / integrity.MANIFEST).write_text(manifest)
+    assert integrity.damaged_files(tmp_path) == (
+        "its manifest is unreadable (not the form sacbook writes)"
+    )
+
+
+def test_a_flipped_bit_in_the_manifest_falls_back(tmp_path, half, uninterrupted):
+    """The newest step's manifest with one key changed by a flipped bit
+    ("bytes" -> "cytes"): that step is damaged, the previous one is used."""
+    _save(tmp_path, half)
+    newest = _save(tmp_path, uninterrupted)
+    path = newest / integrity.MANIFEST
+    path.write_text(path.read_text().replace('"bytes"', '"cytes"', 1))
+    (state, *_), message = _restore_warning(tmp_path)
+    assert "step 400" in message and "manifest is unreadable" in message
+    assert same_state(state, half.state)
+
+
 def _flip_array_bit(step_dir, key: str):
     """Flip a bit of the first element of the saved array ``key``, through
     tensorstore: the store stays valid (orbax reads it without complaint),

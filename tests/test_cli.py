@@ -23,6 +23,19 @@ from sacbook.cli import args as cli_args  # noqa: E402
 from sacbook.cli import options  # noqa: E402
 
 
+def test_metrics_are_written_as_strict_json(tmp_path):
+    """A chunk without updates has NaN losses: written as null, so that
+    jq and JavaScript's JSON.parse read metrics.jsonl too."""
+    from sacbook.cli import run_folder
+
+    record = {"chunk": 1, "critic_loss": float("nan"), "q": [1.5, float("inf")]}
+    with (tmp_path / "m.jsonl").open("w") as file:
+        run_folder.write_record(file, record)
+    line = (tmp_path / "m.jsonl").read_text()
+    assert "NaN" not in line and "Infinity" not in line
+    assert json.loads(line) == {"chunk": 1, "critic_loss": None, "q": [1.5, None]}
+
+
 def test_render_writes_gif(tmp_path, capsys):
     """`sacbook render` returns 0 and writes a GIF with ceil((steps + 1) / every)
     frames (the start state is drawn too), creating missing parent directories."""
@@ -103,6 +116,39 @@ def test_bad_options_exit_2_in_process(argv, needle, capsys):
     assert "Traceback" not in err
     error_lines = [line for line in err.splitlines() if "error:" in line]
     assert len(error_lines) == 1 and needle in error_lines[0]
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["render", "--num-envs", "65"], "--num-envs"),
+        (["render", "--steps", "5001"], "--steps"),
+        (["render", "--torque", "2.5"], "--torque must be within"),
+        (["render", "--torque", "1e39"], "--torque must be within"),
+        (["bench", "--min-window", "1e9"], "--min-window"),
+        (["bench", "--skip-training", "--sizes", "10**12"], "--sizes 10**12: "),
+        (["bench", "--train-sizes", "10**12"], "--train-sizes 10**12: "),
+        (["bench", "--save", "{file}/x.json"], "--save"),
+        (["bench", "--save", "{tmp}/x.txt"], "--save"),
+        (["train", "--out", ""], "--out is empty"),
+    ],
+)
+def test_refused_before_any_work(argv, needle, tmp_path, capsys):
+    """What would fail late (after minutes of measuring) or deep inside (XLA,
+    NumPy) is refused first, in one line naming the option."""
+    (tmp_path / "file").write_text("x")
+    big = str(10**12)
+    argv = [
+        a.format(file=tmp_path / "file", tmp=tmp_path).replace("10**12", big)
+        for a in argv
+    ]
+    needle = needle.replace("10**12", big)
+    with pytest.raises(SystemExit) as exit_info:
+        raise SystemExit(cli.main(argv))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert "Traceback" not in err and len(errors) == 1 and needle in errors[0]
 
 
 def test_out_inside_a_file_is_a_one_line_error_in_process(tmp_path, capsys):

@@ -322,6 +322,35 @@ def test_agrees_catches_disagreement():
         agrees("roughly", (1.0,), [(1.0,)])
 
 
+def test_the_appendix_describes_its_recorded_study():
+    """The appendix's reading of the study (data in sacbook/data, not outputs)."""
+    data = ROOT / "sacbook" / "data" / "study_cpu-2core_2026-11-24.json"
+    rows = json.loads(data.read_text())["rows"]
+    prose = _markdown(_notebook("appendix_hyperparameters"))
+
+    def k_tau(row):
+        return round(row["updates_per_iteration"] * row["tau"], 6)
+
+    first = sorted({r["batch_size"] for r in rows if r["round"] == 1})
+    assert f"tried batches from {first[0]} to {first[-1]}" in prose
+    slow_targets = [r for r in rows if r["round"] == 2 and k_tau(r) <= 0.5]
+    assert slow_targets
+    assert all(None not in r["iterations_to_solve"] for r in slow_targets)
+    assert "In round 2 every setting with $K\\tau$ of 0.5 or less solved" in prose
+    b64 = [
+        i * r["updates_per_iteration"]
+        for r in rows
+        if r["batch_size"] == 64
+        for i in r["iterations_to_solve"]
+        if i is not None
+    ]
+    assert f"batch 64 needs more, {min(b64)} to {max(b64)}" in prose
+    fast = [r for r in rows if k_tau(r) == 1.2]
+    failed = sum(i is None for r in fast for i in r["iterations_to_solve"])
+    seeds = sum(len(r["iterations_to_solve"]) for r in fast)
+    assert f"At 1.2, {failed} of {seeds} seeds failed" in prose
+
+
 # -- exercises ----------------------------------------------------------------
 
 EXERCISE = re.compile(r":::\{admonition\} Exercise (\d+|[A-Z])\.(\d+)")

@@ -179,6 +179,39 @@ def test_lock_names_its_holder_and_dies_with_it(tmp_path):
                 pass
 
 
+def test_a_seed_folder_has_one_writer_too(tmp_path, capsys, monkeypatch):
+    """A --seeds run's seed_S folder is a run folder of its own (resumed with
+    --out DIR/seed_S --resume): while the --seeds run trains, it holds each
+    seed folder's lock, so a second writer there is refused; and while a run
+    writes in seed_S, --overwrite refuses to remove it. Each refusal is one
+    line naming the writer's pid; the seed's files stay as they were."""
+    from sacbook.cli import train as cli_train
+
+    out = tmp_path / "seeds"
+    seen = []
+
+    def training(*args, **kwargs):  # instead of training: try a second writer
+        try:
+            with run_folder.locked(out / "seed_1"):
+                seen.append("taken")
+        except CliError as e:
+            seen.append(str(e))
+        raise CliError("stopped by the test")
+
+    monkeypatch.setattr(cli_train, "_train", training)
+    argv = ["train", "--seeds", "0-1", "--out", str(out), *SMALL]
+    assert cli.main(argv) == 2
+    assert f"{out / 'seed_1'} is in use" in seen[0] and f"pid {os.getpid()}" in seen[0]
+    capsys.readouterr()
+    (out / "seed_1" / "metrics.jsonl").write_text('{"chunk": 1}\n')
+    with run_folder.locked(out / "seed_1"):  # free again; now held by "another run"
+        assert cli.main([*argv, "--overwrite"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"pid {os.getpid()}" in err
+    assert f"{out / 'seed_1'} is in use" in err
+    assert (out / "seed_1" / "metrics.jsonl").read_text() == '{"chunk": 1}\n'
+
+
 # ----------------------------------------------------------------------------
 # sacbook train: disk space, read-only --out, --resume past a damaged checkpoint
 # ----------------------------------------------------------------------------

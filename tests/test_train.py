@@ -653,8 +653,19 @@ def test_many_runs_progress_has_one_record_per_run():
 def test_train_seeds_refuses_bad_input():
     with pytest.raises(ValueError, match="seeds must name at least one seed"):
         train.train_seeds(MANY, [], progress=False)
-    with pytest.raises(ValueError, match=r"seeds must be an integer >= 0"):
-        train.train_seeds(MANY, [-1], progress=False)
+    for bad in (-1, 2**32, 2**63, 1.5, True):
+        with pytest.raises(ValueError, match=r"seeds must be an integer in \[0, "):
+            train.train_seeds(MANY, [0, bad], progress=False)
+
+
+@pytest.mark.parametrize("bad", [-1, 2**32, 2**64, 1.5, True, "0"])
+def test_train_refuses_a_seed_outside_32_bits(bad):
+    """JAX without 64-bit integers keeps a seed's low 32 bits: seed 2**32
+    would repeat seed 0's run, so train refuses it, as the CLI does."""
+    with pytest.raises(
+        ValueError, match=r"^seed must be an integer in \[0, 4294967295\]"
+    ):
+        train.train(MANY, bad, progress=False)
 
 
 def test_train_seeds_saves_one_restorable_checkpoint_per_seed(tmp_path):

@@ -69,6 +69,8 @@ from sacbook.bench.recipes import (
     ACCELERATOR_RECIPES,
     NAMED_CONFIGS,
     RECIPE_KEYS,
+    check_fits,
+    check_sizes,
     recipe,
     with_num_envs,
 )
@@ -158,4 +160,6 @@ __all__ = [
     "update_shape",
     "virtual_cpu_env",
     "with_num_envs",
+    "check_fits",
+    "check_sizes",
 ]

@@ -54,6 +54,16 @@ def positive_int(text: str) -> int:
     return _integer(text, 1, None, "an integer >= 1")
 
 
+def int_in(low: int, high: int):
+    """An argparse type: an integer in ``[low, high]``."""
+
+    def integer(text: str) -> int:
+        return _integer(text, low, high, f"an integer in [{low}, {high}]")
+
+    integer.__name__ = f"int_in_{low}_{high}"
+    return integer
+
+
 def seed_number(text: str) -> int:
     return _integer(text, 0, 2**32 - 1, "an integer in [0, 2**32 - 1]")
 
@@ -102,7 +112,9 @@ def device_count(text: str) -> int | str:
         ) from None
 
 
-def writable_dir(path: str) -> Path:
+def writable_dir(path: str, option: str = "--out") -> Path:
+    if not path.strip():
+        raise CliError(f"{option} is empty; give a folder")
     out = Path(path)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -111,7 +123,7 @@ def writable_dir(path: str) -> Path:
         probe.unlink()
     except OSError as e:
         raise CliError(
-            f"--out {path!r} is not a writable directory ({e.strerror or e})"
+            f"{option} {path!r} is not a writable directory ({e.strerror or e})"
         ) from None
     return out
 
@@ -122,7 +134,9 @@ def writable_file(path: str, suffix: str | None = None, option: str = "--out") -
         raise CliError(f"{option} {path!r} is a directory; give a file name")
     if suffix is not None and out.suffix.lower() != suffix:
         raise CliError(f"{option} {path!r} must end in {suffix}")
-    writable_dir(str(out.parent if str(out.parent) else "."))
+    if not path.strip():
+        raise CliError(f"{option} is empty; give a file name")
+    writable_dir(str(out.parent), option)
     return out
 
 
@@ -136,10 +150,12 @@ def finite_float(text: str) -> float:
     return value
 
 
-def seconds(text: str) -> float:
+def seconds(text: str, high: float = 3600.0) -> float:
     value = finite_float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}")
+    if not 0 <= value <= high:
+        raise argparse.ArgumentTypeError(
+            f"expected seconds in [0, {high:g}], got {text!r}"
+        )
     return value
 
 

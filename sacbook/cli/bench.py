@@ -15,6 +15,7 @@ from functools import partial
 import jax
 
 from sacbook import bench
+from sacbook.cli import args as cli_args
 from sacbook.cli.args import add_command, positive_int, seconds, writable_file
 
 
@@ -108,7 +109,7 @@ FLAGS = {
         "`sacbook train` does",
     ),
     "--min-window": dict(
-        type=seconds,
+        type=partial(seconds, high=60.0),
         default=0.5,
         help="shortest timed window of the simulation benchmarks and of "
         "--roofline's, seconds (default 0.5; 0 times single calls)",
@@ -129,11 +130,15 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Measure simulation and training throughput and time-to-solve."""
-    # The cold starts run in fresh processes while this one holds the device.
-    # JAX's default on a GPU takes 75% of its memory at the first use, which
-    # would leave a child too little: allocate as needed (the GPU suite's
-    # recorded figures were measured so).
+    # Cold starts run in fresh processes while this one holds the device; JAX
+    # takes 75% of a GPU's memory at first use, leaving a child too little:
+    # allocate as needed (the GPU suite's recorded figures were measured so).
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    save = writable_file(args.save, ".json", "--save") if args.save else None
+    try:  # every size fits: checked before anything is measured
+        bench.check_sizes(args.sizes, None if args.skip_training else args.train_sizes)
+    except ValueError as e:
+        raise cli_args.CliError(str(e)) from None
     report = {"device": bench.device_info()}
     log = (lambda *a: None) if args.json else print
     log(
@@ -166,10 +171,9 @@ def run(args: argparse.Namespace) -> int:
         _compare_simulation(args, report, log)
     if args.json:
         print(json.dumps(report, indent=1))
-    if args.save:
-        path = writable_file(args.save, ".json", "--save")
-        path.write_text(json.dumps(report, indent=1) + "\n")
-        log(f"\nwrote {path}")
+    if save:
+        save.write_text(json.dumps(report, indent=1) + "\n")
+        log(f"\nwrote {save}")
     return 0
 
 

@@ -6,8 +6,10 @@ import argparse
 
 from sacbook import pendulum
 from sacbook.cli.args import (
+    CliError,
     add_command,
     finite_float,
+    int_in,
     positive_int,
     seed_number,
     writable_file,
@@ -22,11 +24,13 @@ FLAGS = {
         help="physics preset (default point_mass)",
     ),
     "--num-envs": dict(
-        type=positive_int,
+        type=int_in(1, 64),
         default=4,
-        help="pendulums to draw (default 4)",
+        help="pendulums to draw, a panel each, 1 to 64 (default 4)",
     ),
-    "--steps": dict(type=positive_int, default=120, help="time steps (default 120)"),
+    "--steps": dict(
+        type=int_in(1, 5000), default=120, help="time steps, 1 to 5000 (default 120)"
+    ),
     "--every": dict(
         type=positive_int,
         default=2,
@@ -35,7 +39,8 @@ FLAGS = {
     "--torque": dict(
         type=finite_float,
         default=0.0,
-        help="constant torque (default 0: free swing)",
+        help="constant torque in N m, within the preset's motor limit "
+        "(default 0: free swing)",
     ),
     "--seed": dict(type=seed_number, default=0),
 }
@@ -58,6 +63,11 @@ def run(args: argparse.Namespace) -> int:
 
     out = writable_file(args.out, ".gif")
     params = pendulum.PendulumParams.preset(args.preset)
+    if abs(args.torque) > params.max_torque:
+        raise CliError(
+            f"--torque must be within the {args.preset} preset's motor limit, "
+            f"[-{params.max_torque:g}, {params.max_torque:g}] N m; got {args.torque:g}"
+        )
     key_reset, _ = jax.random.split(jax.random.key(args.seed))
     state = pendulum.reset_state(key_reset, args.num_envs, params)
     torques = args.torque * np.ones((args.steps, args.num_envs), np.float32)

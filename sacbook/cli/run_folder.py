@@ -25,6 +25,7 @@ import fcntl
 import gc
 import json
 import logging
+import math
 import os
 import shutil
 import sys
@@ -44,6 +45,7 @@ RUN_FILES = (
     "metrics.jsonl",
     "learning_curve.png",
     "policy.gif",
+    "policy.json",
     "learning_curves.png",
     "summary.json",
     RUN_CONFIG,
@@ -93,12 +95,48 @@ def holds_run(folder: Path) -> bool:
 
 
 def clear(folder: Path) -> None:
-    """Remove a previous run's files from ``folder`` (``--overwrite``)."""
-    for path in [*(folder / name for name in RUN_FILES), *folder.glob("seed_*")]:
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        elif path.exists() or path.is_symlink():
-            path.unlink()
+    """Remove a previous run's files from ``folder`` (``--overwrite``),
+    refusing if a run writes in one of its ``seed_*`` folders (each is a run
+    folder of its own, resumed with ``--out DIR/seed_S --resume``)."""
+    seeds = [p for p in folder.glob("seed_*") if p.is_dir() and not p.is_symlink()]
+    with contextlib.ExitStack() as held:
+        for seed_folder in seeds:
+            held.enter_context(locked(seed_folder))
+        for path in [*(folder / name for name in RUN_FILES), *folder.glob("seed_*")]:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+
+
+def write_record(file, record: dict) -> None:
+    """One record as a line of strict JSON: NaN and infinities (a chunk with
+    no updates has no losses) as null, not the bare ``NaN`` that Python
+    writes and ``jq`` or JavaScript's ``JSON.parse`` refuse."""
+    file.write(json.dumps(strict_json(record), allow_nan=False) + "\n")
+    file.flush()
+
+
+def strict_json(value):
+    """``value`` with every non-finite float, however deep, as None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
+
+
+def rewrite_records(path: Path, records: list) -> None:
+    """``path`` holding exactly ``records``, one JSON line each, replaced at
+    once (a kill leaves the old file or the new, never half of one)."""
+    temporary = path.with_name(path.name + ".tmp")
+    with temporary.open("w") as file:
+        for record in records:
+            write_record(file, record)
+        os.fsync(file.fileno())
+    os.replace(temporary, path)
 
 
 @contextlib.contextmanager

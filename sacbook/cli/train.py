@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import signal
 import sys
 import warnings
@@ -153,22 +152,6 @@ def _train(train_fn, args, stop, callback, after_nan: str, *run, **kw):
         raise TrainingFailed(f"{e}{after_nan}") from None
 
 
-def _write_record(file, record: dict) -> None:
-    file.write(json.dumps(record) + "\n")
-    file.flush()
-
-
-def _rewrite(path: Path, records: list) -> None:
-    """``path`` holding exactly ``records``, one JSON line each, replaced at
-    once (a kill leaves the old file or the new, never half of one)."""
-    temporary = path.with_name(path.name + ".tmp")
-    with temporary.open("w") as file:
-        for record in records:
-            _write_record(file, record)
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
-
-
 def run(args: argparse.Namespace) -> int:
     """Train SAC; write metrics, a learning curve, a GIF of the policy and a
     checkpoint. With ``--distributed``, as one process of a job
@@ -269,7 +252,7 @@ def _run_one(args, out: Path, mesh, config, stop) -> int:
     # an interrupted run are neither lost nor doubled
     metrics_path = out / "metrics.jsonl"
     if primary:
-        _rewrite(metrics_path, history or [])
+        run_folder.rewrite_records(metrics_path, history or [])
     opened = metrics_path.open("a") if primary else contextlib.nullcontext()
     with opened as metrics_file:
         if stop():
@@ -277,11 +260,16 @@ def _run_one(args, out: Path, mesh, config, stop) -> int:
                 f" before training began; start it with: sacbook train --resume "
                 f"--out {out}"
             )
+
+        def log_metrics(progress) -> None:
+            if primary:
+                run_folder.write_record(metrics_file, progress.record)
+
         result = _train(
             train.train,
             args,
             stop,
-            lambda progress: primary and _write_record(metrics_file, progress.record),
+            log_metrics,
             f"; the checkpoints in {ckpt_dir} are from before it",
             config,
             seed,
@@ -371,15 +359,23 @@ def _seeds_into(args, out: Path, config, seeds, mesh, devices: int, stop) -> int
         f"and {config.total_iterations * config.num_envs} env steps per seed"
     )
     folders = [out / f"seed_{seed}" for seed in seeds]
-    files = []
-    for folder in folders if primary else ():
-        folder.mkdir(exist_ok=True)
-        files.append((folder / "metrics.jsonl").open("w"))
+    # each seed's folder is a run folder of its own (--out DIR/seed_S --resume):
+    # hold its lock too, so that no second writer starts there while this runs
+    held = contextlib.ExitStack()
+    try:
+        for folder in folders if primary else ():
+            folder.mkdir(exist_ok=True)
+            held.enter_context(run_folder.locked(folder))
+        paths = [folder / "metrics.jsonl" for folder in folders]
+        files = [path.open("w") for path in paths] if primary else []
+    except BaseException:
+        held.close()
+        raise
     distributed.barrier("seed-folders")
 
     def log_metrics(progress) -> None:
         for file, record in zip(files, progress.records):
-            _write_record(file, record)
+            run_folder.write_record(file, record)
 
     try:
         results = _train(
@@ -397,6 +393,7 @@ def _seeds_into(args, out: Path, config, seeds, mesh, devices: int, stop) -> int
     finally:
         for file in files:
             file.close()
+        held.close()
     if not primary:
         if results[0].interrupted:
             raise stop.stopped("; each seed's state is saved in its checkpoint")
