@@ -240,9 +240,15 @@ def _read_intact(directory, step: int | None, restore_args):
     state (and may refuse the checkpoint: its errors pass through). A
     damaged checkpoint is never used; skipping one warns."""
     directory = checkpoint_folder(directory)
-    steps = [step] if step is not None else all_steps(directory)[::-1]
-    if not steps:
+    saved = all_steps(directory)
+    if not saved:
         raise ValueError(f"no checkpoint found in {str(directory)!r}")
+    if step is not None and step not in saved:
+        raise ValueError(
+            f"step must be one of the saved steps {saved} of {str(directory)!r}, "
+            f"got {step!r}"
+        )
+    steps = [step] if step is not None else saved[::-1]
     damaged = []
     with _manager(directory, create=False) as manager:
         for candidate in steps:
@@ -424,7 +430,12 @@ def load_policy(directory, step: int | None = None):
     actor_params, config = restore_actor(directory, step)
     actor_params = jax.device_put(actor_params)
 
+    obs_dim = config.sac.obs_dim
+
     def act(obs):
+        shape = jnp.shape(obs)
+        if not shape or shape[-1] != obs_dim:
+            raise ValueError(f"obs must have shape (..., {obs_dim}), got {shape}")
         return policy_torque(
             actor_params, obs, sac_config=config.sac, max_torque=config.env.max_torque
         )

@@ -152,7 +152,10 @@ def estimate_train_bytes(config: LoopConfig, device=None) -> dict:
     * ``chunk_envs``, ``chunk_updates``, ``chunk_metrics``: what one compiled
       chunk holds besides the (donated) state, before ``WORKING_MARGIN``; see
       below.
-    * ``working``: their sum times ``WORKING_MARGIN``.
+    * ``evaluation``: what an evaluation of ``eval_envs`` episodes holds
+      (after a chunk, not beside it).
+    * ``working``: the larger of the chunk's sum and the evaluation, times
+      ``WORKING_MARGIN``.
     * ``host_copy``: what :func:`sacbook.loop.init` builds on the host with
       NumPy and still holds while it copies the state to ``device``.
     * ``total``: what the memory of ``device`` (default: the first JAX device)
@@ -185,7 +188,11 @@ def estimate_train_bytes(config: LoopConfig, device=None) -> dict:
     chunk_updates = k * b * transition + b * (passes * width + transition) + 3 * params
     # Per-iteration metrics of the chunk (float32 each), inside the scan and out.
     chunk_metrics = 2 * config.chunk_iterations * 4 * (len(sac.METRIC_NAMES) + 4)
-    working = math.ceil(WORKING_MARGIN * (chunk_envs + chunk_updates + chunk_metrics))
+    # The evaluation after each chunk (not beside it): its episodes' states,
+    # returns, and each step's pass through the actor.
+    evaluation = getattr(config, "eval_envs", 0) * (width + 7 * action + env_row + 8)
+    chunk = chunk_envs + chunk_updates + chunk_metrics
+    working = math.ceil(WORKING_MARGIN * max(chunk, evaluation))
 
     # loop.init draws the state with NumPy, then device_put copies it, so on
     # the host both exist for a moment. The buffer's np.zeros pages are never
@@ -201,6 +208,7 @@ def estimate_train_bytes(config: LoopConfig, device=None) -> dict:
         "chunk_envs": chunk_envs,
         "chunk_updates": chunk_updates,
         "chunk_metrics": chunk_metrics,
+        "evaluation": evaluation,
         "working": working,
         "host_copy": host_copy,
         "total": state_bytes + working + (host_copy if in_host_ram else 0),
@@ -296,6 +304,7 @@ def _options_to_lower(config, estimate: dict) -> list[str]:
         "buffer_capacity": estimate["replay_buffer"],
         "sac.batch_size": WORKING_MARGIN * estimate["chunk_updates"],
         "sac.hidden_sizes": estimate["networks"],
+        "eval_envs": WORKING_MARGIN * estimate.get("evaluation", 0),
     }
     total = max(estimate["total"], 1)
     always = ("num_envs", "buffer_capacity")
@@ -315,7 +324,8 @@ def scale_estimate(estimate: dict, runs: int = 1, devices: int = 1) -> dict:
         name: math.ceil(value * runs / (devices if name in split else 1))
         for name, value in estimate.items()
     }
-    working = scaled["chunk_envs"] + scaled["chunk_updates"] + scaled["chunk_metrics"]
+    chunk = scaled["chunk_envs"] + scaled["chunk_updates"] + scaled["chunk_metrics"]
+    working = max(chunk, scaled.get("evaluation", 0))
     scaled["working"] = math.ceil(WORKING_MARGIN * working)
     scaled["state"] = sum(scaled[n] for n in ("replay_buffer", "environments"))
     scaled["state"] += scaled["networks"]

@@ -51,7 +51,8 @@ class PendulumParams:
       max_torque: torques are clipped to ``[-max_torque, max_torque]`` [N m], >= 0.
       max_speed: angular speeds are clipped to ``[-max_speed, max_speed]`` [rad/s],
         > 0; ``math.inf`` switches the clip off.
-      episode_length: steps before the time limit truncates an episode, >= 1.
+      episode_length: steps before the time limit truncates an episode, in
+        [1, 2**31 - 1].
       body: ``"point_mass"`` (all mass at the tip, moment of inertia m l^2) or
         ``"rod"`` (uniform rod, centre of mass at l/2, inertia m l^2 / 3).
     """
@@ -69,7 +70,9 @@ class PendulumParams:
 
     def __post_init__(self):
         checks.fields(self)
-        length = checks.integer("PendulumParams.episode_length", self.episode_length)
+        length = checks.integer(  # the step counter is int32
+            "PendulumParams.episode_length", self.episode_length, 1, checks.INT32_MAX
+        )
         object.__setattr__(self, "episode_length", length)
         if self.body not in BODIES:
             raise ValueError(

@@ -127,6 +127,13 @@ def test_keeps_previous_checkpoint_and_loads_policy(tmp_path, half, uninterrupte
     act_half = checkpoint.load_policy(tmp_path, step=200)
     expected_half = _saved_policy_torque(half)
     np.testing.assert_allclose(np.asarray(act_half(OBS)), expected_half, rtol=1e-6)
+    # a step never saved, an observation of another shape: one clear line
+    for step in (12345, -1):
+        with pytest.raises(ValueError, match=r"step must be one of the saved steps "):
+            checkpoint.load_policy(tmp_path, step=step)
+    for obs in (np.zeros(4), np.zeros((3, 1)), np.float32(0)):
+        with pytest.raises(ValueError, match=r"obs must have shape \(\.\.\., 3\)"):
+            act(obs)
 
 
 @pytest.mark.parametrize(

@@ -212,6 +212,46 @@ def test_a_seed_folder_has_one_writer_too(tmp_path, capsys, monkeypatch):
     assert (out / "seed_1" / "metrics.jsonl").read_text() == '{"chunk": 1}\n'
 
 
+def test_resume_where_there_is_nothing_to_resume(tmp_path, capsys):
+    """--resume on a folder that does not exist makes none; on a --seeds
+    run's folder it points to the seed folders; each in one line."""
+    missing = tmp_path / "missing"
+    assert cli.main(["train", "--resume", "--out", str(missing), *SMALL]) == 2
+    assert not missing.exists()
+    assert "--resume: no run in" in capsys.readouterr().err
+    (tmp_path / "seeds" / "seed_0").mkdir(parents=True)
+    argv = ["train", "--resume", "--out", str(tmp_path / "seeds"), *SMALL]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "holds a --seeds run" in err
+    assert f"--out {tmp_path / 'seeds' / 'seed_S'} --resume" in err
+
+
+@pytest.mark.slow
+def test_resume_without_a_checkpoint_keeps_the_records(tmp_path, capsys):
+    """A run whose checkpoint folder is gone starts again from the beginning
+    on --resume, saying so; the records it had are moved aside, not lost."""
+    out = tmp_path / "run"
+    from sacbook.config import TrainConfig
+
+    config = TrainConfig(num_envs=64, total_env_steps=64 * 20)
+    out.mkdir()
+    run_folder.write_run_config(out, config, 3)
+    (out / "metrics.jsonl").write_text('{"chunk": 1}\n{"chunk": 2}\n')
+    (out / "checkpoint").write_text("not a folder")
+    argv = ["train", "--resume", "--out", str(out), "--quiet", "--no-cache"]
+    assert cli.main(argv) == 2
+    assert "checkpoint is not a folder" in capsys.readouterr().err
+    (out / "checkpoint").unlink()
+    assert cli.main(argv) == 0
+    said = capsys.readouterr().out
+    assert "the run starts from the beginning; its 2 earlier records are kept" in said
+    kept = (out / run_folder.RESTARTED).read_text()
+    assert kept == '{"chunk": 1}\n{"chunk": 2}\n'
+    records = [json.loads(line) for line in (out / "metrics.jsonl").open()]
+    assert [r["chunk"] for r in records] == [1] and records[0]["env_steps"] == 64 * 20
+
+
 # ----------------------------------------------------------------------------
 # sacbook train: disk space, read-only --out, --resume past a damaged checkpoint
 # ----------------------------------------------------------------------------

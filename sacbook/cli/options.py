@@ -83,7 +83,8 @@ OPTIONS = (
     Option(
         "--total-env-steps",
         positive_int,
-        "training length in env steps, all envs together",
+        "training length in env steps, all envs together (rounded up to whole "
+        "chunks of 20 iterations of --num-envs steps)",
         "total_env_steps",
         must_match=False,
     ),

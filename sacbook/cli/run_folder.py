@@ -37,6 +37,7 @@ from sacbook.cli.args import CliError, writable_dir
 RUNS = Path("runs")  # where fresh folders go by default
 LATEST = "latest"
 RUN_CONFIG = "run.json"  # a fresh run's config and seed, written before it starts
+RESTARTED = "metrics-before-restart.jsonl"  # see keep_unbacked_metrics
 
 # What a run writes into its folder (a --seeds run: seed_* folders and more);
 # --overwrite removes these and nothing else.
@@ -48,6 +49,7 @@ RUN_FILES = (
     "policy.json",
     "learning_curves.png",
     "summary.json",
+    RESTARTED,
     RUN_CONFIG,
     "sacbook.log",
 )
@@ -57,6 +59,8 @@ def choose(out: str | None, resume: bool) -> Path:
     """The folder ``--out`` names; without it, ``runs/latest`` to resume, or a
     fresh ``runs/<date>-<time>`` (``-2``, ``-3``... if taken) made now."""
     if out is not None:
+        if resume and not Path(out).is_dir():  # made by nobody: make nothing
+            raise CliError(f"--resume: no run in {out!r}")
         return writable_dir(out)
     if resume:
         return RUNS / LATEST
@@ -207,12 +211,32 @@ def read_run_config(out: Path):
         record = json.loads(path.read_text())
         return config_from_dict(record["config"]), record["seed"]
     except FileNotFoundError:
+        if any(out.glob("seed_*")):
+            raise CliError(
+                f"--resume: {out} holds a --seeds run; resume one of its seeds "
+                f"with --out {out / 'seed_S'} --resume"
+            ) from None
         raise CliError(
             f"--resume: {out} holds no run to resume (it was stopped before it "
             "began): start it again without --resume"
         ) from None
     except (ValueError, KeyError, TypeError) as e:
         raise CliError(f"--resume: {path} is unreadable ({e})") from None
+
+
+def keep_unbacked_metrics(out: Path) -> str:
+    """A run resumed without a checkpoint starts again from the beginning; the
+    records its ``metrics.jsonl`` held (chunks no checkpoint kept) are moved
+    to :data:`RESTARTED`, added to any moved there before, not dropped.
+    Returns a phrase saying so, or ``""`` when there were none."""
+    metrics = out / "metrics.jsonl"
+    lines = metrics.read_text().splitlines(keepends=True) if metrics.exists() else []
+    if not lines:
+        return ""
+    with (out / RESTARTED).open("a") as kept:
+        kept.writelines(lines)
+    metrics.unlink()
+    return f"; its {len(lines)} earlier records are kept in {out / RESTARTED}"
 
 
 def check_space(folder: Path, per_checkpoint: int, checkpoints: int) -> None:

@@ -203,11 +203,14 @@ def _run_one(args, out: Path, mesh, config, stop) -> int:
     if args.resume and checkpoint.latest_step(ckpt_dir) is None:
         # stopped before its first checkpoint (killed while compiling): the
         # run's settings are in RUN_CONFIG, and it starts from the beginning
+        if ckpt_dir.exists() and not ckpt_dir.is_dir():
+            raise CliError(f"--resume: {ckpt_dir} is not a folder; move it away")
         config, seed = run_folder.read_run_config(out)
         options.check_resume(args, config, seed)
         if args.total_env_steps is not None:
             config = config.replace(total_env_steps=args.total_env_steps)
-        print(f"no checkpoint in {ckpt_dir} yet: the run starts from the beginning")
+        kept = run_folder.keep_unbacked_metrics(out) if primary else ""
+        print(f"no checkpoint in {ckpt_dir}: the run starts from the beginning{kept}")
     elif args.resume:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", checkpoint.CheckpointWarning)
