@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sacbook import checks, device, jit, networks, pendulum, sac, sharding
+from sacbook import checks, jit, networks, pendulum, sac, sharding
 from sacbook.pendulum import PendulumParams
 from sacbook.sac import SACConfig
 
@@ -69,7 +69,7 @@ def evaluate(
 ):
     """``num_envs`` episodes from fresh starts drawn with ``key``. Returns the
     episode returns, ``(num_envs,)``."""
-    _check_episodes(num_envs, sac_config)
+    _check_episodes(num_envs)
     env_state = pendulum.reset_state(key, num_envs, env_params)
 
     # One episode exactly, so no auto-reset: the bare physics and reward (the
@@ -152,7 +152,7 @@ def policy_rollout(
     pictures. Returns ``(thetas (steps + 1, N), torques (steps, N),
     rewards (steps, N))``."""
     steps = checks.integer("steps", steps, 1, checks.INT32_MAX)
-    _check_episodes(num_envs, sac_config, stored=3 * steps + 1)
+    _check_episodes(num_envs)
     env_state, _ = pendulum.reset(key, num_envs, env_params)
 
     def body(carry, _):
@@ -166,21 +166,11 @@ def policy_rollout(
     return jnp.concatenate([env_state.theta[None], thetas]), torques, rewards
 
 
-def _check_episodes(num_envs: int, sac_config: SACConfig, stored: int = 1) -> None:
+def _check_episodes(num_envs: int) -> int:
     """A one-line ValueError, before anything is compiled, for a number of
-    episodes that is no integer in [1, 2**31 - 1] or that does not fit in
-    the device's memory: each holds its state and a pass through the actor
-    at a time, plus ``stored`` float32 numbers it keeps (its return, or a
-    rollout's angles, torques and rewards)."""
-    num_envs = checks.integer("num_envs", num_envs, 1, checks.INT32_MAX)
-    width = sum(sac_config.hidden_sizes) + 7 * sac_config.action_dim
-    need = 4 * num_envs * (width + sac_config.obs_dim + 4 + stored)
-    available, source = device.available_bytes()
-    if available is not None and need > device.SAFETY_FRACTION * available:
-        raise ValueError(
-            f"num_envs {num_envs} episodes need about {device.format_bytes(need)} "
-            f"but the device has {device.format_bytes(available)} available ({source})"
-        )
+    episodes that is no integer in [1, 2**31 - 1] (a training run's
+    evaluation is also in its memory estimate, :mod:`sacbook.device`)."""
+    return checks.integer("num_envs", num_envs, 1, checks.INT32_MAX)
 
 
 def fresh_start_return(

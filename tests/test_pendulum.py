@@ -369,6 +369,7 @@ FLOAT_FIELDS = ("g", "l", "m", "dt", "max_torque", "max_speed")
         (dict(episode_length=-5), "episode_length"),
         (dict(episode_length=200.0), "episode_length"),
         (dict(episode_length=True), "episode_length"),
+        (dict(episode_length=2**31), "episode_length"),  # the int32 step counter
         (dict(episode_length="200"), "episode_length"),
         (dict(body="sphere"), "body"),
         (dict(body=None), "body"),

@@ -234,6 +234,18 @@ def test_evaluate_returns_in_range_and_match_rollout(actor_params):
     )
 
 
+def test_evaluation_sizes_are_checked_before_compiling(actor_params):
+    """Sizes no program can hold are one clear line, not a crash in XLA
+    (2**35 episodes aborted the process)."""
+    env, key = PendulumParams.gymnasium(), jax.random.key(4)
+    for bad in (0, 2**35, 2.5):
+        with pytest.raises(ValueError, match=r"^num_envs must be an integer in \[1, "):
+            evaluate.evaluate(actor_params, key, TINY.sac, env, bad)
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match=r"^steps must be an integer in \[1, "):
+            evaluate.policy_rollout(actor_params, key, TINY.sac, env, 2, bad)
+
+
 def test_evaluate_zero_policy_matches_float64_free_pendulum():
     """With an all-zero actor (torque 0), evaluate's returns equal a float64 NumPy simulation of the free pendulum."""
     env = PendulumParams.gymnasium()

@@ -83,8 +83,8 @@ OPTIONS = (
     Option(
         "--total-env-steps",
         positive_int,
-        "training length in env steps, all envs together (rounded up to whole "
-        "chunks of 20 iterations of --num-envs steps)",
+        "training length in env steps, all envs together, rounded up to whole "
+        "chunks (a chunk: 20 iterations, each stepping every env once)",
         "total_env_steps",
         must_match=False,
     ),

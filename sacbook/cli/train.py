@@ -224,9 +224,11 @@ def _run_one(args, out: Path, mesh, config, stop) -> int:
         options.check_resume(args, config, seed)
         if args.total_env_steps is not None:
             config = config.replace(total_env_steps=args.total_env_steps)
+        done = int(state.iteration) >= config.total_iterations
         print(
             f"resuming from {ckpt_dir} at step {int(state.iteration)}, "
             f"{history[-1]['env_steps'] if history else 0} env steps"
+            + (": the run is as long as asked already, nothing to train" * done)
         )
     else:
         seed = args.seed or 0
