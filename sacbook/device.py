@@ -275,7 +275,9 @@ class RunTooLargeError(ValueError):
             f"networks {fb(e['networks'])}",
         ]
         if self.part == "total":
-            parts.append(f"one chunk's working memory {fb(e['working'])}")
+            chunk = e.get("evaluation", 0) <= _chunk_bytes(e)
+            what = "one chunk's" if chunk else "the evaluation's"
+            parts.append(f"{what} working memory {fb(e['working'])}")
         if self.part == "host_copy" or e["total"] > e["state"] + e["working"]:
             parts.append(f"host copy while starting {fb(e['host_copy'])}")
         lower = " or ".join(
@@ -295,16 +297,23 @@ def _field(config, field: str):
     return value
 
 
+def _chunk_bytes(estimate: dict) -> int:
+    """What one chunk holds besides the state, before the margin."""
+    return sum(estimate[k] for k in ("chunk_envs", "chunk_updates", "chunk_metrics"))
+
+
 def _options_to_lower(config, estimate: dict) -> list[str]:
     """num_envs and buffer_capacity (they size the big arrays), plus the batch
-    size or the hidden widths where they drive a tenth of the total or more;
-    largest share first."""
+    size, the hidden widths or the evaluation's episodes where they drive a
+    tenth of the total or more; largest share first."""
     shares = {
         "num_envs": estimate["environments"] + WORKING_MARGIN * estimate["chunk_envs"],
         "buffer_capacity": estimate["replay_buffer"],
         "sac.batch_size": WORKING_MARGIN * estimate["chunk_updates"],
         "sac.hidden_sizes": estimate["networks"],
-        "eval_envs": WORKING_MARGIN * estimate.get("evaluation", 0),
+        # the evaluation counts where it outgrows the chunk's working memory
+        "eval_envs": WORKING_MARGIN
+        * max(0, estimate.get("evaluation", 0) - _chunk_bytes(estimate)),
     }
     total = max(estimate["total"], 1)
     always = ("num_envs", "buffer_capacity")
@@ -324,8 +333,7 @@ def scale_estimate(estimate: dict, runs: int = 1, devices: int = 1) -> dict:
         name: math.ceil(value * runs / (devices if name in split else 1))
         for name, value in estimate.items()
     }
-    chunk = scaled["chunk_envs"] + scaled["chunk_updates"] + scaled["chunk_metrics"]
-    working = max(chunk, scaled.get("evaluation", 0))
+    working = max(_chunk_bytes(scaled), scaled.get("evaluation", 0))
     scaled["working"] = math.ceil(WORKING_MARGIN * working)
     scaled["state"] = sum(scaled[n] for n in ("replay_buffer", "environments"))
     scaled["state"] += scaled["networks"]

@@ -110,7 +110,7 @@ DEFAULT_ITERATIONS_TO_SOLVE = (80, 140)
 LARGE_BATCH = TrainConfig(
     num_envs=8192, sac=SACConfig(batch_size=4096, tau=0.1), updates_per_iteration=4
 )
-LARGE_BATCH_ITERATIONS_TO_SOLVE = (150, 300)
+LARGE_BATCH_ITERATIONS_TO_SOLVE = (140, 300)
 
 
 def iteration_seconds(

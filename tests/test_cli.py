@@ -123,19 +123,27 @@ def test_bad_options_exit_2_in_process(argv, needle, capsys):
     [
         (["render", "--num-envs", "65"], "--num-envs"),
         (["render", "--steps", "5001"], "--steps"),
-        (["render", "--torque", "2.5"], "--torque must be within"),
-        (["render", "--torque", "1e39"], "--torque must be within"),
+        (["render", "--out", "{tmp}/a/x.gif", "--torque", "2.5"], "--torque must be"),
+        (["render", "--out", "{tmp}/a/x.gif", "--torque", "1e39"], "--torque must be"),
         (["bench", "--min-window", "1e9"], "--min-window"),
         (["bench", "--skip-training", "--sizes", "10**12"], "--sizes 10**12: "),
         (["bench", "--train-sizes", "10**12"], "--train-sizes 10**12: "),
         (["bench", "--save", "{file}/x.json"], "--save"),
         (["bench", "--save", "{tmp}/x.txt"], "--save"),
+        (["bench", "--save", ""], "--save is empty"),
         (["train", "--out", ""], "--out is empty"),
     ],
 )
-def test_refused_before_any_work(argv, needle, tmp_path, capsys):
+def test_refused_before_any_work(argv, needle, tmp_path, capsys, monkeypatch):
     """What would fail late (after minutes of measuring) or deep inside (XLA,
-    NumPy) is refused first, in one line naming the option."""
+    NumPy) is refused first, in one line naming the option, before anything
+    is measured or written."""
+    from sacbook import bench
+
+    def measured(*args, **kwargs):
+        raise AssertionError("measured before refusing")
+
+    monkeypatch.setattr(bench, "device_info", measured)  # a bench's first step
     (tmp_path / "file").write_text("x")
     big = str(10**12)
     argv = [
@@ -149,6 +157,7 @@ def test_refused_before_any_work(argv, needle, tmp_path, capsys):
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if "error:" in line]
     assert "Traceback" not in err and len(errors) == 1 and needle in errors[0]
+    assert not (tmp_path / "a").exists()  # nothing made
 
 
 def test_out_inside_a_file_is_a_one_line_error_in_process(tmp_path, capsys):
@@ -714,6 +723,31 @@ def test_sigint_and_sigterm_both_ask_training_to_stop():
         with pytest.raises(KeyboardInterrupt):
             handler(signal.SIGINT, None)
     assert {s: signal.getsignal(s) for s in before} == before
+
+
+@pytest.mark.slow
+def test_a_signal_after_training_is_not_ignored(tmp_path, monkeypatch, capsys):
+    """Ctrl-C while `sacbook train` writes its GIF (training done, checkpoint
+    saved): the run ends there with one line saying how to write the rest,
+    and that --resume, with nothing left to train, writes it."""
+    import signal
+
+    from sacbook import viz
+
+    def gif_then_ctrl_c(*args, **kwargs):
+        signal.getsignal(signal.SIGINT)(signal.SIGINT, None)
+
+    monkeypatch.setattr(viz, "save_policy_gif", gif_then_ctrl_c)
+    out = tmp_path / "run"
+    argv = ["train", "--out", str(out), "--total-env-steps", str(64 * 20), *SMALL]
+    assert cli.main(argv) == 128 + signal.SIGINT
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "after training, checkpoint saved" in err
+    assert not (out / "policy.json").exists()
+    monkeypatch.undo()
+    assert cli.main(["train", "--resume", "--out", str(out), *SMALL]) == 0
+    assert "nothing to train" in capsys.readouterr().out
+    assert (out / "policy.json").exists() and (out / "policy.gif").exists()
 
 
 @pytest.mark.slow

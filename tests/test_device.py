@@ -244,6 +244,22 @@ def test_check_fits_names_the_batch_size_when_it_dominates():
     assert "lower sac.batch_size (now 1000000000)" in str(info.value)
 
 
+def test_check_fits_counts_the_evaluation():
+    """The evaluation after each chunk (eval_envs episodes through the
+    actor) is in the estimate: where it outgrows the chunk, it sets the
+    working memory and eval_envs is named first; where it does not, it
+    changes nothing."""
+    plain = device.estimate_train_bytes(TrainConfig())
+    assert plain["evaluation"] < plain["chunk_envs"]  # 64 episodes: nothing
+    wide = TrainConfig(eval_envs=2**31 - 1)
+    estimate = device.estimate_train_bytes(wide)
+    assert estimate["working"] > estimate["evaluation"] > 10**12
+    with pytest.raises(device.RunTooLargeError) as info:
+        device.check_fits(wide, FakeDevice("gpu", stats={"bytes_limit": 10**11}))
+    assert info.value.options[0] == "eval_envs"
+    assert "the evaluation's working memory" in str(info.value)
+
+
 def test_train_checks_memory_before_allocating(monkeypatch):
     """train.train and train.train_seeds raise before building anything (for
     all their runs); the escape hatch check_memory=False skips the check, and

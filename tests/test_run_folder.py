@@ -202,6 +202,9 @@ def test_a_seed_folder_has_one_writer_too(tmp_path, capsys, monkeypatch):
     argv = ["train", "--seeds", "0-1", "--out", str(out), *SMALL]
     assert cli.main(argv) == 2
     assert f"{out / 'seed_1'} is in use" in seen[0] and f"pid {os.getpid()}" in seen[0]
+    # stopped before a checkpoint, a seed resumes from its own run.json
+    config, seed = run_folder.read_run_config(out / "seed_1")
+    assert seed == 1 and config.num_envs == 64
     capsys.readouterr()
     (out / "seed_1" / "metrics.jsonl").write_text('{"chunk": 1}\n')
     with run_folder.locked(out / "seed_1"):  # free again; now held by "another run"

@@ -13,7 +13,8 @@ modules, from the bottom up:
   runs (:func:`recipe`, :data:`ACCELERATOR_RECIPES`).
 * :mod:`~sacbook.bench.measure`: sacbook's own measurements:
   :func:`simulation_throughput`, :func:`training_throughput`,
-  :func:`seeds_throughput`, :func:`sharded_throughput`, :func:`time_to_solve`.
+  :func:`seeds_throughput`, :func:`sharded_throughput`, :func:`time_to_solve`;
+  and whether the sizes asked for fit in memory (:func:`check_sizes`).
 * :mod:`~sacbook.bench.compile_stages`: where a cold start's compile time
   goes, trace, lower and XLA compile per program (:func:`compile_stages`),
   and what XLA's options do to it (:func:`option_trials`).
@@ -51,6 +52,8 @@ from sacbook.bench.isolated import (
 )
 from sacbook.bench.measure import (
     SIM_SIZES,
+    check_fits,
+    check_sizes,
     preset_name,
     sacbook_runner,
     seeds_throughput,
@@ -69,8 +72,6 @@ from sacbook.bench.recipes import (
     ACCELERATOR_RECIPES,
     NAMED_CONFIGS,
     RECIPE_KEYS,
-    check_fits,
-    check_sizes,
     recipe,
     with_num_envs,
 )

@@ -8,6 +8,8 @@
 * :func:`sharded_throughput`: one run split over D devices, for several D.
 * :func:`time_to_solve`: wall-clock from a cold start to a mean deterministic
   evaluation return >= -200, with compile time reported separately.
+* :func:`check_sizes`: each N asked for fits in memory, checked before
+  anything is measured (:func:`check_fits`).
 
 Every program here compiles through :mod:`sacbook.jit`, as training does:
 the training measurements time :func:`sacbook.loop.chunk_program` itself.
@@ -23,8 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sacbook import evaluate, jit, loop, pendulum, sharding, train
-from sacbook.bench.recipes import recipe
+from sacbook import checks, device, evaluate, jit, loop, pendulum, sharding, train
+from sacbook.bench.recipes import recipe, with_num_envs
 from sacbook.bench.timing import (
     MIN_WINDOW_SECONDS,
     Runner,
@@ -93,6 +95,50 @@ def sacbook_runner(
 
     run(1)  # compile
     return Runner("sacbook", run, num_envs * steps, num_envs)
+
+
+# A simulation holds about this many copies of its environments at once: the
+# state into and out of a step, the observations, the random draws.
+SIMULATION_COPIES = 4
+
+
+def check_fits(num_envs: int, *, training: bool, name: str) -> None:
+    """Raise ValueError, one line starting with ``name`` (e.g. the option
+    that asked), unless ``num_envs`` environments fit this device's memory:
+    trained with the default recipe (:func:`sacbook.device.check_fits`), or
+    simulated (:data:`SIMULATION_COPIES` of the environments' share of that
+    estimate)."""
+    # int32 indices: training keeps a buffer of 2N rows, and room for N more
+    limit = checks.INT32_MAX // (3 if training else 1)
+    if num_envs > limit:
+        raise ValueError(f"{name}: at most {limit} environments")
+    if training:
+        try:
+            device.check_fits(with_num_envs(num_envs))
+        except device.RunTooLargeError as e:
+            names = {"num_envs": name.split()[0]}
+            raise ValueError(f"{name}: {e.describe(names, 'the run')}") from None
+        return
+    per_env = device.estimate_train_bytes(with_num_envs(1024))["environments"] / 1024
+    need = SIMULATION_COPIES * per_env * num_envs
+    available, source = device.available_bytes()
+    if available is not None and need > device.SAFETY_FRACTION * available:
+        raise ValueError(
+            f"{name}: simulating them needs about {device.format_bytes(need)} but "
+            f"the device has {device.format_bytes(available)} available ({source}) "
+            f"and may use {device.SAFETY_FRACTION:.0%} of it"
+        )
+
+
+def check_sizes(simulation=None, training=None) -> None:
+    """:func:`check_fits` for ``sacbook bench``'s ``--sizes`` (simulation)
+    and ``--train-sizes`` (training): one line naming the option and size."""
+    for option, sizes, trains in (
+        ("--sizes", simulation, False),
+        ("--train-sizes", training, True),
+    ):
+        for n in sizes or ():
+            check_fits(n, training=trains, name=f"{option} {n}")
 
 
 def simulation_throughput(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 
-from sacbook import device
 from sacbook.config import TrainConfig
 
 NAMED_CONFIGS = {"default": TrainConfig, "few_envs": TrainConfig.few_envs}
@@ -43,45 +42,6 @@ def with_num_envs(num_envs: int) -> TrainConfig:
     return default.replace(
         num_envs=num_envs, buffer_capacity=max(default.buffer_capacity, 2 * num_envs)
     )
-
-
-# A simulation holds about this many copies of its environments at once: the
-# state into and out of a step, the observations, the random draws.
-SIMULATION_COPIES = 4
-
-
-def check_fits(num_envs: int, *, training: bool, name: str) -> None:
-    """Raise ValueError, one line starting with ``name`` (e.g. the option
-    that asked), unless ``num_envs`` environments fit this device's memory:
-    trained with the default recipe (:func:`sacbook.device.check_fits`), or
-    simulated (:data:`SIMULATION_COPIES` of the environments' share of that
-    estimate)."""
-    try:
-        if training:
-            device.check_fits(with_num_envs(num_envs))
-            return
-        per_env = device.estimate_train_bytes(with_num_envs(1024))["environments"]
-        need = SIMULATION_COPIES * per_env / 1024 * num_envs
-        available, source = device.available_bytes()
-        if available is not None and need > device.SAFETY_FRACTION * available:
-            raise ValueError(
-                f"simulating them needs about {device.format_bytes(need)} but "
-                f"the device has {device.format_bytes(available)} available "
-                f"({source}) and may use {device.SAFETY_FRACTION:.0%} of it"
-            )
-    except ValueError as e:
-        raise ValueError(f"{name}: {e}") from None
-
-
-def check_sizes(simulation=None, training=None) -> None:
-    """:func:`check_fits` for ``sacbook bench``'s ``--sizes`` (simulation)
-    and ``--train-sizes`` (training): one line naming the option and size."""
-    for option, sizes, trains in (
-        ("--sizes", simulation, False),
-        ("--train-sizes", training, True),
-    ):
-        for n in sizes or ():
-            check_fits(n, training=trains, name=f"{option} {n}")
 
 
 def recipe(spec: str) -> TrainConfig:

@@ -129,13 +129,13 @@ def writable_dir(path: str, option: str = "--out") -> Path:
 
 
 def writable_file(path: str, suffix: str | None = None, option: str = "--out") -> Path:
+    if not path.strip():
+        raise CliError(f"{option} is empty; give a file name")
     out = Path(path)
     if out.is_dir():
         raise CliError(f"{option} {path!r} is a directory; give a file name")
     if suffix is not None and out.suffix.lower() != suffix:
         raise CliError(f"{option} {path!r} must end in {suffix}")
-    if not path.strip():
-        raise CliError(f"{option} is empty; give a file name")
     writable_dir(str(out.parent), option)
     return out
 
@@ -150,12 +150,11 @@ def finite_float(text: str) -> float:
     return value
 
 
-def seconds(text: str, high: float = 3600.0) -> float:
+def seconds(text: str, high: float | None = None) -> float:
     value = finite_float(text)
-    if not 0 <= value <= high:
-        raise argparse.ArgumentTypeError(
-            f"expected seconds in [0, {high:g}], got {text!r}"
-        )
+    if value < 0 or (high is not None and value > high):
+        allowed = ">= 0" if high is None else f"in [0, {high:g}]"
+        raise argparse.ArgumentTypeError(f"expected seconds {allowed}, got {text!r}")
     return value
 
 

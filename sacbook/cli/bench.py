@@ -112,7 +112,7 @@ FLAGS = {
         type=partial(seconds, high=60.0),
         default=0.5,
         help="shortest timed window of the simulation benchmarks and of "
-        "--roofline's, seconds (default 0.5; 0 times single calls)",
+        "--roofline's, 0 to 60 seconds (default 0.5; 0 times single calls)",
     ),
 }
 
@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     # takes 75% of a GPU's memory at first use, leaving a child too little:
     # allocate as needed (the GPU suite's recorded figures were measured so).
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-    save = writable_file(args.save, ".json", "--save") if args.save else None
+    save = None if args.save is None else writable_file(args.save, ".json", "--save")
     try:  # every size fits: checked before anything is measured
         bench.check_sizes(args.sizes, None if args.skip_training else args.train_sizes)
     except ValueError as e:

@@ -61,13 +61,13 @@ def run(args: argparse.Namespace) -> int:
 
     from sacbook import viz
 
-    out = writable_file(args.out, ".gif")
     params = pendulum.PendulumParams.preset(args.preset)
     if abs(args.torque) > params.max_torque:
         raise CliError(
             f"--torque must be within the {args.preset} preset's motor limit, "
             f"[-{params.max_torque:g}, {params.max_torque:g}] N m; got {args.torque:g}"
         )
+    out = writable_file(args.out, ".gif")
     key_reset, _ = jax.random.split(jax.random.key(args.seed))
     state = pendulum.reset_state(key_reset, args.num_envs, params)
     torques = args.torque * np.ones((args.steps, args.num_envs), np.float32)

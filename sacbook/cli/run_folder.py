@@ -27,6 +27,7 @@ import json
 import logging
 import math
 import os
+import resource
 import shutil
 import sys
 import threading
@@ -227,16 +228,34 @@ def read_run_config(out: Path):
 def keep_unbacked_metrics(out: Path) -> str:
     """A run resumed without a checkpoint starts again from the beginning; the
     records its ``metrics.jsonl`` held (chunks no checkpoint kept) are moved
-    to :data:`RESTARTED`, added to any moved there before, not dropped.
+    to :data:`RESTARTED`, after any moved there before, not dropped: written
+    whole under a temporary name and renamed before ``metrics.jsonl`` goes.
     Returns a phrase saying so, or ``""`` when there were none."""
-    metrics = out / "metrics.jsonl"
-    lines = metrics.read_text().splitlines(keepends=True) if metrics.exists() else []
+    metrics, kept = out / "metrics.jsonl", out / RESTARTED
+    lines = metrics.read_text().splitlines() if metrics.exists() else []
     if not lines:
         return ""
-    with (out / RESTARTED).open("a") as kept:
-        kept.writelines(lines)
+    earlier = kept.read_text().splitlines(keepends=True) if kept.exists() else []
+    temporary = kept.with_name(kept.name + ".tmp")
+    with temporary.open("w") as file:
+        file.writelines(earlier)
+        for line in lines:  # as strict JSON, as write_record writes
+            file.write(json.dumps(strict_json(json.loads(line)), allow_nan=False))
+            file.write("\n")
+    os.replace(temporary, kept)
     metrics.unlink()
-    return f"; its {len(lines)} earlier records are kept in {out / RESTARTED}"
+    return f"; its {len(lines)} earlier records are kept in {kept}"
+
+
+def room_for_files(count: int) -> None:
+    """Raise this process's limit on open files (to its hard limit at most)
+    so that ``count`` more fit beside what is open: a --seeds run holds two
+    a seed, and 4096 seeds would pass the common soft limit of 1024."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = count + 256
+    if soft != resource.RLIM_INFINITY and soft < want:
+        top = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (top, hard))
 
 
 def check_space(folder: Path, per_checkpoint: int, checkpoints: int) -> None:

@@ -297,6 +297,11 @@ def _run_one(args, out: Path, mesh, config, stop) -> int:
     params = distributed.fetch(result.state.sac.actor_params)
     plots.save_learning_curve(result.history, out / "learning_curve.png")
     viz.save_policy_gif(params, config, seed, out / "policy.gif")
+    if stop():  # a signal after training: the run is saved, the rest can wait
+        raise stop.stopped(
+            f" after training, checkpoint saved; write policy.json with: "
+            f"sacbook train --resume --out {out}"
+        )
     solved = result.solved_at
     # the config.eval_envs evaluation episodes use fixed starts (a steady
     # curve); a mean over many fresh starts says more about the final policy
@@ -365,24 +370,22 @@ def _seeds_into(args, out: Path, config, seeds, mesh, devices: int, stop) -> int
     )
     folders = [out / f"seed_{seed}" for seed in seeds]
     # each seed's folder is a run folder of its own (--out DIR/seed_S --resume):
-    # hold its lock too, so that no second writer starts there while this runs
-    held = contextlib.ExitStack()
-    try:
-        for folder in folders if primary else ():
+    # its lock held while this runs, its run.json for a resume before a checkpoint
+    with contextlib.ExitStack() as held:
+        if primary:
+            run_folder.room_for_files(2 * len(seeds))  # a lock and metrics a seed
+        for folder, seed in zip(folders, seeds) if primary else ():
             folder.mkdir(exist_ok=True)
             held.enter_context(run_folder.locked(folder))
-        paths = [folder / "metrics.jsonl" for folder in folders]
-        files = [path.open("w") for path in paths] if primary else []
-    except BaseException:
-        held.close()
-        raise
-    distributed.barrier("seed-folders")
+            run_folder.write_run_config(folder, config, seed)
+        paths = [folder / "metrics.jsonl" for folder in folders] if primary else []
+        files = [held.enter_context(path.open("w")) for path in paths]
+        distributed.barrier("seed-folders")
 
-    def log_metrics(progress) -> None:
-        for file, record in zip(files, progress.records):
-            run_folder.write_record(file, record)
+        def log_metrics(progress) -> None:
+            for file, record in zip(files, progress.records):
+                run_folder.write_record(file, record)
 
-    try:
         results = _train(
             train.train_seeds,
             args,
@@ -395,10 +398,6 @@ def _seeds_into(args, out: Path, config, seeds, mesh, devices: int, stop) -> int
             mesh=mesh,
             over=args.spread,
         )
-    finally:
-        for file in files:
-            file.close()
-        held.close()
     if not primary:
         if results[0].interrupted:
             raise stop.stopped("; each seed's state is saved in its checkpoint")
