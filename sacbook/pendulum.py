@@ -153,11 +153,24 @@ def step(theta, theta_dot, torque, params: PendulumParams):
     Returns:
       ``(theta, theta_dot)`` after the step, same shapes.
     """
+    _check_shapes(theta, theta_dot, torque)
     torque = jnp.clip(torque, -params.max_torque, params.max_torque)
     theta_dot = theta_dot + params.dt * angular_acceleration(theta, torque, params)
     theta_dot = jnp.clip(theta_dot, -params.max_speed, params.max_speed)
     theta = wrap_angle(theta + params.dt * theta_dot)
     return theta, theta_dot
+
+
+def _check_shapes(theta, theta_dot, torque) -> None:
+    """One line, at trace time, where the state and the torque do not share a
+    shape (a scalar broadcasts): an ``(N, 1)`` torque, the actor's output,
+    would otherwise broadcast an ``(N,)`` state to ``(N, N)`` without a word."""
+    shapes = [jnp.shape(x) for x in (theta, theta_dot, torque)]
+    if shapes[0] != shapes[1] or shapes[2] not in ((), shapes[0]):
+        raise ValueError(
+            "theta, theta_dot and torque must have one shape (torque may be a "
+            f"scalar), got {shapes[0]}, {shapes[1]} and {shapes[2]}"
+        )
 
 
 def explicit_euler_step(theta, theta_dot, torque, params: PendulumParams):

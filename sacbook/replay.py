@@ -116,6 +116,6 @@ def sample(buffer: ReplayBuffer, key: jax.Array, batch_size: int):
     From an empty buffer it returns row 0 (zeros): callers wait until the
     buffer holds at least a batch before sampling.
     """
-    batch_size = checks.integer("batch_size", batch_size, 1)
+    batch_size = checks.integer("batch_size", batch_size, 1, checks.INT32_MAX)
     rows = jax.random.randint(key, (batch_size,), 0, jnp.maximum(buffer.size, 1))
     return jax.tree.map(lambda d: d[rows], buffer.data)

@@ -121,6 +121,9 @@ def mesh_axis(mesh: Mesh) -> tuple[str, int]:
             f"mesh must have exactly one axis (the env axis), got axes "
             f"{tuple(mesh.axis_names)} of sizes {tuple(mesh.devices.shape)}"
         )
+    devices = list(mesh.devices.flat)
+    if len(set(devices)) != len(devices):
+        raise ValueError(f"mesh must hold each device once, got {devices}")
     return mesh.axis_names[0], int(mesh.devices.size)
 
 

@@ -176,6 +176,8 @@ def train_runs(
             f"configs must have one entry per seed ({len(seeds)}), got {len(configs)}"
         )
     config = _shared_program_config(configs)
+    if isinstance(checkpoint_dirs, (str, Path)):  # not one folder per character
+        raise ValueError("checkpoint_dirs must be a list of folders, one per run")
     if checkpoint_dirs is not None:
         checkpoint_dirs = [Path(d) for d in checkpoint_dirs]
         if len(set(checkpoint_dirs)) != len(seeds) or len(checkpoint_dirs) != len(

@@ -821,3 +821,17 @@ def test_env_step_with_non_finite_torques_and_states():
     assert (
         np.isnan(np.asarray(result.final_obs[2:])).any(axis=-1).all()
     )  # the true last obs
+
+
+def test_a_torque_of_another_shape_is_refused():
+    """An (N, 1) torque (the actor's output) against an (N,) state would
+    broadcast the state to (N, N) without a word: refused in one line; a
+    scalar torque still broadcasts."""
+    params = PendulumParams.gymnasium()
+    state, _ = pendulum.reset(jax.random.key(0), 4, params)
+    with pytest.raises(ValueError, match=r"must have one shape .* \(4, 1\)"):
+        pendulum.env_step(state, jnp.zeros((4, 1)), jax.random.key(1), params)
+    with pytest.raises(ValueError, match="must have one shape"):
+        pendulum.step(jnp.zeros(4), jnp.zeros(3), jnp.zeros(4), params)
+    theta, _ = pendulum.step(state.theta, state.theta_dot, 0.5, params)
+    assert theta.shape == (4,)

@@ -268,7 +268,7 @@ def test_sample_shapes_and_bad_batch_size():
     batch = replay.sample(buffer, jax.random.key(0), 5)
     assert batch.obs.shape == (5, OBS_DIM) and batch.action.shape == (5, ACTION_DIM)
     assert batch.reward.shape == (5,) and batch.terminated.shape == (5,)
-    for bad in (0, -1, 2.0):
+    for bad in (0, -1, 2.0, 2**40):  # 2**40 rows aborted the process in XLA
         with pytest.raises(ValueError, match="batch_size"):
             replay.sample(buffer, jax.random.key(0), bad)
 

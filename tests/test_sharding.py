@@ -121,6 +121,9 @@ def test_mesh_checks_in_this_process():
     with pytest.raises(ValueError, match=r"integer in \[1, 1\]"):
         sharding.make_mesh(0)
     assert sharding.make_mesh("all").devices.size == 1
+    twice = jax.sharding.Mesh(np.array(jax.devices()[:1] * 2), ("data",))
+    with pytest.raises(ValueError, match="must hold each device once"):
+        sharding.mesh_axis(twice)
 
 
 def test_sharded_axis_averages_sums_and_folds_a_key_per_device(report):

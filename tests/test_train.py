@@ -680,6 +680,13 @@ def test_train_refuses_a_seed_outside_32_bits(bad):
         train.train(MANY, bad, progress=False)
 
 
+def test_checkpoint_dirs_as_one_string_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # "ab" must not become the folders a/ and b/
+    with pytest.raises(ValueError, match="checkpoint_dirs must be a list"):
+        train.train_seeds(MANY, [0, 1], checkpoint_dirs="ab", progress=False)
+    assert not any(tmp_path.iterdir())
+
+
 def test_train_seeds_saves_one_restorable_checkpoint_per_seed(tmp_path):
     """checkpoint_dirs: each seed's folder restores that run, its state equal
     to the result's, leaf for leaf, with its config, seed and history."""
