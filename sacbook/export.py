@@ -84,11 +84,15 @@ def policy_to_dict(
 
 
 def write_policy(path, actor_params, config, env, info=None) -> Path:
-    """Write :func:`policy_to_dict` to ``path`` as compact JSON; returns it."""
+    """Write :func:`policy_to_dict` to ``path`` as compact, strict JSON;
+    returns it. Physics that JSON cannot hold (an infinite ``max_speed``)
+    is refused in one line."""
     path = Path(path)
-    text = json.dumps(
-        policy_to_dict(actor_params, config, env, info), separators=(",", ":")
-    )
+    data = policy_to_dict(actor_params, config, env, info)
+    for name, value in data["physics"].items():
+        if isinstance(value, float) and not np.isfinite(value):
+            raise ValueError(f"policy: physics {name} must be finite, got {value}")
+    text = json.dumps(data, separators=(",", ":"), allow_nan=False)
     path.write_text(text + "\n")
     return path
 
@@ -96,40 +100,71 @@ def write_policy(path, actor_params, config, env, info=None) -> Path:
 def read_policy(path_or_dict) -> tuple[dict, SACConfig, PendulumParams, dict]:
     """``(actor_params, sac_config, env_params, info)`` from a
     ``sacbook-policy`` file (or its dict). The parameters are float32 NumPy
-    arrays in the actor's tree, ready for ``sac_config.actor().apply``."""
+    arrays in the actor's tree, ready for ``sac_config.actor().apply``.
+    Anything else (a truncated file, a layer of the wrong shape, a weight
+    that is not a finite number) is refused with one line."""
     data = path_or_dict
     if not isinstance(data, dict):
-        data = json.loads(Path(path_or_dict).read_text())
-    if data.get("format") != FORMAT or data.get("version") != VERSION:
+        try:
+            data = json.loads(Path(path_or_dict).read_text())
+        except (OSError, ValueError) as e:
+            raise ValueError(f"policy: cannot read {path_or_dict}: {e}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"policy: expected a JSON object, got {type(data).__name__}")
+    version = data.get("version")
+    if data.get("format") != FORMAT or type(version) is not int or version != VERSION:
         raise ValueError(
             f"policy: expected format {FORMAT!r} version {VERSION}, got "
-            f"{data.get('format')!r} version {data.get('version')!r}"
+            f"{data.get('format')!r} version {version!r}"
         )
     if data.get("activation") not in ACTIVATIONS:
         raise ValueError(
             f"policy: activation must be one of {sorted(ACTIVATIONS)}, "
             f"got {data.get('activation')!r}"
         )
-    layers = data["layers"]
-    kernels = [np.asarray(layer["kernel"], np.float32) for layer in layers]
-    action_dim = int(data.get("action_dim", 1))
-    if (
-        kernels[0].shape[0] != len(OBSERVATION)
-        or kernels[-1].shape[1] != 2 * action_dim
-    ):
-        raise ValueError(
-            f"policy: the first layer must take {len(OBSERVATION)} inputs and the "
-            f"last give {2 * action_dim} outputs, got {kernels[0].shape[0]} and "
-            f"{kernels[-1].shape[1]}"
+    if data.get("observation", OBSERVATION) != OBSERVATION:
+        raise ValueError(f"policy: observation must be {OBSERVATION}")
+    action_dim = data.get("action_dim", 1)
+    if type(action_dim) is not int or action_dim < 1:
+        raise ValueError(f"policy: action_dim must be an integer >= 1: {action_dim!r}")
+    dense = _layers(data.get("layers"), len(OBSERVATION), 2 * action_dim)
+    try:
+        config = SACConfig(
+            action_dim=action_dim,
+            hidden_sizes=tuple(d["bias"].shape[0] for d in dense.values())[:-1],
+            activation=data["activation"],
         )
-    dense = {
-        f"Dense_{i}": {"kernel": k, "bias": np.asarray(layer["bias"], np.float32)}
-        for i, (k, layer) in enumerate(zip(kernels, layers))
-    }
-    config = SACConfig(
-        action_dim=action_dim,
-        hidden_sizes=tuple(k.shape[1] for k in kernels[:-1]),
-        activation=data["activation"],
-    )
-    env = PendulumParams(**data["physics"])
-    return {"params": {"MLP_0": dense}}, config, env, dict(data.get("info", {}))
+        env = PendulumParams(**data["physics"])
+        info = dict(data.get("info", {}))
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"policy: {type(e).__name__}: {e}") from None
+    return {"params": {"MLP_0": dense}}, config, env, info
+
+
+def _layers(layers, inputs: int, outputs: int) -> dict:
+    """The actor's ``Dense_i`` parameters from the file's ``layers``: each a
+    finite ``(n_in, n_out)`` kernel and ``(n_out,)`` bias, chained from
+    ``inputs`` to ``outputs``."""
+    if not isinstance(layers, list) or len(layers) < 2:
+        raise ValueError("policy: layers must list at least two dense layers")
+    dense, width = {}, inputs
+    for i, layer in enumerate(layers):
+        try:  # a number too large for a float32 becomes inf: refused below
+            with np.errstate(over="ignore"):
+                kernel = np.asarray(layer["kernel"], np.float32)
+                bias = np.asarray(layer["bias"], np.float32)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"policy: layer {i} is not numbers ({e})") from None
+        last = i == len(layers) - 1
+        n_out = outputs if last else kernel.shape[1] if kernel.ndim == 2 else 0
+        if kernel.shape != (width, n_out) or bias.shape != (n_out,) or n_out < 1:
+            raise ValueError(
+                f"policy: layer {i} must have a kernel of shape ({width}, "
+                f"{n_out if last else 'n'}) and a bias of its n_out, got "
+                f"{kernel.shape} and {bias.shape}"
+            )
+        if not (np.all(np.isfinite(kernel)) and np.all(np.isfinite(bias))):
+            raise ValueError(f"policy: layer {i} holds a number that is not finite")
+        dense[f"Dense_{i}"] = {"kernel": kernel, "bias": bias}
+        width = n_out
+    return dense

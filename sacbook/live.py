@@ -24,8 +24,7 @@ from pathlib import Path
 
 from IPython.display import HTML
 
-from sacbook import checks
-from sacbook.export import FORMAT
+from sacbook import checks, export
 from sacbook.pendulum import PendulumParams
 
 STATIC = resources.files("sacbook") / "static"
@@ -60,10 +59,7 @@ def load_policy(policy) -> dict:
             f"policy must be one of {policy_names()}, a policy file or a dict, "
             f"got {policy!r}"
         )
-    if data.get("format") != FORMAT:
-        raise ValueError(
-            f"policy: expected format {FORMAT!r}, got {data.get('format')!r}"
-        )
+    export.read_policy(data)  # the whole file checked: one line if it is not a policy
     return data
 
 

@@ -1,6 +1,7 @@
 """The exported policy: a JSON file that reads back to the same actor, bit
 for bit, and acts as the JAX actor does when run without JAX."""
 
+import dataclasses
 import json
 import re
 
@@ -71,10 +72,57 @@ def test_the_format_acts_as_the_jax_actor(actor_params):
         ({"format": "onnx"}, "expected format 'sacbook-policy' version 1"),
         ({"version": 2}, "expected format 'sacbook-policy' version 1"),
         ({"activation": "gelu"}, "activation must be one of"),
-        ({"action_dim": 2}, "the last give 4 outputs"),
+        ({"action_dim": 2}, r"kernel of shape \(\d+, 4\)"),
+        ({"version": True}, "version True"),
+        ({"version": 1.0}, "version 1.0"),
+        ({"action_dim": 1.7}, "action_dim must be an integer"),
+        ({"observation": ["theta", "theta_dot"]}, "observation must be"),
+        ({"layers": []}, "at least two dense layers"),
+        ({"info": [1, 2]}, "policy: "),
+        ({"physics": {"g": 9.8, "moon": 1}}, "policy: TypeError"),
     ],
 )
 def test_other_files_are_refused_with_one_line(actor_params, change, words):
     policy = {**export.policy_to_dict(actor_params, CONFIG, ENV), **change}
     with pytest.raises(ValueError, match=words):
         export.read_policy(policy)
+
+
+@pytest.mark.parametrize(
+    "tamper, words",
+    [
+        (lambda k, b: (k[:-1], b), r"layer 0 must have a kernel of shape \(3, n\)"),
+        (lambda k, b: (k, b[:1]), "layer 0 must have a kernel"),
+        (lambda k, b: ([row[:-1] for row in k], b), "layer 0 must have a kernel"),
+        (lambda k, b: (k, [None] * len(b)), "not finite"),
+        (lambda k, b: ([[1e40] * len(k[0])] + k[1:], b), "not finite"),
+        (lambda k, b: ([k[0], k[1][:2], k[2]], b), "layer 0 is not numbers"),
+        (lambda k, b: ([1.0] * 3, b), "layer 0 must have a kernel"),
+    ],
+)
+def test_tampered_layers_are_refused_with_one_line(actor_params, tamper, words):
+    """A kernel of the wrong shape, a bias of another length, null, an
+    overflowing or ragged kernel: each one line before the actor runs."""
+    policy = export.policy_to_dict(actor_params, CONFIG, ENV)
+    layer = policy["layers"][0]
+    layer["kernel"], layer["bias"] = tamper(layer["kernel"], layer["bias"])
+    with pytest.raises(ValueError, match=words):
+        export.read_policy(policy)
+
+
+def test_files_that_are_not_policies_are_refused_with_one_line(tmp_path, actor_params):
+    path = export.write_policy(tmp_path / "p.json", actor_params, CONFIG, ENV)
+    path.write_text(path.read_text()[:100])  # truncated
+    with pytest.raises(ValueError, match=r"^policy: cannot read .*p\.json"):
+        export.read_policy(path)
+    path.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="expected a JSON object, got list"):
+        export.read_policy(path)
+    from sacbook import live  # what the live views embed is checked as much
+
+    bad = {**export.policy_to_dict(actor_params, CONFIG, ENV), "version": 99}
+    with pytest.raises(ValueError, match="version 99"):
+        live.load_policy(bad)
+    endless = dataclasses.replace(ENV, max_speed=float("inf"))
+    with pytest.raises(ValueError, match="physics max_speed must be finite"):
+        export.write_policy(tmp_path / "q.json", actor_params, CONFIG, endless)
