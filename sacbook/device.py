@@ -24,7 +24,7 @@ import os
 import jax
 import numpy as np
 
-from sacbook import loop, sac
+from sacbook import cost, loop, sac
 from sacbook.config import LoopConfig
 
 # A run may use at most this fraction of the memory available: the estimate
@@ -162,6 +162,7 @@ def estimate_train_bytes(config: LoopConfig, device=None) -> dict:
       must hold: ``state + working``, plus ``host_copy`` where that memory is
       host RAM (the CPU backend).
     """
+    _check_networks_drawable(config.sac)
     state = loop.abstract_state(config)
     replay_buffer = tree_bytes(state.buffer)
     environments = tree_bytes((state.env, state.obs))
@@ -213,6 +214,22 @@ def estimate_train_bytes(config: LoopConfig, device=None) -> dict:
         "host_copy": host_copy,
         "total": state_bytes + working + (host_copy if in_host_ram else 0),
     }
+
+
+def _check_networks_drawable(config) -> None:
+    """One line, before :func:`sacbook.loop.abstract_state` draws the
+    networks on the host at full size, where they could not fit there: the
+    actor and its Adam moments, the critics, their targets and moments."""
+    actor = cost.param_count(cost.actor_layers(config))
+    critics = config.num_critics * cost.param_count(cost.critic_layers(config))
+    need = 4 * (3 * actor + 4 * critics)  # float32
+    available, source = host_available_bytes()
+    if available is not None and need > SAFETY_FRACTION * available:
+        raise ValueError(
+            f"SACConfig.hidden_sizes {config.hidden_sizes} with num_critics "
+            f"{config.num_critics}: the networks alone need {format_bytes(need)}, "
+            f"but the host has {format_bytes(available)} available ({source})"
+        )
 
 
 def format_bytes(n: float) -> str:

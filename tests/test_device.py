@@ -260,6 +260,16 @@ def test_check_fits_counts_the_evaluation():
     assert "the evaluation's working memory" in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "sac_config", [SACConfig(hidden_sizes=(2**40,)), SACConfig(num_critics=10**9)]
+)
+def test_networks_too_large_to_draw_are_one_line(sac_config):
+    """The estimate draws the networks on the host: networks that could
+    never fit there are refused first, not a NumPy MemoryError deep inside."""
+    with pytest.raises(ValueError, match=r"^SACConfig.hidden_sizes .* networks alone"):
+        device.check_fits(TrainConfig(sac=sac_config))
+
+
 def test_train_checks_memory_before_allocating(monkeypatch):
     """train.train and train.train_seeds raise before building anything (for
     all their runs); the escape hatch check_memory=False skips the check, and
