@@ -207,7 +207,8 @@ def _checked(name, array, ndims, confidence, n_resamples) -> np.ndarray:
     if np.isnan(array).any():
         raise ValueError(
             f"{name} contains NaN ({np.isnan(array).sum()} of {array.size} values): "
-            "every run needs a value everywhere (see from_histories)"
+            "every run needs a value everywhere; a run that diverged has NaN "
+            "returns (TrainResult.diverged): leave it out, or give it a score"
         )
     if not 0 < confidence < 1:  # also rejects NaN
         raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
