@@ -168,6 +168,9 @@ def train_runs(
     Returns one :class:`TrainResult` per run, in the order given.
     """
     configs = list(configs)
+    if not all(isinstance(c, TrainConfig) for c in configs):
+        kinds = sorted({type(c).__name__ for c in configs})
+        raise ValueError(f"configs must be TrainConfigs, got {', '.join(kinds)}")
     seeds = [checks.seed("seeds", seed) for seed in seeds]
     if not seeds:
         raise ValueError("seeds must name at least one seed")
@@ -272,9 +275,13 @@ def sweep(
     Returns ``results[m][s]``: setting ``m``, ``seeds[s]``, each with its
     own ``config``.
     """
+    settings = [] if isinstance(settings, dict) else list(settings)
+    if not settings or not all(isinstance(s, dict) for s in settings):
+        raise ValueError(
+            "settings must be a non-empty list of dicts, one per setting, e.g. "
+            "[{'tau': 0.1}]"
+        )
     settings, seeds = [dict(s) for s in settings], list(seeds)
-    if not settings:
-        raise ValueError("settings must hold at least one setting (a dict)")
     configs = []
     for setting in settings:
         fixed = sorted(set(setting) - set(sac.SWEEPABLE))

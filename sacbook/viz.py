@@ -71,17 +71,24 @@ def animate_pendulums(
     thetas = np.asarray(thetas, dtype=float)
     if thetas.ndim == 1:
         thetas = thetas[:, None]
-    if thetas.ndim != 2 or thetas.shape[0] < 1:
+    if thetas.ndim != 2 or min(thetas.shape) < 1:
         raise ValueError(
-            f"thetas must have shape (T, N) with T >= 1, got {thetas.shape}"
+            f"thetas must have shape (T, N) with T, N >= 1, got {thetas.shape}"
         )
     every = checks.integer("every", every, 1)
+    positive = checks.Range(low=0, low_open=True)
+    dt = checks.real("dt", dt, positive)
+    panel_size = checks.real("panel_size", panel_size, positive)
+    dpi = checks.integer("dpi", dpi, 10, 600)
+    if interval_ms is not None:
+        interval_ms = checks.real("interval_ms", interval_ms, positive)
     if torques is not None:
         torques = np.asarray(torques, dtype=float)
         if torques.ndim == 1:
             torques = torques[:, None]
         if (
-            torques.shape[1] != thetas.shape[1]
+            torques.ndim != 2
+            or torques.shape[1] != thetas.shape[1]
             or torques.shape[0] < thetas.shape[0] - 1
         ):
             raise ValueError(
@@ -189,6 +196,7 @@ def save_gif(anim: animation.FuncAnimation, path, fps: int | None = None) -> Non
     """Write the animation as a GIF with Pillow (no ffmpeg needed)."""
     if fps is None:
         fps = max(1, round(1000 / anim._interval))
+    fps = checks.integer("fps", fps, 1, 100)
     anim.save(str(path), writer=animation.PillowWriter(fps=fps))
 
 

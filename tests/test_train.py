@@ -680,6 +680,15 @@ def test_train_refuses_a_seed_outside_32_bits(bad):
         train.train(MANY, bad, progress=False)
 
 
+def test_sweep_and_train_runs_refuse_what_they_cannot_read():
+    with pytest.raises(ValueError, match="settings must be a non-empty list of dicts"):
+        train.sweep(MANY, {"tau": 0.1}, [0], progress=False)
+    with pytest.raises(
+        ValueError, match="configs must be TrainConfigs, got LoopConfig"
+    ):
+        train.train_runs([MANY.loop], [0], progress=False)
+
+
 def test_checkpoint_dirs_as_one_string_is_refused(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # "ab" must not become the folders a/ and b/
     with pytest.raises(ValueError, match="checkpoint_dirs must be a list"):
@@ -770,5 +779,5 @@ def test_sweep_refuses_what_would_recompile():
         train.sweep(MANY, [dict(batch_size=64)], [0], progress=False)
     with pytest.raises(ValueError, match="SACConfig.tau must be in"):
         train.sweep(MANY, [dict(tau=2.0)], [0], progress=False)
-    with pytest.raises(ValueError, match="at least one setting"):
+    with pytest.raises(ValueError, match="a non-empty list of dicts"):
         train.sweep(MANY, [], [0], progress=False)

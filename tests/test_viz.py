@@ -66,13 +66,37 @@ def test_animate_pendulums_accepts_1d_torques_and_titles():
         dict(thetas=np.zeros((3, 2)), every=1.5),
         dict(thetas=np.zeros((3, 2)), torques=np.zeros((3, 3))),
         dict(thetas=np.zeros((5, 2)), torques=np.zeros((2, 2))),
+        dict(thetas=np.zeros((5, 0))),
+        dict(thetas=np.zeros((5, 2)), torques=np.zeros((5, 2, 2))),
+        dict(thetas=np.zeros((5, 2)), dt=0.0),
+        dict(thetas=np.zeros((5, 2)), dt=math.nan),
+        dict(thetas=np.zeros((5, 2)), interval_ms=0),
+        dict(thetas=np.zeros((5, 2)), panel_size=0),
     ],
-    ids=["ndim3", "T0", "every0", "every-1", "every-float", "torques-N", "torques-T"],
+    ids=[
+        *("ndim3", "T0", "every0", "every-1", "every-float", "torques-N"),
+        *("torques-T", "N0", "torques-3d", "dt0", "dt-nan", "interval0", "panel0"),
+    ],
 )
 def test_animate_pendulums_bad_input(kwargs):
-    """Bad shapes and a bad `every` raise ValueError."""
+    """Bad shapes, a bad `every`, a time step or size that is not > 0: one
+    ValueError each, naming what is wrong (not ZeroDivisionError in
+    matplotlib)."""
     with pytest.raises(ValueError):
-        viz.animate_pendulums(**kwargs, **TINY)
+        viz.animate_pendulums(**{**TINY, **kwargs})
+
+
+@pytest.mark.parametrize("dpi", [0, 10**6, 60.5])
+def test_animate_pendulums_refuses_a_dpi_out_of_range(dpi):
+    with pytest.raises(ValueError, match=r"dpi must be an integer in \[10, 600\]"):
+        viz.animate_pendulums(np.zeros((5, 2)), dpi=dpi)
+
+
+def test_save_gif_refuses_a_frame_rate_out_of_range(tmp_path):
+    anim = viz.animate_pendulums(_thetas(3, 1), **TINY)
+    for fps in (0, -3, 1000):
+        with pytest.raises(ValueError, match=r"fps must be an integer in \[1, 100\]"):
+            viz.save_gif(anim, tmp_path / "a.gif", fps=fps)
 
 
 def test_to_html_is_a_jshtml_player():
