@@ -714,7 +714,7 @@ def test_sigint_and_sigterm_both_ask_training_to_stop():
     import signal
 
     before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    with cli.train._StopOnSignal() as stop:
+    with cli.interrupts.StopOnSignal() as stop:
         handler = signal.getsignal(signal.SIGTERM)
         assert signal.getsignal(signal.SIGINT) == handler != before[signal.SIGTERM]
         assert not stop()
@@ -723,6 +723,87 @@ def test_sigint_and_sigterm_both_ask_training_to_stop():
         with pytest.raises(KeyboardInterrupt):
             handler(signal.SIGINT, None)
     assert {s: signal.getsignal(s) for s in before} == before
+
+
+def test_a_ctrl_c_while_held_is_noted_then_raised_where_it_is_safe():
+    """interrupts.hold() turns Ctrl-C into a note (a KeyboardInterrupt raised
+    in a garbage-collection callback is printed and dropped); release() gives
+    the old handler back and raises a noted one there, or leaves it for
+    take(), which StopOnSignal does: a noted Ctrl-C is its first request."""
+    import signal
+
+    from sacbook.cli import interrupts
+
+    before = signal.getsignal(signal.SIGINT)
+    interrupts.hold()
+    os.kill(os.getpid(), signal.SIGINT)  # a real signal: noted, nothing raised
+    with pytest.raises(KeyboardInterrupt):
+        interrupts.release()
+    assert signal.getsignal(signal.SIGINT) is before and not interrupts.take()
+
+    interrupts.hold()
+    os.kill(os.getpid(), signal.SIGINT)
+    interrupts.release(raise_held=False)
+    assert signal.getsignal(signal.SIGINT) is before
+    with interrupts.StopOnSignal() as stop:
+        assert stop() and stop.signum == signal.SIGINT
+    assert not interrupts.take()
+    interrupts.release()  # nothing held, nothing noted: nothing happens
+
+
+@pytest.mark.parametrize("release", [True, False])
+def test_a_ctrl_c_before_a_command_is_ready_ends_it_with_one_line(
+    monkeypatch, capsys, release
+):
+    """A Ctrl-C while a command starts (it imports its libraries) is held, not
+    lost: raised when the command releases it, or noticed by main() when the
+    command returns without releasing. One line, exit 130, the handler that
+    was there before restored."""
+    import signal
+
+    from sacbook.cli import interrupts
+
+    def starting(args):
+        os.kill(os.getpid(), signal.SIGINT)
+        if release:
+            interrupts.release()
+            raise AssertionError("release() should have raised the held Ctrl-C")
+        return 0
+
+    monkeypatch.setattr(cli.render, "run", starting)
+    before = signal.getsignal(signal.SIGINT)
+    assert cli.main(["render"]) == 130
+    assert capsys.readouterr().err == "sacbook render: interrupted\n"
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+@pytest.mark.slow
+def test_a_ctrl_c_before_training_takes_it_over_stops_the_run_there(
+    tmp_path, monkeypatch, capsys
+):
+    """A real SIGINT after the imports, while `sacbook train` checks the run
+    (before its stop handler is installed: a KeyboardInterrupt there was once
+    swallowed by JAX's gc callback and the run trained to the end): the run
+    stops before training with the line that says how to resume, and
+    --resume trains it all."""
+    import signal
+
+    check_run = options.check_run
+
+    def check_then_ctrl_c(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        return check_run(*args, **kwargs)
+
+    monkeypatch.setattr(options, "check_run", check_then_ctrl_c)
+    out = tmp_path / "run"
+    argv = ["train", "--out", str(out), "--total-env-steps", str(64 * 20), *SMALL]
+    assert cli.main(argv) == 128 + signal.SIGINT
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "before training began" in err, err
+    assert not (out / "metrics.jsonl").exists() or not _records(out)
+    monkeypatch.undo()
+    assert cli.main(["train", "--resume", "--out", str(out), *SMALL]) == 0
+    assert _records(out)[-1]["env_steps"] == 64 * 20
 
 
 @pytest.mark.slow

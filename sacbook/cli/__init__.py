@@ -10,40 +10,26 @@
 
 Bad options end with a one-line error and exit status 2, never a traceback.
 Each command module has ``register(subparsers)``, which adds its parser with
-``func=run``, and ``run(args) -> int``, the exit status.
+``func=run``, and ``run(args) -> int``, the exit status. ``run`` starts with
+Ctrl-C held and releases it once its imports are done
+(:mod:`sacbook.cli.interrupts`).
 """
 
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 
-# Importing the commands imports JAX and its libraries (about a second). A
-# Ctrl-C then would raise KeyboardInterrupt wherever Python happens to be,
-# often in JAX's garbage-collection callback, which ignores it: the run went
-# on, with a traceback on stderr. It is held here while the commands are
-# imported, and main() ends with one line.
-_interrupted: list[int] = []
+from sacbook.cli import interrupts
 
-
-def _hold(signum, frame) -> None:
-    _interrupted.append(signum)
-
-
-_holding = (
-    threading.current_thread() is threading.main_thread()
-    and signal.getsignal(signal.SIGINT) is signal.default_int_handler
-)
-if _holding:
-    signal.signal(signal.SIGINT, _hold)
+# Importing the commands imports JAX and its libraries (about a second): a
+# Ctrl-C meanwhile is noted, and main() ends with one line (see interrupts).
+interrupts.hold()
 try:
     from sacbook.cli import bench, render, train
     from sacbook.cli.args import CliError, TrainingFailed
 finally:
-    if _holding:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+    interrupts.release(raise_held=False)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,14 +47,24 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     """Run ``sacbook`` with ``argv`` (default: the process's arguments);
     returns the exit status."""
-    args = build_parser().parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)  # for a child process
-    if _interrupted:  # a Ctrl-C while the commands were imported
-        _interrupted.clear()
-        print(f"sacbook {args.command}: interrupted", file=sys.stderr)
-        return 130
+    interrupts.hold()  # until the command is ready for a Ctrl-C
     try:
-        return args.func(args)
+        args = build_parser().parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)  # for a child
+        return _run(args)
+    finally:
+        interrupts.release(raise_held=False)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The command, its failures as one line and an exit status."""
+    try:
+        if interrupts.take():  # a Ctrl-C while starting
+            raise KeyboardInterrupt
+        code = args.func(args)  # it releases Ctrl-C once it is ready for it
+        if interrupts.take():  # a Ctrl-C noted after its work
+            raise KeyboardInterrupt
+        return code
     except (CliError, ValueError, OSError) as e:
         print(f"sacbook {args.command}: error: {e}", file=sys.stderr)
         return 2

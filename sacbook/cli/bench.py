@@ -15,8 +15,8 @@ from functools import partial
 import jax
 
 from sacbook import bench
-from sacbook.cli import args as cli_args
-from sacbook.cli.args import add_command, positive_int, seconds, writable_file
+from sacbook.cli import interrupts
+from sacbook.cli.args import CliError, add_command, positive_int, seconds, writable_file
 
 
 def _recipe(text: str) -> str:
@@ -130,15 +130,15 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Measure simulation and training throughput and time-to-solve."""
-    # Cold starts run in fresh processes while this one holds the device; JAX
-    # takes 75% of a GPU's memory at first use, leaving a child too little:
-    # allocate as needed (the GPU suite's recorded figures were measured so).
+    interrupts.release()  # imported at the top: a Ctrl-C now ends the command
+    # JAX takes 75% of a GPU's memory at first use, leaving the cold starts'
+    # fresh processes too little: allocate as needed (the GPU suite did too).
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     save = None if args.save is None else writable_file(args.save, ".json", "--save")
     try:  # every size fits: checked before anything is measured
         bench.check_sizes(args.sizes, None if args.skip_training else args.train_sizes)
     except ValueError as e:
-        raise cli_args.CliError(str(e)) from None
+        raise CliError(str(e)) from None
     report = {"device": bench.device_info()}
     log = (lambda *a: None) if args.json else print
     log(
@@ -148,13 +148,13 @@ def run(args: argparse.Namespace) -> int:
     if args.compare:
         report["compare"] = {}
     # Cold starts first, each in a fresh process, before this process does any
-    # heavy JAX work: measured on a 2-core CPU, a parent that has already run
-    # the throughput benchmarks slows its children's cold start by about 0.1 s.
+    # heavy JAX work: on a 2-core CPU, a parent that has already run the
+    # throughput benchmarks slows its children's cold start by about 0.1 s.
     if not args.skip_training:
         _time_to_solve(args, report, log)
     if args.compile_stages:
         _compile_stages(args, report, log)
-    sizes = tuple(args.sizes) if args.sizes else bench.SIM_SIZES
+    sizes = tuple(args.sizes or bench.SIM_SIZES)
     report["simulation"] = bench.simulation_throughput(
         sizes, min_seconds=args.min_window
     )

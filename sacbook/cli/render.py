@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from sacbook import pendulum
+from sacbook.cli import interrupts
 from sacbook.cli.args import (
     CliError,
     add_command,
@@ -61,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
 
     from sacbook import viz
 
+    interrupts.release()  # imports done: a Ctrl-C now ends the command
     params = pendulum.PendulumParams.preset(args.preset)
     if abs(args.torque) > params.max_torque:
         raise CliError(

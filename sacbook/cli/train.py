@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import signal
 import sys
 import warnings
 from pathlib import Path
@@ -27,6 +26,7 @@ from sacbook.cli.args import (
     seed_list,
     seeds_text,
 )
+from sacbook.cli.interrupts import StopOnSignal
 
 # The options of ``sacbook train`` that do not shape the run (those that do are
 # in options.OPTIONS).
@@ -77,41 +77,6 @@ def register(subparsers) -> None:
     add_flags(p, FLAGS)
     add_flags(p, launch.FLAGS)
     p.set_defaults(func=run)
-
-
-class _StopOnSignal:
-    """Ctrl-C or SIGTERM asks training to stop at the end of the current chunk
-    (a checkpoint is saved there); a second one aborts at once."""
-
-    def __init__(self):
-        self.signum = None
-
-    def __enter__(self):
-        self._old = {
-            s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)
-        }
-        return self
-
-    def _handle(self, signum, frame):
-        if self.signum is not None:
-            raise KeyboardInterrupt
-        self.signum = signum
-
-    def __exit__(self, *exc):
-        for s, handler in self._old.items():
-            signal.signal(s, handler)
-
-    def __call__(self) -> bool:
-        return self.signum is not None
-
-    def stopped(self, message: str) -> TrainingFailed:
-        """The error that ends a run this signal stopped: exit 128 + signum
-        (in a job over many processes, a process that got no signal stops
-        with the one that did: exit 1)."""
-        if self.signum is None:
-            return TrainingFailed(f"stopped by a signal to another process{message}")
-        name = signal.Signals(self.signum).name
-        return TrainingFailed(f"stopped by {name}{message}", 128 + self.signum)
 
 
 def _mesh(args: argparse.Namespace):
@@ -180,7 +145,7 @@ def _run(args: argparse.Namespace) -> int:
     if not args.resume:  # first: a run that cannot fit ends at once, touching nothing
         config = options.train_config(args)
         options.check_run(config, mesh)
-    with _StopOnSignal() as stop, run_folder.prepared(args) as out:
+    with StopOnSignal() as stop, run_folder.prepared(args) as out:
         return _run_one(args, out, mesh, None if args.resume else config, stop)
 
 
@@ -344,7 +309,7 @@ def _run_seeds(args: argparse.Namespace) -> int:
     devices = options.check_run(config, mesh, runs=len(seeds), over=args.spread)
     from sacbook import distributed
 
-    with _StopOnSignal() as stop, run_folder.prepared(args) as out:
+    with StopOnSignal() as stop, run_folder.prepared(args) as out:
         distributed.on_primary(
             lambda: run_folder.check_checkpoint_space(out, config, runs=len(seeds)),
             "space",
