@@ -146,3 +146,21 @@ def _running(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):
         return False
     return state not in ("Z", "X")  # a zombie has ended
+
+
+def test_a_ctrl_c_while_the_command_started_starts_no_child(tmp_path):
+    """A Ctrl-C held while ``sacbook train --distributed`` started (before the
+    parent ignores it for its child's sake) is raised before a child starts:
+    no training runs that the command would then report as interrupted."""
+    from sacbook.cli import interrupts, supervise
+
+    marker = tmp_path / "child ran"
+    interrupts.hold()
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        program = [sys.executable, "-c", f"open({str(marker)!r}, 'w')"]
+        with pytest.raises(KeyboardInterrupt):
+            supervise.run_child([], 0, 2, program=program)
+    finally:
+        interrupts.release(raise_held=False)
+    assert not marker.exists() and not interrupts.take()

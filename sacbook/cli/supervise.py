@@ -33,6 +33,8 @@ import sys
 import threading
 import time
 
+from sacbook.cli import interrupts
+
 CHILD = "SACBOOK_JOB_CHILD"  # set in the child's environment
 HOLD_SECONDS = 1.0  # how long JAX's log lines wait for the abort they may announce
 # absl's log line: severity, date, time, thread, file:line]
@@ -54,6 +56,8 @@ def run_child(argv: list[str], process_id, num_processes, program=None) -> int:
     known here, when JAX detects the cluster). ``program``: the command
     instead of ``python -m sacbook.cli`` (for tests)."""
     program = program or [sys.executable, "-m", "sacbook.cli"]
+    if interrupts.take():  # a Ctrl-C while this command started: start no child
+        raise KeyboardInterrupt
     child = subprocess.Popen(
         [*program, *argv],
         env={**os.environ, CHILD: "1"},
