@@ -176,6 +176,7 @@ def _check_shapes(theta, theta_dot, torque) -> None:
 def explicit_euler_step(theta, theta_dot, torque, params: PendulumParams):
     """Explicit (forward) Euler, for comparison only: the angle moves with the
     *old* velocity. Its energy grows every swing; see Chapter 1."""
+    _check_shapes(theta, theta_dot, torque)
     torque = jnp.clip(torque, -params.max_torque, params.max_torque)
     new_theta_dot = theta_dot + params.dt * angular_acceleration(theta, torque, params)
     new_theta_dot = jnp.clip(new_theta_dot, -params.max_speed, params.max_speed)
@@ -201,6 +202,7 @@ def reward(theta, theta_dot, torque, params: PendulumParams):
     """The quadratic cost ``-(theta^2 + 0.1 theta_dot^2 + 0.001 torque^2)``,
     on the wrapped angle and the clipped torque. Ranges from 0 (upright, at
     rest, no effort) to about -16.3 (hanging, at full speed and torque)."""
+    _check_shapes(theta, theta_dot, torque)
     theta = wrap_angle(theta)
     torque = jnp.clip(torque, -params.max_torque, params.max_torque)
     return -(theta**2 + 0.1 * theta_dot**2 + 0.001 * torque**2)

@@ -835,3 +835,13 @@ def test_a_torque_of_another_shape_is_refused():
         pendulum.step(jnp.zeros(4), jnp.zeros(3), jnp.zeros(4), params)
     theta, _ = pendulum.step(state.theta, state.theta_dot, 0.5, params)
     assert theta.shape == (4,)
+    # the reward and Chapter 1's explicit Euler step refuse it alike
+    for fn in (pendulum.reward, pendulum.explicit_euler_step):
+        with pytest.raises(ValueError, match=r"must have one shape .* \(4, 1\)"):
+            fn(state.theta, state.theta_dot, jnp.zeros((4, 1)), params)
+    assert pendulum.reward(state.theta, state.theta_dot, 0.5, params).shape == (4,)
+    euler = pendulum.explicit_euler_step(state.theta, state.theta_dot, 0.5, params)
+    assert euler[0].shape == (4,)
+    # a grid of states in one call (Chapter 1's reward map) still broadcasts
+    grid = np.meshgrid(np.linspace(-3, 3, 5), np.linspace(-8, 8, 3))
+    assert pendulum.reward(*grid, 0.0, params).shape == (3, 5)

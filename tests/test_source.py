@@ -2,6 +2,10 @@
 for sweeps and devices (what Chapter 3 displays)."""
 
 import ast
+import importlib
+import json
+import re
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -69,3 +73,36 @@ def test_trimmed_update_computes_what_the_package_does():
 def test_show_source_returns_displayable_code():
     code = sacbook.show_source(sac.update, hide=HIDE)
     assert "def update(" in code.data and "hyper" not in code.data
+
+
+BOOK = Path(__file__).resolve().parents[1] / "book"
+# a call as the chapters write it: sacbook.show_source(module.name[, hide=(...)])
+SHOW_CALL = re.compile(r"sacbook\.show_source\((\w+)\.(\w+)(?:, hide=(\([^)]*\)))?\)")
+
+
+def _shown_sources():
+    """(notebook, call, text shown) for each show_source output committed."""
+    for path in sorted(BOOK.glob("*.ipynb")):
+        for cell in json.loads(path.read_text())["cells"]:
+            calls = SHOW_CALL.findall("".join(cell["source"]))
+            if cell["cell_type"] != "code" or not calls:
+                continue
+            shown = [o["data"]["text/plain"] for o in cell["outputs"] if "data" in o]
+            assert len(shown) == len(calls), (path.name, calls)
+            for call, text in zip(calls, shown):
+                yield path.name, call, "".join(text)
+
+
+def test_the_chapters_show_the_source_as_it_is_now():
+    """Every listing of the package's source in the committed chapters is the
+    source today: a change to a function the book shows means its chapter
+    is executed again (scripts/run_notebook.py), or the page shows old code."""
+    listings = list(_shown_sources())
+    assert len(listings) >= 20, listings  # the scan finds the chapters' listings
+    stale = []
+    for notebook, (module, name, hide), text in listings:
+        obj = getattr(importlib.import_module(f"sacbook.{module}"), name)
+        hidden = ast.literal_eval(hide) if hide else ()
+        if source_text(obj, hidden).rstrip("\n") != text.rstrip("\n"):
+            stale.append(f"{notebook}: {module}.{name}")
+    assert not stale, f"listings older than the source: {stale}"
