@@ -751,6 +751,34 @@ def test_a_ctrl_c_while_held_is_noted_then_raised_where_it_is_safe():
     interrupts.release()  # nothing held, nothing noted: nothing happens
 
 
+@pytest.mark.parametrize("argv0, after", [("-m", "noted"), ("-c", "raised")])
+def test_a_ctrl_c_while_the_commands_are_imported(argv0, after):
+    """A Ctrl-C while ``sacbook.cli`` imports the commands: kept for main()'s
+    one line when Python runs the command line (``-m`` is argv[0] while the
+    package of ``python -m sacbook.cli`` is imported); raised at the end of
+    the import when other code imports it (a notebook's interrupt works)."""
+    code = f"""
+import os, signal, sys
+sys.argv[0] = {argv0!r}
+class CtrlCWhileImporting:  # a real SIGINT as the first command is imported
+    def find_spec(self, name, path=None, target=None):
+        if name == "sacbook.cli.bench":
+            os.kill(os.getpid(), signal.SIGINT)
+sys.meta_path.insert(0, CtrlCWhileImporting())
+try:
+    import sacbook.cli
+except KeyboardInterrupt:
+    print("raised")
+else:
+    print("noted" if sacbook.cli.interrupts.take() else "lost")
+"""
+    env = dict(os.environ, PYTHONPATH=str(Path(cli.__file__).parents[2]))
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True
+    )
+    assert done.stdout.strip() == after, done.stderr
+
+
 @pytest.mark.parametrize("release", [True, False])
 def test_a_ctrl_c_before_a_command_is_ready_ends_it_with_one_line(
     monkeypatch, capsys, release

@@ -19,17 +19,20 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from sacbook.cli import interrupts
 
 # Importing the commands imports JAX and its libraries (about a second): a
 # Ctrl-C meanwhile is noted, and main() ends with one line (see interrupts).
+# Imported by other code (a notebook), the Ctrl-C is raised at the end instead.
+_COMMAND_LINE = sys.argv[:1] == ["-m"] or Path(sys.argv[0]).stem == "sacbook"
 interrupts.hold()
 try:
     from sacbook.cli import bench, render, train
     from sacbook.cli.args import CliError, TrainingFailed
 finally:
-    interrupts.release(raise_held=False)
+    interrupts.release(raise_held=not _COMMAND_LINE)
 
 
 def build_parser() -> argparse.ArgumentParser:
