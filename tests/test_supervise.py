@@ -47,15 +47,33 @@ def finish(proc: subprocess.Popen) -> tuple[int, str]:
     return proc.returncode, err
 
 
-# new JAX, old JAX, and an end slower than HOLD_SECONDS after the fatal line
-@pytest.mark.parametrize(
-    "how", ["os.abort()", "os._exit(1)", "import time; time.sleep(1.6); os.abort()"]
+# the same in TSL's format, as jax 0.7.0 and 0.7.1 write it
+FATAL_TSL = (
+    "2026-12-05 01:44:25.160144: W external/xla/xla/tsl/distributed_runtime/"
+    "preemption/preemption_sync_manager.cc:149] Failed to retrieve preemption "
+    "notice from coordination service: UNAVAILABLE: Socket closed\n"
+    "2026-12-05 01:44:25.160288: F external/xla/xla/pjrt/distributed/client.h:75] "
+    "Terminating process because the JAX distributed service detected fatal "
+    "errors.\n"
 )
-def test_jax_abort_after_the_coordinator_is_gone_becomes_one_line(how):
+
+
+# new JAX, old JAX, and an end slower than HOLD_SECONDS after the fatal line;
+# jax 0.7.0's log format
+@pytest.mark.parametrize(
+    "how, log",
+    [
+        ("os.abort()", FATAL),
+        ("os._exit(1)", FATAL),
+        ("import time; time.sleep(1.6); os.abort()", FATAL),
+        ("os.abort()", FATAL_TSL),
+    ],
+)
+def test_jax_abort_after_the_coordinator_is_gone_becomes_one_line(how, log):
     child = (
         "import os, sys\n"
         "sys.stderr.write('training on 4 cpu devices\\n')\n"
-        f"sys.stderr.write({FATAL!r}); sys.stderr.flush()\n"
+        f"sys.stderr.write({log!r}); sys.stderr.flush()\n"
         f"{how}\n"
     )
     code, err = finish(parent(child))

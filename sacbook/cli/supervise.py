@@ -37,8 +37,13 @@ from sacbook.cli import interrupts
 
 CHILD = "SACBOOK_JOB_CHILD"  # set in the child's environment
 HOLD_SECONDS = 1.0  # how long JAX's log lines wait for the abort they may announce
-# absl's log line: severity, date, time, thread, file:line]
-_JAX_LOG = re.compile(rb"[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ [\w.\-]+:\d+\]")
+# a line of JAX's C++ log: absl's format (``E1204 17:42:28.407640 18788
+# file.cc:289]``: severity, date, time, thread, file:line), or TSL's in jax
+# 0.7.0 and 0.7.1 (``2026-12-04 17:42:28.407640: E external/xla/.../file.cc:289]``)
+_JAX_LOG = re.compile(
+    rb"[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ [\w.\-]+:\d+\]"
+    rb"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWEF] [\w./\-]+:\d+\]"
+)
 # the fatal line of JAX's client, since jax 0.4 (it exits with status 1 through
 # LOG(QFATAL), or aborts through LOG(FATAL) in newer versions)
 _COORDINATION_ENDED = b"Terminating process because the JAX distributed service"
@@ -149,7 +154,7 @@ class _Relay(threading.Thread):
         *lines, rest = data.split(b"\n")
         for line in lines:
             self._hold_or_write(line + b"\n")
-        if self.since is None and rest[:1] not in (b"I", b"W", b"E", b"F"):
+        if self.since is None and not rest.startswith((b"I", b"W", b"E", b"F", b"20")):
             self._write(rest)  # a progress bar's partial line, say
             return b""
         return rest
