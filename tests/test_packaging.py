@@ -21,16 +21,21 @@ ROOT = Path(__file__).resolve().parents[1]
 COLAB_PYTHON = "3.12"
 
 
-def _colab_pins() -> dict[str, Version]:
+def _pins(file: str = "colab-constraints.txt") -> dict[str, Version]:
+    """The exact pins of a constraints file in .ci/."""
     pins = {}
-    for line in (ROOT / ".ci" / "colab-constraints.txt").read_text().splitlines():
+    for line in (ROOT / ".ci" / file).read_text().splitlines():
         line = line.split("#")[0].strip()
         if not line:
             continue
         name, sep, version = line.partition("==")
-        assert sep, f"not an exact pin in colab-constraints.txt: {line!r}"
+        assert sep, f"not an exact pin in {file}: {line!r}"
         pins[canonicalize_name(name)] = Version(version.strip())
     return pins
+
+
+def _colab_pins() -> dict[str, Version]:
+    return _pins()
 
 
 def _project() -> dict:
@@ -95,6 +100,20 @@ def test_the_check_covers_the_stack_colab_preinstalls():
         assert ("dependencies", name) in checked, name
     for name in ("ipykernel", "pytest", "gymnasium"):
         assert ("[test]", name) in checked, name
+
+
+def test_the_floors_pass_installs_the_declared_floors():
+    """.ci/floor-constraints.txt (CI's floors pass) pins every dependency at
+    the floor pyproject.toml declares, and nothing else: the oldest stack a
+    user may have is the one the tests run on."""
+    pins = _pins("floor-constraints.txt")
+    floors = {}
+    for req in map(Requirement, _project()["dependencies"]):
+        lowest = [Version(s.version) for s in req.specifier if s.operator == ">="]
+        if lowest:
+            floors[canonicalize_name(req.name)] = max(lowest)
+    floors["jaxlib"] = floors["jax"]  # jax's own floor for jaxlib is its version
+    assert pins == floors
 
 
 def test_requires_python_admits_colabs_python():

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The floors: install sacbook[test] with every dependency at the oldest version
+# pyproject.toml admits (.ci/floor-constraints.txt) into a fresh venv, then run
+# the unit tests there. Fails on any error. Called by .ci/run; runs on its own
+# too, from any shell.
+#
+#   bash .ci/floors_stack.sh                              # all, in a temporary folder
+#   FLOORS_STACK_DIR=DIR bash .ci/floors_stack.sh prepare  # the venv only
+#   FLOORS_STACK_DIR=DIR bash .ci/floors_stack.sh test     # the tests, in DIR's venv
+set -euo pipefail
+cd "$(dirname "$0")/.."
+start=$(date +%s)
+
+# Leave any active venv (the main CI venv) behind: this one sees only its own.
+if [ -n "${VIRTUAL_ENV:-}" ]; then
+  PATH=$(printf '%s' "$PATH" | tr ':' '\n' | grep -vxF "$VIRTUAL_ENV/bin" | paste -sd: -)
+  unset VIRTUAL_ENV
+fi
+unset PYTHONPATH PYTHONHOME
+
+mode=${1:-all}
+case "$mode" in
+  all | prepare | test) ;;
+  *) echo "usage: floors_stack.sh [all|prepare|test]" >&2; exit 2 ;;
+esac
+if [ -n "${FLOORS_STACK_DIR:-}" ]; then
+  tmp=$FLOORS_STACK_DIR
+  mkdir -p "$tmp"
+else
+  [ "$mode" = all ] || { echo "floors: $mode needs FLOORS_STACK_DIR" >&2; exit 2; }
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+fi
+
+if [ "$mode" != test ]; then
+  python3 -m venv "$tmp/venv"
+  # shellcheck disable=SC1091
+  . "$tmp/venv/bin/activate"
+  python -m pip install --quiet --upgrade pip
+  python -m pip install --quiet -c .ci/floor-constraints.txt -e ".[test]"
+  python -m pip list 2>/dev/null | grep -iE '^(jax|jaxlib|flax|optax|orbax-checkpoint|numpy) '
+  echo "floors: prepared in $(( $(date +%s) - start )) s"
+  [ "$mode" = prepare ] && exit 0
+fi
+# shellcheck disable=SC1091
+. "$tmp/venv/bin/activate"
+# The unit tests, less the long end-to-end runs (marked slow) and the command
+# line's and runner's tests (host-side orchestration over the programs the other
+# tests check here), as on Colab's stack: about three minutes on 2 cores.
+rc=0
+python -m pytest -m "not slow" --ignore=tests/test_cli.py --ignore=tests/test_train.py \
+  tests || rc=$?
+if [ "$rc" != 0 ]; then
+  echo "floors: FAILED (pytest exit status $rc) after $(( $(date +%s) - start )) s"
+  exit "$rc"
+fi
+echo "floors: passed in $(( $(date +%s) - start )) s"
