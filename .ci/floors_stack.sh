@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
-# The floors: install sacbook[test] with every dependency at the oldest version
-# pyproject.toml admits (.ci/floor-constraints.txt) into a fresh venv, then run
-# the unit tests there. Fails on any error. Called by .ci/run; runs on its own
-# too, from any shell.
+# The floors: install sacbook[test] with each direct dependency at the oldest
+# version pyproject.toml admits (.ci/floor-constraints.txt) into a fresh venv,
+# then run the unit tests there. Fails on any error. Called by .ci/run; runs
+# on its own too, from any shell.
 #
-#   bash .ci/floors_stack.sh                              # all, in a temporary folder
-#   FLOORS_STACK_DIR=DIR bash .ci/floors_stack.sh prepare  # the venv only
-#   FLOORS_STACK_DIR=DIR bash .ci/floors_stack.sh test     # the tests, in DIR's venv
+#   bash .ci/floors_stack.sh                        # all, in a temporary folder
+#   FLOORS_STACK_DIR=DIR bash .ci/floors_stack.sh prepare   # the venv only
+#   FLOORS_STACK_DIR=DIR bash .ci/floors_stack.sh test      # the tests there
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
 
 # Leave any active venv (the main CI venv) behind: this one sees only its own.
 if [ -n "${VIRTUAL_ENV:-}" ]; then
-  PATH=$(printf '%s' "$PATH" | tr ':' '\n' | grep -vxF "$VIRTUAL_ENV/bin" | paste -sd: -)
+  PATH=$(printf '%s' "$PATH" | tr ':' '\n' | grep -vxF "$VIRTUAL_ENV/bin" \
+    | paste -sd: -)
   unset VIRTUAL_ENV
 fi
 unset PYTHONPATH PYTHONHOME
@@ -33,12 +34,16 @@ else
 fi
 
 if [ "$mode" != test ]; then
-  python3 -m venv "$tmp/venv"
+  # Python 3.11, the oldest sacbook admits (the floors' wheels are built for it)
+  py=python3
+  if python3.11 -c "" >/dev/null 2>&1; then py=python3.11; fi
+  "$py" -m venv "$tmp/venv"
   # shellcheck disable=SC1091
   . "$tmp/venv/bin/activate"
   python -m pip install --quiet --upgrade pip
   python -m pip install --quiet -c .ci/floor-constraints.txt -e ".[test]"
-  python -m pip list 2>/dev/null | grep -iE '^(jax|jaxlib|flax|optax|orbax-checkpoint|numpy) '
+  python -m pip list 2>/dev/null \
+    | grep -iE '^(jax|jaxlib|flax|optax|orbax-checkpoint|numpy) '
   echo "floors: prepared in $(( $(date +%s) - start )) s"
   [ "$mode" = prepare ] && exit 0
 fi

@@ -262,7 +262,8 @@ def _on_one_device(shape, device, pieces, dtype=None):
         return jax.make_array_from_single_device_arrays(shape, where, pieces)
     if "jax_enable_empty_arrays" in jax.config.values:
         # jax 0.7.0 and 0.7.1 build an array with no piece here only under this
-        # flag; later versions always do, and have no flag
+        # flag (set for the whole process, as later versions behave: they have
+        # no flag)
         jax.config.update("jax_enable_empty_arrays", True)
     return jax.make_array_from_single_device_arrays(shape, where, [], dtype=dtype)
 

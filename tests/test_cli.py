@@ -751,6 +751,37 @@ def test_a_ctrl_c_while_held_is_noted_then_raised_where_it_is_safe():
     interrupts.release()  # nothing held, nothing noted: nothing happens
 
 
+def test_a_ctrl_c_noted_by_a_command_that_failed_does_not_carry_over(
+    monkeypatch, capsys
+):
+    """A command that fails (a user error) with a Ctrl-C still noted ends with
+    its error; the next main() in this process is not interrupted by it. A
+    release() from another thread leaves the main thread's hold alone."""
+    import signal
+    import threading
+
+    from sacbook.cli import interrupts
+
+    def ctrl_c_then_a_user_error(args):
+        os.kill(os.getpid(), signal.SIGINT)
+        raise cli_args.CliError("--x must be 1")
+
+    monkeypatch.setattr(cli.render, "run", ctrl_c_then_a_user_error)
+    assert cli.main(["render"]) == 2
+    assert capsys.readouterr().err == "sacbook render: error: --x must be 1\n"
+    assert not interrupts.take()
+
+    before = signal.getsignal(signal.SIGINT)
+    interrupts.hold()
+    held = signal.getsignal(signal.SIGINT)
+    elsewhere = threading.Thread(target=interrupts.release, args=(False,))
+    elsewhere.start()
+    elsewhere.join()
+    assert signal.getsignal(signal.SIGINT) is held is not before
+    interrupts.release()
+    assert signal.getsignal(signal.SIGINT) is before
+
+
 @pytest.mark.parametrize("argv0, after", [("-m", "noted"), ("-c", "raised")])
 def test_a_ctrl_c_while_the_commands_are_imported(argv0, after):
     """A Ctrl-C while ``sacbook.cli`` imports the commands: kept for main()'s

@@ -182,3 +182,32 @@ def test_a_ctrl_c_while_the_command_started_starts_no_child(tmp_path):
     finally:
         interrupts.release(raise_held=False)
     assert not marker.exists() and not interrupts.take()
+
+
+def test_only_what_may_begin_a_log_line_waits_for_its_end():
+    """A line not yet ended waits only while it may still become a line of
+    JAX's log (either format); a progress bar or other text passes at once."""
+    from sacbook.cli.supervise import _may_begin_log
+
+    for text in (b"", b"2", b"2026-12-05 01:4", b"W1204 17:4", FATAL_TSL[:30].encode()):
+        assert _may_begin_log(text), text
+    for text in (b"\r 10%|##", b"2 of 3", b"Epoch 1", b"Wx", b"12345", b"\xb2"):
+        assert not _may_begin_log(text), text
+
+
+def test_a_fatal_line_that_comes_in_pieces_still_becomes_one_line():
+    """JAX's fatal line split across writes (its first byte alone): held
+    whole, and the one line comes."""
+    child = (
+        "import os, sys, time\n"
+        f"log = {FATAL_TSL!r}\n"
+        "sys.stderr.write(log[:1]); sys.stderr.flush(); time.sleep(0.3)\n"
+        "sys.stderr.write(log[1:]); sys.stderr.flush()\n"
+        "os.abort()\n"
+    )
+    code, err = finish(parent(child))
+    assert code == 3, err
+    assert err.splitlines() == [
+        "sacbook: process 1 stops: lost process 0 of 2, the coordinator: JAX's "
+        "distributed service ended this process; the last checkpoint is kept"
+    ]

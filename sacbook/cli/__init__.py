@@ -11,8 +11,8 @@
 Bad options end with a one-line error and exit status 2, never a traceback.
 Each command module has ``register(subparsers)``, which adds its parser with
 ``func=run``, and ``run(args) -> int``, the exit status. ``run`` starts with
-Ctrl-C held and releases it once its imports are done
-(:mod:`sacbook.cli.interrupts`).
+Ctrl-C held, and releases it once its imports are done (``train`` takes it
+over instead: :mod:`sacbook.cli.interrupts`).
 """
 
 from __future__ import annotations
@@ -24,15 +24,17 @@ from pathlib import Path
 from sacbook.cli import interrupts
 
 # Importing the commands imports JAX and its libraries (about a second): a
-# Ctrl-C meanwhile is noted, and main() ends with one line (see interrupts).
-# Imported by other code (a notebook), the Ctrl-C is raised at the end instead.
+# Ctrl-C meanwhile is noted. On the command line it stays held until main()
+# (which ends with one line); imported by other code (a notebook), the Ctrl-C
+# is raised at the end of the import.
 _COMMAND_LINE = sys.argv[:1] == ["-m"] or Path(sys.argv[0]).stem == "sacbook"
 interrupts.hold()
 try:
     from sacbook.cli import bench, render, train
     from sacbook.cli.args import CliError, TrainingFailed
 finally:
-    interrupts.release(raise_held=not _COMMAND_LINE)
+    if not _COMMAND_LINE:
+        interrupts.release()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,6 +59,7 @@ def main(argv=None) -> int:
         return _run(args)
     finally:
         interrupts.release(raise_held=False)
+        interrupts.take()  # none carries over to a later call in this process
 
 
 def _run(args: argparse.Namespace) -> int:

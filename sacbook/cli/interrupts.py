@@ -10,9 +10,8 @@ noted (:func:`hold`). :func:`release` then raises it where it is safe, and
 ``sacbook train`` takes it over as a request to stop at the end of a chunk
 (:class:`StopOnSignal`), with the checkpoint saved there.
 
-Every ``sacbook`` command treats a SIGINT alike whatever its parent left: a
-background job of a shell script starts with SIGINT ignored, and a ``kill
--INT`` sent to it on purpose still stops it.
+A process started with SIGINT ignored (a background job of a shell script) is
+still stopped by one sent on purpose (``kill -INT``) while it starts or trains.
 """
 
 from __future__ import annotations
@@ -30,10 +29,15 @@ def _note(signum, frame) -> None:
     _held.append(signum)
 
 
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
 def hold() -> None:
-    """Note Ctrl-C instead of raising ``KeyboardInterrupt`` (from the main
-    thread only: Python runs signal handlers there alone)."""
-    if threading.current_thread() is threading.main_thread() and not _before:
+    """Note Ctrl-C instead of raising ``KeyboardInterrupt``. From the main
+    thread only (Python runs signal handlers there alone), and only over a
+    handler Python can put back (not one an embedding program set in C)."""
+    if _main_thread() and not _before and signal.getsignal(signal.SIGINT) is not None:
         _before.append(signal.signal(signal.SIGINT, _note))
 
 
@@ -41,17 +45,18 @@ def release(raise_held: bool = True) -> None:
     """Give Ctrl-C back its handler from before :func:`hold`; one pressed
     while held raises ``KeyboardInterrupt`` now, unless ``raise_held`` is
     False (then it stays noted: see :func:`take`)."""
-    if _before:
+    if _before and _main_thread():
         signal.signal(signal.SIGINT, _before.pop())
     if raise_held and take():
         raise KeyboardInterrupt
 
 
 def take() -> bool:
-    """Whether a Ctrl-C was noted while held; forgets it."""
-    noted = bool(_held)
-    _held.clear()
-    return noted
+    """Whether a Ctrl-C was noted while held; forgets it (and no other: one
+    noted while this runs stays)."""
+    noted = len(_held)
+    del _held[:noted]
+    return noted > 0
 
 
 class StopOnSignal:

@@ -44,6 +44,8 @@ _JAX_LOG = re.compile(
     rb"[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ [\w.\-]+:\d+\]"
     rb"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWEF] [\w./\-]+:\d+\]"
 )
+# how each format's lines begin: "X" a severity letter, "#" a digit
+_LOG_STARTS = (b"X#### ##:##:##.", b"####-##-## ##:##:##.")
 # the fatal line of JAX's client, since jax 0.4 (it exits with status 1 through
 # LOG(QFATAL), or aborts through LOG(FATAL) in newer versions)
 _COORDINATION_ENDED = b"Terminating process because the JAX distributed service"
@@ -111,6 +113,18 @@ def _lost_line(held: bytes, process_id, num_processes) -> str:
     )
 
 
+def _may_begin_log(text: bytes) -> bool:
+    """Whether ``text``, a line not yet ended, may still turn out to be a line
+    of JAX's log (then it waits for its end); anything else passes on now."""
+
+    def fits(char: int, pattern: int) -> bool:
+        if pattern == ord("#"):
+            return 48 <= char <= 57  # b"0" to b"9"
+        return char in b"IWEF" if pattern == ord("X") else char == pattern
+
+    return any(all(fits(c, p) for c, p in zip(text, start)) for start in _LOG_STARTS)
+
+
 def _die_with_parent() -> None:
     """In the child, before it runs: die with the parent (Linux's
     PR_SET_PDEATHSIG), so that killing the parent kills the process."""
@@ -154,7 +168,7 @@ class _Relay(threading.Thread):
         *lines, rest = data.split(b"\n")
         for line in lines:
             self._hold_or_write(line + b"\n")
-        if self.since is None and not rest.startswith((b"I", b"W", b"E", b"F", b"20")):
+        if self.since is None and not _may_begin_log(rest):
             self._write(rest)  # a progress bar's partial line, say
             return b""
         return rest
