@@ -432,6 +432,7 @@ def end(error: str | None = None) -> None:
     while time.monotonic() < limit:
         try:
             if all(_try_get(client, f"{_PREFIX}ended/{p}") for p in others):
+                time.sleep(1.0)  # for each to leave, before JAX's client ends it
                 return
         except Exception:
             return
