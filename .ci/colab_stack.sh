@@ -17,26 +17,9 @@ start=$(date +%s)
 t0=$start
 phase() { echo "colab stack: $1 took $(( $(date +%s) - t0 )) s"; t0=$(date +%s); }
 
-# Leave any active venv (the main CI venv) behind: this one must see only its own packages.
-if [ -n "${VIRTUAL_ENV:-}" ]; then
-  PATH=$(printf '%s' "$PATH" | tr ':' '\n' | grep -vxF "$VIRTUAL_ENV/bin" | paste -sd: -)
-  unset VIRTUAL_ENV
-fi
-unset PYTHONPATH PYTHONHOME
-
-mode=${1:-all}
-case "$mode" in
-  all | prepare | test) ;;
-  *) echo "usage: colab_stack.sh [all|prepare|test]" >&2; exit 2 ;;
-esac
-if [ -n "${COLAB_STACK_DIR:-}" ]; then
-  tmp=$COLAB_STACK_DIR
-  mkdir -p "$tmp"
-else
-  [ "$mode" = all ] || { echo "colab stack: $mode needs COLAB_STACK_DIR" >&2; exit 2; }
-  tmp=$(mktemp -d)
-  trap 'rm -rf "$tmp"' EXIT
-fi
+# shellcheck source=.ci/stack_setup.sh
+. .ci/stack_setup.sh
+stack_setup "colab stack" COLAB_STACK_DIR "${1:-all}"
 
 if [ "$mode" != test ]; then
 

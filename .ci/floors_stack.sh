@@ -11,27 +11,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
 
-# Leave any active venv (the main CI venv) behind: this one sees only its own.
-if [ -n "${VIRTUAL_ENV:-}" ]; then
-  PATH=$(printf '%s' "$PATH" | tr ':' '\n' | grep -vxF "$VIRTUAL_ENV/bin" \
-    | paste -sd: -)
-  unset VIRTUAL_ENV
-fi
-unset PYTHONPATH PYTHONHOME
-
-mode=${1:-all}
-case "$mode" in
-  all | prepare | test) ;;
-  *) echo "usage: floors_stack.sh [all|prepare|test]" >&2; exit 2 ;;
-esac
-if [ -n "${FLOORS_STACK_DIR:-}" ]; then
-  tmp=$FLOORS_STACK_DIR
-  mkdir -p "$tmp"
-else
-  [ "$mode" = all ] || { echo "floors: $mode needs FLOORS_STACK_DIR" >&2; exit 2; }
-  tmp=$(mktemp -d)
-  trap 'rm -rf "$tmp"' EXIT
-fi
+# shellcheck source=.ci/stack_setup.sh
+. .ci/stack_setup.sh
+stack_setup "floors" FLOORS_STACK_DIR "${1:-all}"
 
 if [ "$mode" != test ]; then
   # Python 3.11, the oldest sacbook admits (the floors' wheels are built for it)
